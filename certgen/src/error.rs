@@ -1,0 +1,54 @@
+//! The one error type of the certgen library.
+
+use std::path::PathBuf;
+
+/// What can go wrong while generating, loading or saving certificates and stores.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{}: {cause}", path.display())]
+    Io {
+        /// the file or folder
+        path: PathBuf,
+        /// the operating system's reason
+        cause: std::io::Error,
+    },
+    /// A file was read but its content is not what it should be.
+    #[error("{}: {reason}", path.display())]
+    Malformed {
+        /// the file
+        path: PathBuf,
+        /// what is wrong, and where in the file
+        reason: String,
+    },
+    /// A Name could not be built, encoded or parsed.
+    #[error(transparent)]
+    Name(#[from] crate::name::NameError),
+    /// rcgen refused to issue a certificate.
+    #[error("certificate issuance: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// A key could not be generated or encoded.
+    #[error("{0}")]
+    Crypto(String),
+    /// An argument or setting is out of range.
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, cause: std::io::Error) -> Error {
+        Error::Io {
+            path: path.into(),
+            cause,
+        }
+    }
+
+    /// Malformed content in `path`.
+    pub fn malformed(path: impl Into<PathBuf>, reason: impl Into<String>) -> Error {
+        Error::Malformed {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+}

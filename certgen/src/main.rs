@@ -1,0 +1,189 @@
+//! `certgen`: generate root stores and the lab PKI, and inspect stores.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use certgen::inspect::Inspection;
+use certgen::roots::{self, RootsSpec};
+use certgen::{KeyAlg, Position, Profile, Store, pki};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Synthetic root CAs, the lab PKI and trust-store inspection for umlab.
+#[derive(Parser)]
+#[command(name = "certgen", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate N self-signed root CAs into DIR/roots.pem and DIR/manifest.json.
+    Roots {
+        /// Number of roots (at most 100,000).
+        #[arg(long)]
+        count: u64,
+        /// Seed: the same seed gives byte-identical files. Without it, DNs use
+        /// a random seed (printed) and keys come from the OS RNG (faster).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Subject profile: realistic, short, long or fixed:LEN (20..=1000).
+        #[arg(long, default_value = "realistic")]
+        profile: Profile,
+        /// Key algorithm: ecdsa-p256 or ed25519.
+        #[arg(long, default_value = "ecdsa-p256")]
+        key: KeyAlg,
+        /// One shared key and placeholder self-signatures: for filler roots
+        /// whose keys are never used (TLS stacks never check an anchor's
+        /// self-signature).
+        #[arg(long)]
+        dn_only: bool,
+        /// Add the certificates of this file (for example the lab's ca.pem).
+        #[arg(long, value_name = "CERT")]
+        insert: Option<PathBuf>,
+        /// Where --insert puts them: first, last, an index, or thumbprint.
+        #[arg(long, default_value = "last", requires = "insert")]
+        at: Position,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Issue the lab PKI: ca.pem ca.key um.pem um.key hub.pem hub.key.
+    Pki {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Seed: the same seed gives byte-identical files.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Key algorithm: ecdsa-p256 or ed25519.
+        #[arg(long, default_value = "ecdsa-p256")]
+        key: KeyAlg,
+    },
+    /// Report a store's size against the 16 KB, 32 KB and 64 KB limits.
+    Inspect {
+        /// PEM bundle, DER certificate, .p7b, or a folder of them.
+        store: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("certgen: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Roots {
+            count,
+            seed,
+            profile,
+            key,
+            dn_only,
+            insert,
+            at,
+            out,
+        } => {
+            // Read the CA to insert first: a bad file must fail before any work.
+            let extra = insert
+                .as_deref()
+                .map(Store::load)
+                .transpose()
+                .context("--insert")?;
+            let spec = RootsSpec {
+                count,
+                seed,
+                profile,
+                key,
+                dn_only,
+            };
+            let bar = progress_bar(count);
+            let (mut store, generator) = roots::generate(&spec, &|n| bar.inc(n))?;
+            bar.finish_and_clear();
+            let mut inserted = Vec::new();
+            if let Some(extra) = extra {
+                for (k, root) in extra.into_roots().into_iter().enumerate() {
+                    let pos = match at {
+                        Position::Index(i) => Position::Index(i + k),
+                        other => other,
+                    };
+                    let subject = root.subject_text();
+                    inserted.push((store.insert(root, pos), subject));
+                }
+            }
+            store.save(&out, Some(&generator))?;
+            println!(
+                "wrote {} roots to {} (seed {}{}, profile {}, key {}{})",
+                store.len(),
+                out.join("roots.pem").display(),
+                generator.seed,
+                if generator.seeded_keys {
+                    ""
+                } else {
+                    ", keys not seeded"
+                },
+                generator.profile,
+                generator.key,
+                if dn_only {
+                    ", dn-only placeholder signatures"
+                } else {
+                    ""
+                },
+            );
+            for (index, subject) in inserted {
+                println!("inserted {subject} at index {index}");
+            }
+            println!(
+                "certificate_authorities: {} bytes for {} names",
+                store.ca_list_bytes(),
+                store.len()
+            );
+            Ok(())
+        }
+        Command::Pki { out, seed, key } => {
+            let lab = pki::generate(seed, key)?;
+            lab.save(&out)?;
+            println!(
+                "wrote ca.pem ca.key um.pem um.key hub.pem hub.key to {}",
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Inspect { store, json } => {
+            let loaded = Store::load(&store)?;
+            let report = Inspection::of(&loaded);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A bar on a terminal; nothing when stderr is piped.
+fn progress_bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} roots {pos}/{len} [{bar:40}] {per_sec} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}

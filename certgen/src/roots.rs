@@ -1,0 +1,152 @@
+//! Mass production of self-signed root CAs.
+
+use rayon::prelude::*;
+use rcgen::{
+    BasicConstraints, CertificateParams, IsCa, KeyIdMethod, KeyUsagePurpose, SerialNumber,
+};
+
+use crate::error::Error;
+use crate::keys::{KeyAlg, LabKey, PlaceholderKey, digest32};
+use crate::name::Name;
+use crate::store::{Generator, Root, Store};
+use crate::synth::{self, Profile};
+
+/// Upper bound on one run, to keep memory and time predictable.
+pub const MAX_ROOTS: u64 = 100_000;
+
+/// notBefore of generated roots (fixed, so seeded output never depends on the clock).
+const NOT_BEFORE: (i32, u8, u8) = (2015, 1, 1);
+/// notAfter of generated roots.
+const NOT_AFTER: (i32, u8, u8) = (2045, 1, 1);
+
+/// What to generate.
+#[derive(Clone, Debug)]
+pub struct RootsSpec {
+    /// Number of roots.
+    pub count: u64,
+    /// Seed: the same seed gives byte-identical roots. `None` draws a DN seed at
+    /// random and takes keys from the OS RNG (faster, not reproducible).
+    pub seed: Option<u64>,
+    /// Subject profile.
+    pub profile: Profile,
+    /// Key algorithm.
+    pub key: KeyAlg,
+    /// Share one key and use placeholder self-signatures (see [`PlaceholderKey`]).
+    pub dn_only: bool,
+}
+
+/// Generates the roots in parallel on all cores; `progress(n)` is called as
+/// roots are finished.
+pub fn generate(
+    spec: &RootsSpec,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(Store, Generator), Error> {
+    if spec.count > MAX_ROOTS {
+        return Err(Error::Usage(format!(
+            "--count {} is over the limit of {MAX_ROOTS}",
+            spec.count
+        )));
+    }
+    let seed = match spec.seed {
+        Some(s) => s,
+        None => random_u64()?,
+    };
+    let shared = if spec.dn_only {
+        let key = LabKey::from_seed(
+            spec.key,
+            digest32(b"umlab-dn-only-key", &seed.to_be_bytes()),
+        )?;
+        Some(PlaceholderKey::new(&key))
+    } else {
+        None
+    };
+    let roots = (0..spec.count)
+        .into_par_iter()
+        .map(|i| {
+            let name = synth::subject(seed, spec.profile, i);
+            let root = match &shared {
+                Some(key) => issue_root(&name, seed, i, key, true),
+                None => {
+                    let key = if spec.seed.is_some() {
+                        LabKey::from_seed(spec.key, root_key_seed(seed, i))?
+                    } else {
+                        LabKey::random(spec.key)?
+                    };
+                    issue_root(&name, seed, i, &key, false)
+                }
+            };
+            progress(1);
+            root
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let generator = Generator {
+        seed,
+        seeded_keys: spec.seed.is_some(),
+        profile: spec.profile.to_string(),
+        key: spec.key.to_string(),
+        dn_only: spec.dn_only,
+    };
+    Ok((Store::from_roots(roots), generator))
+}
+
+fn root_key_seed(seed: u64, index: u64) -> [u8; 32] {
+    let mut data = [0u8; 16];
+    data[..8].copy_from_slice(&seed.to_be_bytes());
+    data[8..].copy_from_slice(&index.to_be_bytes());
+    digest32(b"umlab-root-key", &data)
+}
+
+/// A positive 16-byte serial derived from a label, seed and index.
+pub(crate) fn serial(label: &[u8], seed: u64, index: u64) -> SerialNumber {
+    let mut data = [0u8; 16];
+    data[..8].copy_from_slice(&seed.to_be_bytes());
+    data[8..].copy_from_slice(&index.to_be_bytes());
+    let mut s = digest32(label, &data);
+    s[0] = (s[0] & 0x7f) | 0x40;
+    SerialNumber::from_slice(&s[..16])
+}
+
+pub(crate) fn date((y, m, d): (i32, u8, u8)) -> time::OffsetDateTime {
+    rcgen::date_time_ymd(y, m, d)
+}
+
+fn issue_root(
+    name: &Name,
+    seed: u64,
+    index: u64,
+    key: &impl rcgen::SigningKey,
+    dn_only: bool,
+) -> Result<Root, Error> {
+    let subject = name.to_der();
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name.to_rcgen()?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.serial_number = Some(serial(b"umlab-root-serial", seed, index));
+    params.not_before = date(NOT_BEFORE);
+    params.not_after = date(NOT_AFTER);
+    if dn_only {
+        // The key is shared, so derive the key identifier from the subject to
+        // keep it unique per root.
+        let id = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &subject);
+        params.key_identifier_method = KeyIdMethod::PreSpecified(id.as_ref().to_vec());
+    }
+    let cert = params.self_signed(key)?;
+    Ok(Root::with_parts(
+        cert.der().to_vec(),
+        subject,
+        params.not_before.unix_timestamp(),
+        params.not_after.unix_timestamp(),
+    ))
+}
+
+fn random_u64() -> Result<u64, Error> {
+    let mut b = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .map_err(|_| Error::Crypto("the OS RNG failed".to_owned()))?;
+    Ok(u64::from_be_bytes(b))
+}

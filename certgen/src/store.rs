@@ -1,0 +1,480 @@
+//! Trust stores: ordered lists of root certificates.
+//!
+//! Order is the point: Schannel keeps CA names in enumeration order until the
+//! budget is spent, so which root falls off depends on where it sits. A store
+//! keeps the order it was loaded or built in, and inserting a CA says where.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use der::{Decode, Encode};
+use serde::{Deserialize, Serialize};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::error::Error;
+use crate::fsutil::{Access, write_atomic};
+use crate::wire;
+
+/// One root certificate with the figures the lab computes over and over.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Root {
+    der: Vec<u8>,
+    subject: Vec<u8>,
+    sha1: [u8; 20],
+    sha256: [u8; 32],
+    not_before: i64,
+    not_after: i64,
+}
+
+impl fmt::Debug for Root {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Root")
+            .field("subject", &self.subject_text())
+            .field("sha1", &hex(&self.sha1))
+            .finish()
+    }
+}
+
+impl Root {
+    /// Parses a DER certificate; the reason is returned as text for the caller
+    /// to attach to a file name and position.
+    pub fn from_der(der: Vec<u8>) -> Result<Root, String> {
+        let (rest, cert) = X509Certificate::from_der(&der).map_err(|e| match e {
+            x509_parser::nom::Err::Incomplete(_) => "truncated certificate".to_owned(),
+            x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => {
+                format!("not an X.509 certificate ({e})")
+            }
+        })?;
+        if !rest.is_empty() {
+            return Err(format!("{} bytes after the certificate", rest.len()));
+        }
+        let subject = cert.tbs_certificate.subject.as_raw().to_vec();
+        let not_before = cert.validity().not_before.timestamp();
+        let not_after = cert.validity().not_after.timestamp();
+        Ok(Root::with_parts(der, subject, not_before, not_after))
+    }
+
+    /// Builds a root from parts already known (generation), skipping the parse.
+    pub(crate) fn with_parts(
+        der: Vec<u8>,
+        subject: Vec<u8>,
+        not_before: i64,
+        not_after: i64,
+    ) -> Root {
+        let mut sha1 = [0u8; 20];
+        sha1.copy_from_slice(
+            ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &der).as_ref(),
+        );
+        let mut sha256 = [0u8; 32];
+        sha256.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &der).as_ref());
+        Root {
+            der,
+            subject,
+            sha1,
+            sha256,
+            not_before,
+            not_after,
+        }
+    }
+
+    /// The certificate, DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The subject Name, DER with its SEQUENCE header: exactly the bytes a TLS
+    /// server puts in a DistinguishedName of certificate_authorities.
+    pub fn subject_der(&self) -> &[u8] {
+        &self.subject
+    }
+
+    /// SHA-1 of the certificate: the Windows thumbprint.
+    pub fn sha1(&self) -> &[u8; 20] {
+        &self.sha1
+    }
+
+    /// SHA-256 of the certificate.
+    pub fn sha256(&self) -> &[u8; 32] {
+        &self.sha256
+    }
+
+    /// notBefore, seconds since the Unix epoch.
+    pub fn not_before(&self) -> i64 {
+        self.not_before
+    }
+
+    /// notAfter, seconds since the Unix epoch.
+    pub fn not_after(&self) -> i64 {
+        self.not_after
+    }
+
+    /// The subject as text (x509-parser's rendering, as `openssl x509 -subject`).
+    pub fn subject_text(&self) -> String {
+        subject_text(&self.subject)
+    }
+
+    /// The certificate as PEM.
+    pub fn to_pem(&self) -> String {
+        pem_cert(&self.der)
+    }
+}
+
+/// Renders a DER Name as text; undecodable names render as their hex.
+pub fn subject_text(der: &[u8]) -> String {
+    match x509_parser::x509::X509Name::from_der(der) {
+        Ok((_, name)) => name.to_string(),
+        Err(_) => format!("<undecodable {}>", hex(der)),
+    }
+}
+
+pub(crate) fn pem_cert(der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new("CERTIFICATE", der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Where [`Store::insert`] puts a CA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// Before every other root: always advertised.
+    First,
+    /// After every other root: the first to be dropped (the incident).
+    Last,
+    /// At index K (0-based); past the end means last.
+    Index(usize),
+    /// Before the first root whose SHA-1 thumbprint is greater: where a
+    /// thumbprint-ordered enumeration (a model of registry order) puts it.
+    Thumbprint,
+}
+
+impl FromStr for Position {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Position, Error> {
+        match s {
+            "first" => Ok(Position::First),
+            "last" => Ok(Position::Last),
+            "thumbprint" => Ok(Position::Thumbprint),
+            _ => s.parse().map(Position::Index).map_err(|_| {
+                Error::Usage(format!(
+                    "bad position {s:?}: expected first, last, thumbprint or an index"
+                ))
+            }),
+        }
+    }
+}
+
+/// An ordered list of roots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Store {
+    roots: Vec<Root>,
+}
+
+impl Store {
+    /// A store holding these roots, in this order.
+    pub fn from_roots(roots: Vec<Root>) -> Store {
+        Store { roots }
+    }
+
+    /// The roots, in enumeration order.
+    pub fn roots(&self) -> &[Root] {
+        &self.roots
+    }
+
+    /// Number of roots.
+    pub fn len(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// Whether the store holds no root.
+    pub fn is_empty(&self) -> bool {
+        self.roots.is_empty()
+    }
+
+    /// The roots, consumed.
+    pub fn into_roots(self) -> Vec<Root> {
+        self.roots
+    }
+
+    /// Inserts `root` at `pos` and returns the index it landed at.
+    pub fn insert(&mut self, root: Root, pos: Position) -> usize {
+        let at = match pos {
+            Position::First => 0,
+            Position::Last => self.roots.len(),
+            Position::Index(k) => k.min(self.roots.len()),
+            Position::Thumbprint => self
+                .roots
+                .iter()
+                .position(|r| r.sha1 > root.sha1)
+                .unwrap_or(self.roots.len()),
+        };
+        self.roots.insert(at, root);
+        at
+    }
+
+    /// Sum of the subjects' DER lengths.
+    pub fn subject_bytes(&self) -> usize {
+        self.roots.iter().map(|r| r.subject.len()).sum()
+    }
+
+    /// Size of the TLS 1.2 certificate_authorities content: sum of 2 + DER length.
+    pub fn ca_list_bytes(&self) -> usize {
+        wire::ca_list_len(self.roots.iter().map(|r| r.subject.len()))
+    }
+
+    /// Loads a store from a PEM bundle, a DER certificate, a PKCS #7 file
+    /// (.p7b/.p7c, DER or PEM) or a folder of such files (sorted by name).
+    pub fn load(path: &Path) -> Result<Store, Error> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        let roots = if meta.is_dir() {
+            load_dir(path)?
+        } else {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            parse_file(path, &bytes)?
+        };
+        if roots.is_empty() {
+            return Err(Error::malformed(path, "no certificates found"));
+        }
+        Ok(Store { roots })
+    }
+
+    /// Saves as `DIR/roots.pem` (the bundle, in order) and `DIR/manifest.json`,
+    /// each written atomically.
+    pub fn save(&self, dir: &Path, generator: Option<&Generator>) -> Result<(), Error> {
+        crate::fsutil::create_dir(dir)?;
+        let mut bundle = String::with_capacity(self.roots.len() * 800);
+        for r in &self.roots {
+            bundle.push_str(&r.to_pem());
+        }
+        write_atomic(&dir.join("roots.pem"), bundle.as_bytes(), Access::Public)?;
+        let manifest = Manifest::of(self, generator.cloned());
+        let mut json = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| Error::Crypto(format!("manifest encoding: {e}")))?;
+        json.push(b'\n');
+        write_atomic(&dir.join("manifest.json"), &json, Access::Public)
+    }
+}
+
+/// How a generated store was made, recorded in its manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generator {
+    /// DN seed.
+    pub seed: u64,
+    /// Whether keys were derived from the seed (reproducible files).
+    pub seeded_keys: bool,
+    /// Subject profile.
+    pub profile: String,
+    /// Key algorithm.
+    pub key: String,
+    /// Whether roots carry placeholder self-signatures (`--dn-only`).
+    pub dn_only: bool,
+}
+
+/// `manifest.json` beside a saved bundle.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Format tag.
+    pub format: String,
+    /// Number of roots.
+    pub count: usize,
+    /// Sum of subject DER lengths.
+    pub subject_bytes: usize,
+    /// TLS 1.2 certificate_authorities size (sum of 2 + DER length).
+    pub ca_list_bytes: usize,
+    /// How the store was generated, when certgen generated it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub generator: Option<Generator>,
+    /// One entry per root, in order.
+    pub roots: Vec<ManifestRoot>,
+}
+
+/// One root in a manifest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ManifestRoot {
+    /// Position in the store.
+    pub index: usize,
+    /// Subject as text.
+    pub subject: String,
+    /// Subject DER length.
+    pub subject_der_len: usize,
+    /// SHA-1 thumbprint, hex.
+    pub sha1: String,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// notBefore, RFC 3339.
+    pub not_before: String,
+    /// notAfter, RFC 3339.
+    pub not_after: String,
+}
+
+impl Manifest {
+    /// The manifest of a store.
+    pub fn of(store: &Store, generator: Option<Generator>) -> Manifest {
+        Manifest {
+            format: "umlab-store/1".to_owned(),
+            count: store.len(),
+            subject_bytes: store.subject_bytes(),
+            ca_list_bytes: store.ca_list_bytes(),
+            generator,
+            roots: store
+                .roots
+                .iter()
+                .enumerate()
+                .map(|(index, r)| ManifestRoot {
+                    index,
+                    subject: r.subject_text(),
+                    subject_der_len: r.subject.len(),
+                    sha1: hex(&r.sha1),
+                    sha256: hex(&r.sha256),
+                    not_before: rfc3339(r.not_before),
+                    not_after: rfc3339(r.not_after),
+                })
+                .collect(),
+        }
+    }
+}
+
+fn rfc3339(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ts.to_string())
+}
+
+const CERT_EXTENSIONS: &[&str] = &["pem", "crt", "cer", "der", "p7b", "p7c"];
+
+fn load_dir(dir: &Path) -> Result<Vec<Root>, Error> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.extension()
+                    .and_then(|x| x.to_str())
+                    .is_some_and(|x| CERT_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    if files.is_empty() {
+        return Err(Error::malformed(
+            dir,
+            "folder holds no .pem, .crt, .cer, .der or .p7b file",
+        ));
+    }
+    files.sort();
+    let mut roots = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).map_err(|e| Error::io(&f, e))?;
+        roots.extend(parse_file(&f, &bytes)?);
+    }
+    Ok(roots)
+}
+
+/// Parses one file's bytes: PEM (CERTIFICATE and PKCS7 sections), or DER
+/// (a certificate or a PKCS #7 SignedData).
+pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
+    let looks_pem = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .and_then(|i| bytes.get(i..))
+        .is_some_and(|rest| rest.starts_with(b"-----BEGIN"))
+        || bytes.windows(11).any(|w| w == b"-----BEGIN ");
+    if looks_pem {
+        return parse_pem(path, bytes);
+    }
+    if bytes.is_empty() {
+        return Err(Error::malformed(path, "empty file"));
+    }
+    let is_p7 = path
+        .extension()
+        .and_then(|x| x.to_str())
+        .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "p7b" | "p7c"));
+    if is_p7 {
+        return parse_pkcs7(path, bytes);
+    }
+    if bytes.first() != Some(&0x30) {
+        return Err(Error::malformed(
+            path,
+            "neither PEM (no -----BEGIN line) nor DER (does not start with a SEQUENCE)",
+        ));
+    }
+    match Root::from_der(bytes.to_vec()) {
+        Ok(root) => Ok(vec![root]),
+        // A .cer/.der that is really a PKCS #7 bundle is common in Windows exports.
+        Err(cert_err) => parse_pkcs7(path, bytes).map_err(|_| Error::malformed(path, cert_err)),
+    }
+}
+
+fn parse_pem(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
+    let items = pem::parse_many(bytes).map_err(|e| Error::malformed(path, format!("PEM: {e}")))?;
+    let mut roots = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match item.tag() {
+            "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE" => {
+                let n = i + 1;
+                let root = Root::from_der(item.into_contents())
+                    .map_err(|e| Error::malformed(path, format!("PEM block {n}: {e}")))?;
+                roots.push(root);
+            }
+            "PKCS7" | "CERTIFICATE CHAIN" => {
+                roots.extend(parse_pkcs7(path, item.contents())?);
+            }
+            _ => {}
+        }
+    }
+    if roots.is_empty() {
+        return Err(Error::malformed(path, "no CERTIFICATE or PKCS7 block"));
+    }
+    Ok(roots)
+}
+
+fn parse_pkcs7(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
+    let bad = |what: String| Error::malformed(path, format!("PKCS #7: {what}"));
+    let info = cms::content_info::ContentInfo::from_der(bytes).map_err(|e| bad(e.to_string()))?;
+    if info.content_type != const_oid_signed_data() {
+        return Err(bad(format!(
+            "content type {} is not signedData",
+            info.content_type
+        )));
+    }
+    let signed: cms::signed_data::SignedData =
+        info.content.decode_as().map_err(|e| bad(e.to_string()))?;
+    let mut roots = Vec::new();
+    for (i, choice) in signed
+        .certificates
+        .iter()
+        .flat_map(|set| set.0.iter())
+        .enumerate()
+    {
+        if let cms::cert::CertificateChoices::Certificate(cert) = choice {
+            let der = cert
+                .to_der()
+                .map_err(|e| bad(format!("certificate {}: {e}", i + 1)))?;
+            roots
+                .push(Root::from_der(der).map_err(|e| bad(format!("certificate {}: {e}", i + 1)))?);
+        }
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificates inside".to_owned()));
+    }
+    Ok(roots)
+}
+
+fn const_oid_signed_data() -> der::asn1::ObjectIdentifier {
+    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2")
+}
