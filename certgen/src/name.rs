@@ -152,6 +152,10 @@ pub enum NameError {
     /// A string type the model does not cover (BMPString, T61String, ...).
     #[error("string tag {0:#04x} is outside the model")]
     UnknownStringTag(u32),
+    /// A PrintableString with '?': X.680 allows it, but rcgen's DER writer
+    /// (yasna 0.6) asserts it away, so such a name cannot be issued through rcgen.
+    #[error("{0} value contains '?', which rcgen cannot write in a PrintableString")]
+    QuestionMarkForRcgen(&'static str),
     /// The same attribute type twice, which rcgen's DistinguishedName cannot hold.
     #[error("attribute {0} appears twice; rcgen keeps one value per type")]
     DuplicateForRcgen(&'static str),
@@ -348,6 +352,9 @@ fn rcgen_value(a: &Attribute) -> Result<rcgen::DnValue, NameError> {
         kind: a.kind,
     };
     Ok(match a.kind {
+        StringKind::Printable if a.value.contains('?') => {
+            return Err(NameError::QuestionMarkForRcgen(a.ty.label()));
+        }
         StringKind::Printable => rcgen::DnValue::PrintableString(
             rcgen::string::PrintableString::try_from(a.value.as_str()).map_err(|_| bad())?,
         ),

@@ -31,7 +31,7 @@ pub enum Profile {
     Realistic,
     /// Every subject exactly LEN bytes of DER, for exact arithmetic.
     Fixed(usize),
-    /// Terse subjects, 24 to 60 bytes of DER.
+    /// Terse subjects (country and common name), 32 to 64 bytes of DER.
     Short,
     /// Verbose subjects with every attribute, 180 to 420 bytes of DER.
     Long,
@@ -105,7 +105,7 @@ pub fn subject(seed: u64, profile: Profile, index: u64) -> Name {
         }
         Profile::Fixed(len) => fixed_shape(len),
         Profile::Short => {
-            let target = 24 + rng.random_range(0..37u32) as usize;
+            let target = 32 + rng.random_range(0..33u32) as usize;
             fit_shape(
                 vec![
                     (AttrType::Country, StringKind::Printable, 2),
@@ -160,7 +160,8 @@ fn shape_der_len(shape: &[(AttrType, StringKind, usize)]) -> usize {
 
 /// Adjusts the value length of `shape[filler]` (and, where a DER length-octet
 /// step skips the target, one neighbour by a few bytes) so the Name is exactly
-/// `target` bytes. Returns the closest shape found if no exact fit exists.
+/// `target` bytes. When no Name has that length (130, 259), returns the
+/// closest one found.
 fn fit_shape(mut shape: Shape, filler: usize, target: usize) -> Shape {
     let others: Vec<usize> = (0..shape.len())
         .filter(|&i| i != filler && shape[i].0 != AttrType::Country)
@@ -173,6 +174,7 @@ fn fit_shape(mut shape: Shape, filler: usize, target: usize) -> Shape {
         }
     }
     let base = shape.clone();
+    let mut best: Option<(usize, Shape)> = None;
     for (other, delta) in nudges {
         shape.clone_from(&base);
         if other != usize::MAX {
@@ -193,12 +195,15 @@ fn fit_shape(mut shape: Shape, filler: usize, target: usize) -> Shape {
             }
         }
         shape[filler].2 = lo;
-        if shape_der_len(&shape) == target {
+        let miss = shape_der_len(&shape).abs_diff(target);
+        if miss == 0 {
             return shape;
         }
+        if best.as_ref().is_none_or(|(m, _)| miss < *m) {
+            best = Some((miss, shape.clone()));
+        }
     }
-    shape.clone_from(&base);
-    shape
+    best.map(|(_, s)| s).unwrap_or(base)
 }
 
 fn fixed_shape(len: usize) -> Shape {
