@@ -162,10 +162,15 @@ fn seed_7_output_is_pinned() {
         }
         certgen::store::hex(&certgen::keys::digest32(b"pin", &all))
     };
-    let got: Vec<(String, String)> = [Profile::Realistic, Profile::Fixed(100), Profile::Short, Profile::Long]
-        .into_iter()
-        .map(|p| (p.to_string(), digest(p)))
-        .collect();
+    let got: Vec<(String, String)> = [
+        Profile::Realistic,
+        Profile::Fixed(100),
+        Profile::Short,
+        Profile::Long,
+    ]
+    .into_iter()
+    .map(|p| (p.to_string(), digest(p)))
+    .collect();
     let want = PINNED;
     for ((profile, hash), (want_profile, want_hash)) in got.iter().zip(want) {
         assert_eq!(profile, want_profile);
@@ -174,8 +179,20 @@ fn seed_7_output_is_pinned() {
 }
 
 const PINNED: [(&str, &str); 4] = [
-    ("realistic", "30f2022b623a07c79ac3bec05e68907aa57aea6534a44f36cafcd3eaaab1c63c"),
-    ("fixed:100", "195cb0d6a99decb1c7119dc798a55fac77a69f71f56f54f5c6d74627ef601259"),
-    ("short", "b9278c790c020b136869f03b2b01364e100e45bb3d3d7cdc077ff2fd51a67137"),
-    ("long", "5f7cd591b7038dc1bdacbc4c2ed957808ec4e0a85636642b1bbd247c8819a2fb"),
+    (
+        "realistic",
+        "30f2022b623a07c79ac3bec05e68907aa57aea6534a44f36cafcd3eaaab1c63c",
+    ),
+    (
+        "fixed:100",
+        "195cb0d6a99decb1c7119dc798a55fac77a69f71f56f54f5c6d74627ef601259",
+    ),
+    (
+        "short",
+        "b9278c790c020b136869f03b2b01364e100e45bb3d3d7cdc077ff2fd51a67137",
+    ),
+    (
+        "long",
+        "5f7cd591b7038dc1bdacbc4c2ed957808ec4e0a85636642b1bbd247c8819a2fb",
+    ),
 ];
