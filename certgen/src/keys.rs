@@ -60,7 +60,9 @@ enum Inner {
 pub struct LabKey {
     inner: Inner,
     public_raw: Vec<u8>,
-    pkcs8: Vec<u8>,
+    /// Encoded on first use: root keys are discarded unsaved, and p256's
+    /// PKCS #8 encoder recomputes the public key (a scalar multiplication).
+    pkcs8: std::sync::OnceLock<Vec<u8>>,
 }
 
 impl fmt::Debug for LabKey {
@@ -86,24 +88,19 @@ impl LabKey {
                     }
                 };
                 let public_raw = key.verifying_key().to_sec1_point(false).as_bytes().to_vec();
-                let pkcs8 = pkcs8::EncodePrivateKey::to_pkcs8_der(&key)
-                    .map_err(|e| Error::Crypto(format!("P-256 PKCS#8 encoding: {e}")))?
-                    .as_bytes()
-                    .to_vec();
                 Ok(LabKey {
                     inner: Inner::SeededP256(Box::new(key)),
                     public_raw,
-                    pkcs8,
+                    pkcs8: std::sync::OnceLock::new(),
                 })
             }
             KeyAlg::Ed25519 => {
                 let pair = Ed25519KeyPair::from_seed_unchecked(&seed)
                     .map_err(|e| Error::Crypto(format!("Ed25519 seed rejected: {e}")))?;
-                let pkcs8 = ed25519_pkcs8_v1(&seed)?;
                 Ok(LabKey {
                     public_raw: pair.public_key().as_ref().to_vec(),
                     inner: Inner::Ed25519(pair),
-                    pkcs8,
+                    pkcs8: std::sync::OnceLock::from(ed25519_pkcs8_v1(&seed)?),
                 })
             }
         }
@@ -123,7 +120,7 @@ impl LabKey {
                 Ok(LabKey {
                     public_raw: pair.public_key().as_ref().to_vec(),
                     inner: Inner::RingP256(pair, rng),
-                    pkcs8: doc.as_ref().to_vec(),
+                    pkcs8: std::sync::OnceLock::from(doc.as_ref().to_vec()),
                 })
             }
             KeyAlg::Ed25519 => {
@@ -143,16 +140,31 @@ impl LabKey {
     }
 
     /// The private key as PKCS #8 DER (what rustls and openssl load).
-    pub fn pkcs8_der(&self) -> &[u8] {
-        &self.pkcs8
+    pub fn pkcs8_der(&self) -> Result<&[u8], Error> {
+        if let Some(der) = self.pkcs8.get() {
+            return Ok(der);
+        }
+        let der = match &self.inner {
+            Inner::SeededP256(key) => pkcs8::EncodePrivateKey::to_pkcs8_der(key.as_ref())
+                .map_err(|e| Error::Crypto(format!("P-256 PKCS#8 encoding: {e}")))?
+                .as_bytes()
+                .to_vec(),
+            // The other variants are filled at construction.
+            _ => {
+                return Err(Error::Crypto(
+                    "PKCS#8 of this key is unavailable".to_owned(),
+                ));
+            }
+        };
+        Ok(self.pkcs8.get_or_init(|| der))
     }
 
     /// The private key as a PKCS #8 PEM ("PRIVATE KEY").
-    pub fn pkcs8_pem(&self) -> String {
-        pem::encode_config(
-            &pem::Pem::new("PRIVATE KEY", self.pkcs8.clone()),
+    pub fn pkcs8_pem(&self) -> Result<String, Error> {
+        Ok(pem::encode_config(
+            &pem::Pem::new("PRIVATE KEY", self.pkcs8_der()?.to_vec()),
             pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-        )
+        ))
     }
 }
 
@@ -270,22 +282,25 @@ mod tests {
         for alg in [KeyAlg::EcdsaP256, KeyAlg::Ed25519] {
             let a = LabKey::from_seed(alg, [9; 32]).unwrap();
             let b = LabKey::from_seed(alg, [9; 32]).unwrap();
-            assert_eq!(a.pkcs8_der(), b.pkcs8_der());
+            assert_eq!(a.pkcs8_der().unwrap(), b.pkcs8_der().unwrap());
             assert_eq!(a.sign(b"msg").unwrap(), b.sign(b"msg").unwrap());
             assert_ne!(
-                a.pkcs8_der(),
-                LabKey::from_seed(alg, [8; 32]).unwrap().pkcs8_der()
+                a.pkcs8_der().unwrap(),
+                LabKey::from_seed(alg, [8; 32])
+                    .unwrap()
+                    .pkcs8_der()
+                    .unwrap()
             );
             // ring (the provider rustls uses) must accept what we write.
             let ok = match alg {
                 KeyAlg::EcdsaP256 => EcdsaKeyPair::from_pkcs8(
                     &ECDSA_P256_SHA256_ASN1_SIGNING,
-                    a.pkcs8_der(),
+                    a.pkcs8_der().unwrap(),
                     &SystemRandom::new(),
                 )
                 .is_ok(),
                 KeyAlg::Ed25519 => {
-                    Ed25519KeyPair::from_pkcs8_maybe_unchecked(a.pkcs8_der()).is_ok()
+                    Ed25519KeyPair::from_pkcs8_maybe_unchecked(a.pkcs8_der().unwrap()).is_ok()
                 }
             };
             assert!(ok, "{alg} PKCS#8 rejected by ring");

@@ -143,7 +143,7 @@ impl LabPki {
         for (stem, issued) in [("ca", &self.ca), ("um", &self.um), ("hub", &self.hub)] {
             write_atomic(
                 &dir.join(format!("{stem}.key")),
-                issued.key.pkcs8_pem().as_bytes(),
+                issued.key.pkcs8_pem()?.as_bytes(),
                 Access::Private,
             )?;
             write_atomic(
