@@ -1,3 +1,8 @@
-//! lab-server: the Hub Transport stand-in (SMTP + STARTTLS, Schannel-style
-//! CA-list policy). Not built yet: this crate is a placeholder in the workspace
-//! until its issue lands, and exposes nothing.
+//! lab-server: the Hub Transport stand-in of umlab.
+//!
+//! Its one job no existing server does: send, in the TLS CertificateRequest,
+//! exactly the CA list a given Windows server would send for a given trust
+//! store. Built so far: the CA-list policy ([`policy`]). The SMTP + STARTTLS
+//! server, the record shaper, capture and events are not built yet.
+
+pub mod policy;
