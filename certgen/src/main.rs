@@ -78,13 +78,33 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("certgen: error: {e:#}");
+            eprintln!("certgen: error: {}", one_line(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
 }
 
+fn main_output(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        // A closed pipe (`certgen inspect ... | head`) is the reader's choice.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other.context("writing to stdout")?),
+    }
+}
+
 fn run(command: Command) -> Result<()> {
+    let mut out = String::new();
+    run_into(command, &mut out)?;
+    main_output(&out)
+}
+
+fn run_into(command: Command, out: &mut String) -> Result<()> {
+    use std::fmt::Write as _;
     match command {
         Command::Roots {
             count,
@@ -94,7 +114,7 @@ fn run(command: Command) -> Result<()> {
             dn_only,
             insert,
             at,
-            out,
+            out: dir,
         } => {
             // Read the CA to insert first: a bad file must fail before any work.
             let extra = insert
@@ -123,11 +143,16 @@ fn run(command: Command) -> Result<()> {
                     inserted.push((store.insert(root, pos), subject));
                 }
             }
-            store.save(&out, Some(&generator))?;
-            println!(
+            anyhow::ensure!(
+                !store.is_empty(),
+                "the store would be empty: give --count of at least 1, or --insert"
+            );
+            store.save(&dir, Some(&generator))?;
+            writeln!(
+                out,
                 "wrote {} roots to {} (seed {}{}, profile {}, key {}{})",
                 store.len(),
-                out.join("roots.pem").display(),
+                dir.join("roots.pem").display(),
                 generator.seed,
                 if generator.seeded_keys {
                     ""
@@ -141,37 +166,59 @@ fn run(command: Command) -> Result<()> {
                 } else {
                     ""
                 },
-            );
+            )?;
             for (index, subject) in inserted {
-                println!("inserted {subject} at index {index}");
+                writeln!(out, "inserted {subject} at index {index}")?;
             }
-            println!(
+            writeln!(
+                out,
                 "certificate_authorities: {} bytes for {} names",
                 store.ca_list_bytes(),
                 store.len()
-            );
+            )?;
             Ok(())
         }
-        Command::Pki { out, seed, key } => {
+        Command::Pki {
+            out: dir,
+            seed,
+            key,
+        } => {
             let lab = pki::generate(seed, key)?;
-            lab.save(&out)?;
-            println!(
+            lab.save(&dir)?;
+            writeln!(
+                out,
                 "wrote ca.pem ca.key um.pem um.key hub.pem hub.key to {}",
-                out.display()
-            );
+                dir.display()
+            )?;
             Ok(())
         }
         Command::Inspect { store, json } => {
             let loaded = Store::load(&store)?;
             let report = Inspection::of(&loaded);
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
             } else {
-                print!("{}", report.to_text());
+                out.push_str(&report.to_text());
             }
             Ok(())
         }
     }
+}
+
+/// The message with control characters escaped: bytes quoted from a bad file
+/// must not break the one-line contract or reach the terminal raw.
+fn one_line(message: &str) -> String {
+    message
+        .chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// A bar on a terminal; nothing when stderr is piped.

@@ -8,7 +8,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use der::{Decode, Encode};
 use serde::{Deserialize, Serialize};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -40,12 +39,8 @@ impl Root {
     /// Parses a DER certificate; the reason is returned as text for the caller
     /// to attach to a file name and position.
     pub fn from_der(der: Vec<u8>) -> Result<Root, String> {
-        let (rest, cert) = X509Certificate::from_der(&der).map_err(|e| match e {
-            x509_parser::nom::Err::Incomplete(_) => "truncated certificate".to_owned(),
-            x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => {
-                format!("not an X.509 certificate ({e})")
-            }
-        })?;
+        let (rest, cert) = X509Certificate::from_der(&der)
+            .map_err(|e| format!("not a DER X.509 certificate, or truncated ({e})"))?;
         if !rest.is_empty() {
             return Err(format!("{} bytes after the certificate", rest.len()));
         }
@@ -109,7 +104,8 @@ impl Root {
         self.not_after
     }
 
-    /// The subject as text (x509-parser's rendering, as `openssl x509 -subject`).
+    /// The subject as text: x509-parser's rendering, which is openssl's
+    /// `-subject` form except that emailAddress shows as `Email`.
     pub fn subject_text(&self) -> String {
         subject_text(&self.subject)
     }
@@ -155,8 +151,10 @@ pub enum Position {
     Last,
     /// At index K (0-based); past the end means last.
     Index(usize),
-    /// Before the first root whose SHA-1 thumbprint is greater: where a
-    /// thumbprint-ordered enumeration (a model of registry order) puts it.
+    /// At its rank among the roots by ascending SHA-1 thumbprint (the number of
+    /// roots with a smaller thumbprint): where a thumbprint-ordered enumeration,
+    /// a model of registry order, puts it. In a store sorted by thumbprint this
+    /// keeps the order sorted.
     Thumbprint,
 }
 
@@ -215,11 +213,7 @@ impl Store {
             Position::First => 0,
             Position::Last => self.roots.len(),
             Position::Index(k) => k.min(self.roots.len()),
-            Position::Thumbprint => self
-                .roots
-                .iter()
-                .position(|r| r.sha1 > root.sha1)
-                .unwrap_or(self.roots.len()),
+            Position::Thumbprint => self.roots.iter().filter(|r| r.sha1 < root.sha1).count(),
         };
         self.roots.insert(at, root);
         at
@@ -443,38 +437,86 @@ fn parse_pem(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
     Ok(roots)
 }
 
+/// Reads the certificates of a PKCS #7 SignedData (what Windows exports as
+/// .p7b), in the order the file lists them.
+///
+/// Walked with `der`'s reader rather than decoded into a typed SignedData:
+/// typed decoders treat `certificates` as a DER SET OF and sort it (which loses
+/// the enumeration order, rejects duplicates and is quadratic), and the
+/// certificates' own bytes must be kept exactly for their thumbprints.
 fn parse_pkcs7(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
-    let bad = |what: String| Error::malformed(path, format!("PKCS #7: {what}"));
-    let info = cms::content_info::ContentInfo::from_der(bytes).map_err(|e| bad(e.to_string()))?;
-    if info.content_type != const_oid_signed_data() {
-        return Err(bad(format!(
-            "content type {} is not signedData",
-            info.content_type
-        )));
+    let certs =
+        pkcs7_certificates(bytes).map_err(|e| Error::malformed(path, format!("PKCS #7: {e}")))?;
+    if certs.is_empty() {
+        return Err(Error::malformed(path, "PKCS #7: no certificates inside"));
     }
-    let signed: cms::signed_data::SignedData =
-        info.content.decode_as().map_err(|e| bad(e.to_string()))?;
-    let mut roots = Vec::new();
-    for (i, choice) in signed
-        .certificates
-        .iter()
-        .flat_map(|set| set.0.iter())
+    certs
+        .into_iter()
         .enumerate()
-    {
-        if let cms::cert::CertificateChoices::Certificate(cert) = choice {
-            let der = cert
-                .to_der()
-                .map_err(|e| bad(format!("certificate {}: {e}", i + 1)))?;
-            roots
-                .push(Root::from_der(der).map_err(|e| bad(format!("certificate {}: {e}", i + 1)))?);
-        }
-    }
-    if roots.is_empty() {
-        return Err(bad("no certificates inside".to_owned()));
-    }
-    Ok(roots)
+        .map(|(i, der)| {
+            Root::from_der(der.to_vec())
+                .map_err(|e| Error::malformed(path, format!("PKCS #7 certificate {}: {e}", i + 1)))
+        })
+        .collect()
 }
 
-fn const_oid_signed_data() -> der::asn1::ObjectIdentifier {
-    der::asn1::ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2")
+#[derive(Debug, thiserror::Error)]
+enum P7Error {
+    #[error("{0}")]
+    Der(#[from] der::Error),
+    #[error("content type {0} is not signedData (1.2.840.113549.1.7.2)")]
+    NotSignedData(der::asn1::ObjectIdentifier),
+    #[error("signedData content is not a [0] EXPLICIT")]
+    NoContent,
+}
+
+fn pkcs7_certificates(bytes: &[u8]) -> Result<Vec<&[u8]>, P7Error> {
+    use der::asn1::{AnyRef, ObjectIdentifier};
+    use der::{EncodingRules, Reader, SliceReader, Tag, TagNumber, Tagged as _};
+
+    const SIGNED_DATA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.7.2");
+    const EXPLICIT_0: Tag = Tag::ContextSpecific {
+        constructed: true,
+        number: TagNumber(0),
+    };
+    // BER: some exporters write indefinite lengths; the certificates inside
+    // are still DER and are parsed by x509-parser.
+    let rules = EncodingRules::Ber;
+    let mut outer = SliceReader::new_with_encoding_rules(bytes, rules)?;
+    let certs = outer.sequence(|info| -> Result<Vec<&[u8]>, P7Error> {
+        let content_type: ObjectIdentifier = info.decode()?;
+        if content_type != SIGNED_DATA {
+            return Err(P7Error::NotSignedData(content_type));
+        }
+        let content: AnyRef<'_> = info.decode()?;
+        if content.tag() != EXPLICIT_0 {
+            return Err(P7Error::NoContent);
+        }
+        let mut signed = SliceReader::new_with_encoding_rules(content.value(), rules)?;
+        signed.sequence(|sd| -> Result<Vec<&[u8]>, P7Error> {
+            // version, digestAlgorithms, encapContentInfo
+            for _ in 0..3 {
+                sd.tlv_bytes()?;
+            }
+            let mut certs = Vec::new();
+            if !sd.is_finished() && Tag::peek(sd)? == EXPLICIT_0 {
+                let set: AnyRef<'_> = sd.decode()?;
+                let mut choices = SliceReader::new_with_encoding_rules(set.value(), rules)?;
+                while !choices.is_finished() {
+                    let tlv = choices.tlv_bytes()?;
+                    // CertificateChoices: only the plain Certificate is a SEQUENCE.
+                    if tlv.first() == Some(&0x30) {
+                        certs.push(tlv);
+                    }
+                }
+            }
+            // crls [1] and signerInfos are not needed.
+            while !sd.is_finished() {
+                sd.tlv_bytes()?;
+            }
+            Ok(certs)
+        })
+    })?;
+    outer.finish()?;
+    Ok(certs)
 }

@@ -2,7 +2,8 @@
 //!
 //! Its one job no existing server does: send, in the TLS CertificateRequest,
 //! exactly the CA list a given Windows server would send for a given trust
-//! store. Built so far: the CA-list policy ([`policy`]). The SMTP + STARTTLS
-//! server, the record shaper, capture and events are not built yet.
+//! store. Built so far: the CA-list policy ([`policy`]) and the record shaper
+//! ([`shaper`]). The SMTP + STARTTLS server, capture and events are not built yet.
 
 pub mod policy;
+pub mod shaper;

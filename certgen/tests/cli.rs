@@ -1,0 +1,996 @@
+//! End-to-end tests of the `certgen` binary.
+//!
+//! Every test runs the real executable in a temporary folder and checks its
+//! output with tools that share no code with it: the `openssl` command, and a
+//! base64 decoder and DER walker written here. Expected figures are computed
+//! from the inputs, never copied from an earlier run.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::thread;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+// ---------------------------------------------------------------------------
+// Running certgen and openssl
+
+/// A `certgen` command, ready for arguments.
+fn certgen() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_certgen"))
+}
+
+/// Runs a command and returns everything it did.
+fn run(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed and returns its stdout.
+fn succeed(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("stdout is UTF-8")
+}
+
+/// The `openssl` binary, when it can be run.
+struct Openssl;
+
+impl Openssl {
+    fn cmd(&self) -> Command {
+        Command::new("openssl")
+    }
+
+    /// The SHA-1 fingerprint of a certificate file, lowercase hex without colons.
+    fn sha1(&self, cert: &Path) -> String {
+        let out = succeed(
+            self.cmd()
+                .args(["x509", "-noout", "-fingerprint", "-sha1", "-in"])
+                .arg(cert),
+        );
+        fingerprint_hex(&out)
+    }
+}
+
+/// Finds openssl. When it is missing, CI=true makes that a failure; anywhere
+/// else the test says why it stops and the caller returns early.
+fn openssl() -> Option<Openssl> {
+    let found = Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        return Some(Openssl);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("the openssl binary is required when CI=true, but `openssl version` could not run");
+    }
+    eprintln!("skipping: the openssl binary is not available (set CI=true to make this fatal)");
+    None
+}
+
+/// `sha1 Fingerprint=AB:CD:...` (any capitalisation) to `abcd...`.
+fn fingerprint_hex(openssl_out: &str) -> String {
+    let line = openssl_out
+        .lines()
+        .find(|l| l.contains("Fingerprint="))
+        .unwrap_or_else(|| panic!("no fingerprint in openssl output: {openssl_out}"));
+    let (_, hex) = line.split_once('=').expect("Fingerprint=");
+    hex.trim().replace(':', "").to_ascii_lowercase()
+}
+
+/// `certgen roots --out OUT ARGS...`, which must succeed; returns the manifest.
+fn gen_roots(out: &Path, args: &[&str]) -> Value {
+    succeed(certgen().arg("roots").args(args).arg("--out").arg(out));
+    read_json(&out.join("manifest.json"))
+}
+
+/// `certgen pki --out OUT ARGS...`, which must succeed.
+fn gen_pki(out: &Path, args: &[&str]) {
+    succeed(certgen().arg("pki").args(args).arg("--out").arg(out));
+}
+
+/// `certgen inspect --json PATH`, which must succeed.
+fn inspect_json(path: &Path) -> Value {
+    let stdout = succeed(certgen().arg("inspect").arg("--json").arg(path));
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("inspect JSON: {e}\n{stdout}"))
+}
+
+fn tmp() -> TempDir {
+    tempfile::tempdir().expect("temporary folder")
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+// ---------------------------------------------------------------------------
+// Reading manifests and inspect reports (by their documented keys)
+
+fn number(v: &Value, key: &str) -> usize {
+    let n = v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key:?} is not a number in {v}"));
+    usize::try_from(n).expect("fits usize")
+}
+
+fn roots_of(v: &Value) -> &[Value] {
+    v["roots"].as_array().expect("a roots array")
+}
+
+/// One string field of every root, in order.
+fn root_strings(v: &Value, key: &str) -> Vec<String> {
+    roots_of(v)
+        .iter()
+        .map(|r| {
+            r[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("root without {key:?}: {r}"))
+                .to_owned()
+        })
+        .collect()
+}
+
+/// One number field of every root, in order.
+fn root_numbers(v: &Value, key: &str) -> Vec<usize> {
+    roots_of(v).iter().map(|r| number(r, key)).collect()
+}
+
+// ---------------------------------------------------------------------------
+// PEM, base64 and DER, written here so nothing is shared with certgen
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in text.bytes().filter(|c| !c.is_ascii_whitespace()) {
+        if c == b'=' {
+            break;
+        }
+        let v = B64
+            .iter()
+            .position(|&a| a == c)
+            .unwrap_or_else(|| panic!("not base64: {:?}", c as char));
+        acc = (acc << 6) | v as u32;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            s.push(if i <= chunk.len() {
+                B64[(n >> (18 - 6 * i)) as usize & 63] as char
+            } else {
+                '='
+            });
+        }
+    }
+    s
+}
+
+/// A PEM file with one block of this label around these bytes.
+fn pem_block(label: &str, der: &[u8]) -> String {
+    let b64 = base64_encode(der);
+    let mut s = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        s.push_str(std::str::from_utf8(line).expect("ASCII"));
+        s.push('\n');
+    }
+    s.push_str(&format!("-----END {label}-----\n"));
+    s
+}
+
+/// One certificate of a bundle: its PEM text and its DER.
+struct Cert {
+    pem: String,
+    der: Vec<u8>,
+}
+
+/// Splits a PEM bundle into its CERTIFICATE blocks, in order.
+fn split_certs(bundle: &str) -> Vec<Cert> {
+    let mut certs = Vec::new();
+    let mut current: Option<Vec<&str>> = None;
+    for line in bundle.lines().map(str::trim_end) {
+        match (&mut current, line) {
+            (None, "-----BEGIN CERTIFICATE-----") => current = Some(Vec::new()),
+            (Some(body), "-----END CERTIFICATE-----") => {
+                let b64 = body.concat();
+                certs.push(Cert {
+                    pem: format!(
+                        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+                        body.join("\n")
+                    ),
+                    der: base64_decode(&b64),
+                });
+                current = None;
+            }
+            (Some(body), l) => body.push(l),
+            (None, _) => {}
+        }
+    }
+    assert!(current.is_none(), "unterminated CERTIFICATE block");
+    certs
+}
+
+fn read_certs(path: &Path) -> Vec<Cert> {
+    split_certs(&fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+}
+
+/// One DER element: its tag, where it starts, where its content starts, where it ends.
+struct Tlv {
+    tag: u8,
+    start: usize,
+    content: usize,
+    end: usize,
+}
+
+fn read_tlv(der: &[u8], at: usize) -> Tlv {
+    let byte = |i: usize| *der.get(i).unwrap_or_else(|| panic!("DER ends at {i}"));
+    let tag = byte(at);
+    let first = byte(at + 1);
+    let (len, len_octets) = if first < 0x80 {
+        (usize::from(first), 1)
+    } else {
+        let n = usize::from(first & 0x7f);
+        assert!(
+            (1..=4).contains(&n),
+            "unsupported DER length form {first:#04x}"
+        );
+        let len = (0..n).fold(0usize, |len, i| len << 8 | usize::from(byte(at + 2 + i)));
+        (len, 1 + n)
+    };
+    let content = at + 1 + len_octets;
+    let end = content + len;
+    assert!(end <= der.len(), "DER element at {at} runs past the end");
+    Tlv {
+        tag,
+        start: at,
+        content,
+        end,
+    }
+}
+
+/// Length of the subject Name (header included) of a DER certificate:
+/// Certificate -> tbsCertificate -> [0] version?, serial, signature, issuer,
+/// validity, subject.
+fn subject_der_len(cert: &[u8]) -> usize {
+    let certificate = read_tlv(cert, 0);
+    assert_eq!(certificate.tag, 0x30, "Certificate is a SEQUENCE");
+    let tbs = read_tlv(cert, certificate.content);
+    assert_eq!(tbs.tag, 0x30, "tbsCertificate is a SEQUENCE");
+    let mut at = tbs.content;
+    if read_tlv(cert, at).tag == 0xa0 {
+        at = read_tlv(cert, at).end;
+    }
+    for (field, tag) in [
+        ("serialNumber", 0x02),
+        ("signature", 0x30),
+        ("issuer", 0x30),
+        ("validity", 0x30),
+    ] {
+        let tlv = read_tlv(cert, at);
+        assert_eq!(tlv.tag, tag, "{field} tag");
+        at = tlv.end;
+    }
+    let subject = read_tlv(cert, at);
+    assert_eq!(subject.tag, 0x30, "subject is a SEQUENCE");
+    subject.end - subject.start
+}
+
+fn sha1_hex(bytes: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Failure checks
+
+/// A clean failure: exit code 2, nothing on stdout, exactly one non-empty line
+/// on stderr that names `mention`, and no panic.
+fn assert_clean_failure(out: &Output, mention: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr: {stderr}");
+    assert!(stdout.is_empty(), "stdout must be empty, got: {stdout}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() == 1 && !lines[0].trim().is_empty(),
+        "want exactly one non-empty stderr line, got: {stderr:?}"
+    );
+    assert!(
+        lines[0].contains(mention),
+        "stderr should mention {mention:?}: {stderr:?}"
+    );
+}
+
+/// An output folder that a failed run must not have filled.
+fn assert_no_output(dir: &Path) {
+    for file in ["roots.pem", "manifest.json"] {
+        assert!(!dir.join(file).exists(), "{file} written by a failed run");
+    }
+    if dir.exists() {
+        let left: Vec<_> = fs::read_dir(dir).expect("read_dir").collect();
+        assert!(
+            left.is_empty(),
+            "failed run left files in {}",
+            dir.display()
+        );
+    }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("temporary paths are UTF-8")
+}
+
+// ---------------------------------------------------------------------------
+// 1. Determinism
+
+#[test]
+fn roots_are_deterministic() {
+    let dir = tmp();
+    let args = ["--count", "355", "--seed", "7"];
+    let [a, b, c, prefix] = ["A", "B", "C", "prefix"].map(|d| dir.path().join(d));
+    gen_roots(&a, &args);
+    gen_roots(&b, &args);
+    gen_roots(&c, &["--count", "355", "--seed", "8"]);
+    for file in ["roots.pem", "manifest.json"] {
+        let read = |d: &Path| fs::read(d.join(file)).expect(file);
+        assert!(
+            read(&a) == read(&b),
+            "{file} differs between two seed-7 runs"
+        );
+        assert!(read(&a) != read(&c), "{file} is the same for seeds 7 and 8");
+    }
+    assert_eq!(read_certs(&a.join("roots.pem")).len(), 355);
+
+    // Root i depends only on (seed, i): a smaller store is a prefix (synth.rs).
+    gen_roots(&prefix, &["--count", "100", "--seed", "7"]);
+    let full = read_certs(&a.join("roots.pem"));
+    let short = read_certs(&prefix.join("roots.pem"));
+    assert_eq!(short.len(), 100);
+    assert!(
+        short.iter().zip(&full).all(|(s, f)| s.der == f.der),
+        "the 100-root store is not a prefix of the 355-root store"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. openssl reads every generated root
+
+/// openssl's subject rendering (RFC 2253 escapes, ", " separators, no spaces
+/// around "=") in the label certgen's text uses for emailAddress.
+fn openssl_subject_as_certgen(line: &str) -> String {
+    line.trim_start_matches("subject=")
+        .replace("emailAddress=", "Email=")
+}
+
+/// Checks one certificate with openssl: its subject and fingerprint against
+/// the manifest entry, and its self-signature as `dn_only` says it should be.
+fn check_root_with_openssl(ossl: &Openssl, file: &Path, entry: &Value, dn_only: bool) {
+    let out = succeed(
+        ossl.cmd()
+            .args(["x509", "-noout", "-subject", "-fingerprint", "-sha1"])
+            .args(["-nameopt", "oneline,-space_eq", "-in"])
+            .arg(file),
+    );
+    let what = format!("{} (manifest index {})", file.display(), entry["index"]);
+    assert_eq!(
+        fingerprint_hex(&out),
+        entry["sha1"].as_str().unwrap(),
+        "{what}"
+    );
+    let subject = out.lines().find(|l| l.starts_with("subject=")).unwrap();
+    assert_eq!(
+        openssl_subject_as_certgen(subject),
+        entry["subject"].as_str().unwrap(),
+        "{what}"
+    );
+
+    let verify = |check_ss_sig: bool| {
+        let mut cmd = ossl.cmd();
+        cmd.arg("verify");
+        if check_ss_sig {
+            cmd.arg("-check_ss_sig");
+        }
+        run(cmd.arg("-CAfile").arg(file).arg(file))
+    };
+    // Without -check_ss_sig openssl takes a trust anchor as given, which is
+    // what --dn-only relies on: both kinds of root must pass.
+    let plain = verify(false);
+    assert!(
+        plain.status.success(),
+        "{what}: openssl verify failed: {plain:?}"
+    );
+    let strict = verify(true);
+    assert_eq!(
+        strict.status.success(),
+        !dn_only,
+        "{what}: openssl verify -check_ss_sig, dn_only={dn_only}: {strict:?}"
+    );
+}
+
+#[test]
+fn openssl_reads_every_root() {
+    let Some(ossl) = openssl() else { return };
+    let variants: [(&str, &[&str]); 5] = [
+        ("default", &[]),
+        ("ed25519", &["--key", "ed25519"]),
+        ("fixed-100", &["--profile", "fixed:100"]),
+        ("long", &["--profile", "long"]),
+        ("dn-only", &["--dn-only"]),
+    ];
+    let dir = tmp();
+    thread::scope(|s| {
+        for (name, extra) in variants {
+            let (ossl, out) = (&ossl, dir.path().join(name));
+            s.spawn(move || {
+                let args = [&["--count", "40", "--seed", "1"][..], extra].concat();
+                let manifest = gen_roots(&out, &args);
+                let certs = read_certs(&out.join("roots.pem"));
+                assert_eq!(number(&manifest, "count"), 40, "{name}");
+                assert_eq!(certs.len(), 40, "{name}: PEM blocks in roots.pem");
+                assert_eq!(roots_of(&manifest).len(), certs.len(), "{name}");
+                let dn_only = extra.contains(&"--dn-only");
+                for (i, (cert, entry)) in certs.iter().zip(roots_of(&manifest)).enumerate() {
+                    assert_eq!(number(entry, "index"), i, "{name}");
+                    let file = out.join(format!("cert-{i:03}.pem"));
+                    fs::write(&file, &cert.pem).expect("write cert");
+                    check_root_with_openssl(ossl, &file, entry, dn_only);
+                }
+            });
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------
+// 3. The lab PKI
+
+fn assert_mode(path: &Path, mode: u32) {
+    let got = fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+    assert_eq!(got, mode, "{}: mode {got:o}, want {mode:o}", path.display());
+}
+
+/// `openssl verify` from inside the PKI folder; returns whether it printed OK.
+fn verify_ok(ossl: &Openssl, dir: &Path, args: &[&str], cert: &str) -> bool {
+    let out = run(ossl
+        .cmd()
+        .current_dir(dir)
+        .arg("verify")
+        .args(args)
+        .args(["-CAfile", "ca.pem", cert]));
+    out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == format!("{cert}: OK")
+}
+
+/// `openssl x509 -check...` prints whether the name matches; the exit code does not say.
+fn hub_matches(ossl: &Openssl, hub: &Path, flag: &str, value: &str) -> bool {
+    let out = succeed(
+        ossl.cmd()
+            .args(["x509", "-noout", flag, value, "-in"])
+            .arg(hub),
+    );
+    assert!(out.contains("match"), "unexpected {flag} output: {out}");
+    !out.contains("NOT match")
+}
+
+fn check_pki(ossl: &Openssl, dir: &Path) {
+    assert!(
+        verify_ok(ossl, dir, &[], "um.pem"),
+        "um.pem does not chain to ca.pem"
+    );
+    assert!(
+        verify_ok(ossl, dir, &[], "hub.pem"),
+        "hub.pem does not chain to ca.pem"
+    );
+    assert!(verify_ok(ossl, dir, &["-purpose", "sslclient"], "um.pem"));
+    assert!(verify_ok(ossl, dir, &["-purpose", "sslserver"], "hub.pem"));
+    // Negative controls: the purposes are not interchangeable.
+    assert!(!verify_ok(ossl, dir, &["-purpose", "sslserver"], "um.pem"));
+    assert!(!verify_ok(ossl, dir, &["-purpose", "sslclient"], "hub.pem"));
+
+    let hub = dir.join("hub.pem");
+    assert!(hub_matches(ossl, &hub, "-checkhost", "hub.lab.test"));
+    assert!(hub_matches(ossl, &hub, "-checkip", "127.0.0.1"));
+    assert!(!hub_matches(ossl, &hub, "-checkhost", "um.lab.test"));
+    assert!(!hub_matches(ossl, &hub, "-checkip", "127.0.0.2"));
+
+    for stem in ["ca", "um", "hub"] {
+        let (key, cert) = (
+            dir.join(format!("{stem}.key")),
+            dir.join(format!("{stem}.pem")),
+        );
+        succeed(ossl.cmd().args(["pkey", "-noout", "-in"]).arg(&key));
+        let from_key = succeed(ossl.cmd().args(["pkey", "-pubout", "-in"]).arg(&key));
+        let from_cert = succeed(
+            ossl.cmd()
+                .args(["x509", "-pubkey", "-noout", "-in"])
+                .arg(&cert),
+        );
+        assert!(from_key.contains("PUBLIC KEY"), "{from_key}");
+        assert_eq!(from_key, from_cert, "{stem}.key does not match {stem}.pem");
+        assert_mode(&key, 0o600);
+        assert_mode(&cert, 0o644);
+    }
+}
+
+#[test]
+fn pki_is_accepted_by_openssl() {
+    let Some(ossl) = openssl() else { return };
+    let dir = tmp();
+    for (name, args) in [
+        ("p256", &["--seed", "5"][..]),
+        ("ed25519", &["--seed", "5", "--key", "ed25519"]),
+    ] {
+        let out = dir.path().join(name);
+        gen_pki(&out, args);
+        check_pki(&ossl, &out);
+    }
+
+    let again = dir.path().join("again");
+    gen_pki(&again, &["--seed", "5"]);
+    for file in ["ca.pem", "ca.key", "um.pem", "um.key", "hub.pem", "hub.key"] {
+        let read = |d: &Path| fs::read(d.join(file)).expect(file);
+        assert!(
+            read(&dir.path().join("p256")) == read(&again),
+            "{file} differs"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. The system bundle
+
+/// Checks inspect's figures against subjects measured here, root by root.
+fn check_inspection(report: &Value, certs: &[Cert]) {
+    let lens: Vec<usize> = certs.iter().map(|c| subject_der_len(&c.der)).collect();
+    let sha1s: Vec<String> = certs.iter().map(|c| sha1_hex(&c.der)).collect();
+    assert_eq!(number(report, "count"), certs.len());
+    assert_eq!(number(report, "subject_bytes"), lens.iter().sum::<usize>());
+    assert_eq!(
+        number(report, "ca_list_bytes"),
+        lens.iter().map(|l| 2 + l).sum::<usize>()
+    );
+    assert_eq!(root_numbers(report, "der_len"), lens);
+    assert_eq!(root_strings(report, "sha1"), sha1s);
+    assert!(
+        root_strings(report, "subject")
+            .iter()
+            .all(|s| !s.is_empty())
+    );
+}
+
+#[test]
+fn inspect_matches_the_system_bundle() {
+    let bundle = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if !bundle.exists() {
+        eprintln!(
+            "skipping: {} does not exist on this system",
+            bundle.display()
+        );
+        return;
+    }
+    let certs = read_certs(bundle);
+    assert!(!certs.is_empty(), "no certificate in {}", bundle.display());
+    let report = inspect_json(bundle);
+    check_inspection(&report, &certs);
+    if certs.len() == 144 {
+        // Debian 12's bundle, as DESIGN.md section 2 quotes it.
+        assert_eq!(number(&report, "ca_list_bytes"), 14_840);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 5. PKCS #7 and folders
+
+/// A 16-root store and the same roots as a DER .p7b and a PEM .p7b, written
+/// by openssl. Returns the store's manifest, its bundle and the two .p7b files.
+fn p7b_fixture(ossl: &Openssl, dir: &Path) -> (Value, PathBuf, [PathBuf; 2]) {
+    let store = dir.join("store");
+    let manifest = gen_roots(&store, &["--count", "16", "--seed", "3"]);
+    let bundle = store.join("roots.pem");
+    let p7b = [("s.p7b", "DER"), ("s-pem.p7b", "PEM")].map(|(file, form)| {
+        let p7b = dir.join(file);
+        succeed(
+            ossl.cmd()
+                .args(["crl2pkcs7", "-nocrl", "-certfile"])
+                .arg(&bundle)
+                .args(["-outform", form, "-out"])
+                .arg(&p7b),
+        );
+        p7b
+    });
+    (manifest, bundle, p7b)
+}
+
+/// The bundle's roots one per file, cycling through .pem, .crt, .cer (DER
+/// written by openssl) and .der (DER decoded here); zero-padded names sort in
+/// store order.
+fn folder_of(ossl: &Openssl, bundle: &Path, folder: &Path) {
+    fs::create_dir(folder).expect("mkdir");
+    for (i, cert) in read_certs(bundle).iter().enumerate() {
+        let path = |ext: &str| folder.join(format!("{i:03}.{ext}"));
+        match i % 4 {
+            0 => fs::write(path("pem"), &cert.pem).expect("write"),
+            1 => fs::write(path("crt"), &cert.pem).expect("write"),
+            2 => {
+                let src = folder.with_extension(format!("{i:03}-src"));
+                fs::write(&src, &cert.pem).expect("write");
+                succeed(
+                    ossl.cmd()
+                        .args(["x509", "-outform", "DER", "-in"])
+                        .arg(&src)
+                        .arg("-out")
+                        .arg(path("cer")),
+                );
+            }
+            _ => fs::write(path("der"), &cert.der).expect("write"),
+        }
+    }
+    // Files of other kinds are not part of the store.
+    fs::write(folder.join("README.txt"), "not a certificate").expect("write");
+}
+
+#[test]
+fn inspect_reads_p7b_and_folders() {
+    let Some(ossl) = openssl() else { return };
+    let dir = tmp();
+    let (manifest, bundle, p7b) = p7b_fixture(&ossl, dir.path());
+    let want_sha1 = root_strings(&manifest, "sha1");
+    let want_len = root_numbers(&manifest, "subject_der_len");
+    assert_eq!(root_strings(&inspect_json(&bundle), "sha1"), want_sha1);
+
+    let folder = dir.path().join("folder");
+    folder_of(&ossl, &bundle, &folder);
+    let report = inspect_json(&folder);
+    assert_eq!(root_strings(&report, "sha1"), want_sha1, "folder order");
+    assert_eq!(root_numbers(&report, "der_len"), want_len, "folder");
+
+    // Both .p7b files give the same roots in file order; that openssl lists
+    // them in that order too is checked in `inspect_keeps_p7b_order`.
+    for input in &p7b {
+        let report = inspect_json(input);
+        let what = input.display();
+        assert_eq!(root_strings(&report, "sha1"), want_sha1, "{what}");
+        assert_eq!(root_numbers(&report, "der_len"), want_len, "{what}");
+    }
+}
+
+#[test]
+fn inspect_keeps_p7b_order() {
+    let Some(ossl) = openssl() else { return };
+    let dir = tmp();
+    let (manifest, _, p7b) = p7b_fixture(&ossl, dir.path());
+    let want = root_strings(&manifest, "sha1");
+    for input in &p7b {
+        // openssl itself lists the .p7b's certificates in store order...
+        let listed = succeed(
+            ossl.cmd()
+                .args(["pkcs7", "-print_certs", "-inform"])
+                .arg(if input.ends_with("s.p7b") {
+                    "DER"
+                } else {
+                    "PEM"
+                })
+                .arg("-in")
+                .arg(input),
+        );
+        let in_file: Vec<String> = split_certs(&listed)
+            .iter()
+            .map(|c| sha1_hex(&c.der))
+            .collect();
+        assert_eq!(in_file, want, "openssl's view of {}", input.display());
+        // ...and so must certgen.
+        assert_eq!(
+            root_strings(&inspect_json(input), "sha1"),
+            want,
+            "{}",
+            input.display()
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 6. Where --insert puts the CA
+
+/// Generates the 20-root seed-2 store with ca.pem inserted at `at`; returns
+/// the manifest's SHA-1 list.
+fn sha1s_with_ca_at(dir: &Path, ca: &Path, at: &str) -> Vec<String> {
+    let out = dir.join(format!("at-{at}"));
+    let args = [
+        "--count",
+        "20",
+        "--seed",
+        "2",
+        "--insert",
+        path_str(ca),
+        "--at",
+        at,
+    ];
+    root_strings(&gen_roots(&out, &args), "sha1")
+}
+
+/// Finds the CA in `list`, and checks the other roots kept their order.
+fn ca_index(list: &[String], ca_sha1: &str, base: &[String]) -> usize {
+    let at: Vec<usize> = (0..list.len()).filter(|&i| list[i] == ca_sha1).collect();
+    assert_eq!(at.len(), 1, "the CA should appear exactly once");
+    let others: Vec<&String> = list.iter().filter(|s| *s != ca_sha1).collect();
+    assert_eq!(
+        others,
+        base.iter().collect::<Vec<_>>(),
+        "other roots reordered"
+    );
+    at[0]
+}
+
+/// The lab CA, the base store's SHA-1 list and the CA's SHA-1 (openssl's).
+fn insert_fixture(ossl: &Openssl, dir: &Path) -> (PathBuf, Vec<String>, String) {
+    let pki = dir.join("pki");
+    gen_pki(&pki, &["--seed", "5"]);
+    let ca = pki.join("ca.pem");
+    let base = root_strings(
+        &gen_roots(&dir.join("base"), &["--count", "20", "--seed", "2"]),
+        "sha1",
+    );
+    assert_eq!(base.len(), 20);
+    let ca_sha1 = ossl.sha1(&ca);
+    assert!(!base.contains(&ca_sha1));
+    (ca, base, ca_sha1)
+}
+
+#[test]
+fn insert_positions() {
+    let Some(ossl) = openssl() else { return };
+    let dir = tmp();
+    let (ca, base, ca_sha1) = insert_fixture(&ossl, dir.path());
+    for (at, want) in [("first", 0), ("last", base.len()), ("5", 5)] {
+        let list = sha1s_with_ca_at(dir.path(), &ca, at);
+        assert_eq!(ca_index(&list, &ca_sha1, &base), want, "--at {at}");
+    }
+}
+
+#[test]
+fn insert_at_thumbprint_follows_sha1_order() {
+    let Some(ossl) = openssl() else { return };
+    let dir = tmp();
+    let (ca, base, ca_sha1) = insert_fixture(&ossl, dir.path());
+    let list = sha1s_with_ca_at(dir.path(), &ca, "thumbprint");
+    // In ascending-SHA-1 order the CA comes after every smaller thumbprint.
+    let rank = base.iter().filter(|s| **s < ca_sha1).count();
+    assert_eq!(ca_index(&list, &ca_sha1, &base), rank, "--at thumbprint");
+}
+
+// ---------------------------------------------------------------------------
+// 7. Malformed input
+
+/// A real certificate's DER (root 0 of a seeded store).
+fn some_cert_der(dir: &Path) -> Vec<u8> {
+    let store = dir.join("one");
+    gen_roots(&store, &["--count", "1", "--seed", "9"]);
+    read_certs(&store.join("roots.pem")).remove(0).der
+}
+
+/// Deterministic bytes that are no certificate.
+fn garbage(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// What a malformed-input case puts at its path.
+enum Input {
+    Missing,
+    File(Vec<u8>),
+    EmptyFolder,
+}
+
+#[test]
+fn malformed_inputs_fail_cleanly() {
+    let dir = tmp();
+    let d = dir.path();
+    let cert = some_cert_der(d);
+    gen_pki(&d.join("pki"), &["--seed", "1"]);
+    let key = fs::read(d.join("pki/ca.key")).expect("ca.key");
+    assert!(key.starts_with(b"-----BEGIN PRIVATE KEY-----"));
+
+    let file = |bytes: &[u8]| Input::File(bytes.to_vec());
+    let cases = [
+        ("missing.pem", Input::Missing),
+        ("empty.pem", file(b"")),
+        ("notes.txt", file(b"hello, this is not a certificate\n")),
+        (
+            "bad-base64.pem",
+            file(b"-----BEGIN CERTIFICATE-----\n!!!not*base64\n-----END CERTIFICATE-----\n"),
+        ),
+        (
+            "garbage.pem",
+            file(pem_block("CERTIFICATE", &garbage(300)).as_bytes()),
+        ),
+        ("truncated.der", file(&cert[..cert.len() / 2])),
+        ("garbage.p7b", file(&garbage(500))),
+        ("empty-folder", Input::EmptyFolder),
+        ("key-only.pem", file(&key)),
+    ];
+    for (name, input) in cases {
+        let path = d.join(name);
+        match input {
+            Input::Missing => {}
+            Input::File(bytes) => fs::write(&path, bytes).expect("write"),
+            Input::EmptyFolder => fs::create_dir(&path).expect("mkdir"),
+        }
+        let out = run(certgen().args(["inspect", "--json"]).arg(&path));
+        assert_clean_failure(&out, path_str(&path));
+    }
+
+    // --insert with a bad file fails before anything is written.
+    let bad = d.join("notes.txt");
+    let out_dir = d.join("insert-out");
+    let out = run(certgen()
+        .args(["roots", "--count", "3", "--seed", "1", "--insert"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(&out_dir));
+    assert_clean_failure(&out, path_str(&bad));
+    assert_no_output(&out_dir);
+
+    let too_many = d.join("too-many");
+    let out = run(certgen()
+        .args(["roots", "--count", "100001", "--seed", "1", "--out"])
+        .arg(&too_many));
+    assert_clean_failure(&out, "100001");
+    assert_no_output(&too_many);
+
+    let file = d.join("regular-file");
+    fs::write(&file, "x").expect("write");
+    let under_file = file.join("out");
+    let out = run(certgen()
+        .args(["roots", "--count", "3", "--seed", "1", "--out"])
+        .arg(&under_file));
+    assert_clean_failure(&out, path_str(&under_file));
+}
+
+// ---------------------------------------------------------------------------
+// 8. fixed:LEN
+
+#[test]
+fn fixed_profile_is_exact() {
+    let dir = tmp();
+    const COUNT: usize = 12;
+    for len in [20, 64, 127, 128, 129, 131, 255, 300, 1000] {
+        let out = dir.path().join(format!("fixed-{len}"));
+        let profile = format!("fixed:{len}");
+        let count = COUNT.to_string();
+        let manifest = gen_roots(
+            &out,
+            &["--count", &count, "--seed", "4", "--profile", &profile],
+        );
+        assert_eq!(
+            root_numbers(&manifest, "subject_der_len"),
+            vec![len; COUNT],
+            "{profile}"
+        );
+        assert_eq!(number(&manifest, "subject_bytes"), len * COUNT, "{profile}");
+        assert_eq!(
+            number(&manifest, "ca_list_bytes"),
+            (len + 2) * COUNT,
+            "{profile}"
+        );
+        // And in the certificates themselves, measured here.
+        let measured: Vec<usize> = read_certs(&out.join("roots.pem"))
+            .iter()
+            .map(|c| subject_der_len(&c.der))
+            .collect();
+        assert_eq!(
+            measured,
+            vec![len; COUNT],
+            "{profile}: subjects in roots.pem"
+        );
+    }
+
+    // No DER Name is 130 or 259 bytes long (length octets jump past them).
+    for len in [130, 259] {
+        let out_dir = dir.path().join(format!("impossible-{len}"));
+        let out = run(certgen()
+            .args([
+                "roots",
+                "--count",
+                "3",
+                "--profile",
+                &format!("fixed:{len}"),
+                "--out",
+            ])
+            .arg(&out_dir));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "fixed:{len} accepted");
+        assert!(
+            stderr.contains(&len.to_string()),
+            "message should name {len}: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_no_output(&out_dir);
+    }
+}
+
+#[test]
+fn p7b_with_a_repeated_certificate_keeps_both() {
+    let Some(ossl) = openssl() else { return };
+    let dir = tmp();
+    let (manifest, bundle, _) = p7b_fixture(&ossl, dir.path());
+    let twice = dir.path().join("twice.pem");
+    let text = fs::read_to_string(&bundle).expect("bundle");
+    fs::write(&twice, format!("{text}{text}")).expect("write");
+    let p7b = dir.path().join("twice.p7b");
+    succeed(
+        ossl.cmd()
+            .args(["crl2pkcs7", "-nocrl", "-certfile"])
+            .arg(&twice)
+            .args(["-outform", "DER", "-out"])
+            .arg(&p7b),
+    );
+    let once = root_strings(&manifest, "sha1");
+    let want: Vec<String> = once.iter().chain(&once).cloned().collect();
+    assert_eq!(root_strings(&inspect_json(&p7b), "sha1"), want);
+}
+
+#[test]
+fn a_closed_stdout_is_not_a_crash() {
+    use std::io::Read;
+    let dir = tmp();
+    // Far more than a pipe buffer holds, so the write meets the closed pipe.
+    let args = [
+        "--count",
+        "3000",
+        "--seed",
+        "1",
+        "--dn-only",
+        "--key",
+        "ed25519",
+    ];
+    gen_roots(&dir.path().join("s"), &args);
+    let mut child = certgen()
+        .arg("inspect")
+        .arg(dir.path().join("s"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn certgen");
+    // Read one byte, then close the pipe, as `| head -c1` does.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).expect("some output");
+    drop(stdout);
+    let out = child.wait_with_output().expect("certgen ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+}

@@ -1,0 +1,128 @@
+//! The record shaper on arbitrary input and on realistic flights.
+
+use certgen::wire::{HandshakeHeader, RecordHeader};
+use lab_server::shaper::{Layout, Shaper};
+use proptest::prelude::*;
+
+/// Feeds `input` in pieces cut at `cuts` (positions, any order).
+fn shape_in_pieces(layout: Layout, max_fragment: usize, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
+    cuts.sort_unstable();
+    let mut shaper = Shaper::new(layout, max_fragment);
+    let mut out = Vec::new();
+    let mut from = 0;
+    for c in cuts.into_iter().chain([input.len()]) {
+        shaper.feed(&input[from..c], &mut out);
+        from = c;
+    }
+    out
+}
+
+/// Splits a stream into records: (type, payload). Stops at the first partial one.
+fn records(stream: &[u8]) -> Vec<(u8, &[u8])> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(h) = RecordHeader::parse(&stream[at..]) {
+        let Some(payload) = stream.get(at + 5..at + 5 + h.len) else {
+            break;
+        };
+        out.push((h.content_type, payload));
+        at += 5 + h.len;
+    }
+    out
+}
+
+/// A flight: handshake messages of the given body sizes, cut into records at
+/// `record_size` regardless of message boundaries (as rustls does), then a
+/// ChangeCipherSpec record and `tail` bytes.
+fn flight(bodies: &[usize], record_size: usize, tail: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut stream = Vec::new();
+    for (i, &len) in bodies.iter().enumerate() {
+        stream.push(i as u8 + 1);
+        stream.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+        stream.extend((0..len).map(|k| (k * 7 + i) as u8));
+    }
+    let mut wire = Vec::new();
+    for chunk in stream.chunks(record_size) {
+        RecordHeader::write(&mut wire, 22, [3, 3], chunk.len());
+        wire.extend_from_slice(chunk);
+    }
+    wire.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+    wire.extend_from_slice(tail);
+    (stream, wire)
+}
+
+#[test]
+fn certificate_request_starts_its_own_record() {
+    // ServerHello 80, Certificate 1,500, ServerKeyExchange 140,
+    // CertificateRequest 36,000, ServerHelloDone 0; rustls cuts at 16,384.
+    let bodies = [80, 1_500, 140, 36_000, 0];
+    let (_, wire) = flight(&bodies, 16_384, b"");
+    let out = shape_in_pieces(Layout::PerMessage, 16_389, &wire, &[]);
+    let recs = records(&out);
+    let sizes: Vec<usize> = recs.iter().map(|(_, p)| p.len()).collect();
+    // 84 | 1,504 | 144 | 16,384 + 16,384 + 3,236 | 4 | CCS 1
+    assert_eq!(sizes, [84, 1_504, 144, 16_384, 16_384, 3_236, 4, 1]);
+    let coalesced = shape_in_pieces(Layout::Coalesced, 16_389, &wire, &[]);
+    assert_eq!(coalesced, wire, "coalesced leaves rustls's framing alone");
+    // A smaller fragment: payload 4,091 per record.
+    let out = shape_in_pieces(Layout::PerMessage, 4_096, &wire, &[3, 77, 20_000]);
+    let cr_records = records(&out)
+        .iter()
+        .skip(3)
+        .take_while(|(_, p)| p.len() == 4_091 || p.len() == 36_004 % 4_091)
+        .count();
+    assert_eq!(cr_records, 36_004usize.div_ceil(4_091));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn total_on_arbitrary_bytes(
+        input in prop::collection::vec(any::<u8>(), 0..3_000),
+        cuts in prop::collection::vec(any::<usize>(), 0..8),
+        max_fragment in 0usize..20_000,
+        coalesced in any::<bool>(),
+    ) {
+        let layout = if coalesced { Layout::Coalesced } else { Layout::PerMessage };
+        let out = shape_in_pieces(layout, max_fragment, &input, &cuts);
+        // Nothing is invented: output never exceeds input plus record headers.
+        prop_assert!(out.len() <= input.len() + 5 * (input.len() + 1));
+    }
+
+    #[test]
+    fn reframes_without_changing_a_handshake_byte(
+        bodies in prop::collection::vec(0usize..40_000, 1..7),
+        record_size in 1usize..=16_384,
+        max_fragment in 32usize..=16_389,
+        tail in prop::collection::vec(any::<u8>(), 0..200),
+        cuts in prop::collection::vec(any::<usize>(), 0..10),
+    ) {
+        let (stream, wire) = flight(&bodies, record_size, &tail);
+        let out = shape_in_pieces(Layout::PerMessage, max_fragment, &wire, &cuts);
+        // Chunking does not matter.
+        prop_assert_eq!(&out, &shape_in_pieces(Layout::PerMessage, max_fragment, &wire, &[]));
+        let recs = records(&out);
+        let hs: Vec<&[u8]> = recs.iter().filter(|(t, _)| *t == 22).map(|(_, p)| *p).collect();
+        // Same handshake bytes, in order.
+        prop_assert_eq!(hs.concat(), stream.clone());
+        // Every record within the fragment size; every message starts a record.
+        let max_payload = max_fragment - 5;
+        let mut starts = std::collections::BTreeSet::new();
+        let mut pos = 0;
+        for p in &hs {
+            prop_assert!(p.len() <= max_payload && !p.is_empty());
+            starts.insert(pos);
+            pos += p.len();
+        }
+        let mut at = 0;
+        while let Some(h) = HandshakeHeader::parse(&stream[at..]) {
+            prop_assert!(starts.contains(&at), "message at {} starts mid-record", at);
+            at += 4 + h.len;
+        }
+        // After the ChangeCipherSpec, bytes pass unchanged.
+        let ccs_and_tail = [&[20u8, 3, 3, 0, 1, 1][..], &tail].concat();
+        prop_assert!(out.ends_with(&ccs_and_tail));
+    }
+}
