@@ -1,0 +1,467 @@
+//! The SMTP server state machine (RFC 5321, STARTTLS per RFC 3207). Pure: it
+//! turns command lines into replies and tells the I/O layer what to do next.
+
+use std::fmt;
+
+/// Limits with the reply codes they produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest line in octets, CRLF included (500 5.5.2 past it).
+    pub max_line: usize,
+    /// Largest message in octets (552 5.3.4 past it).
+    pub max_message: usize,
+    /// Most recipients per transaction (452 4.5.3 past it).
+    pub max_recipients: usize,
+    /// Errors tolerated per session before 421 and close.
+    pub max_errors: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_line: 1000,
+            max_message: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_errors: 10,
+        }
+    }
+}
+
+/// Settings of a session.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Name in the greeting and EHLO reply.
+    pub hostname: String,
+    /// Whether STARTTLS is offered.
+    pub tls_offered: bool,
+    /// Whether mail is refused (530 5.7.0) before STARTTLS.
+    pub require_tls: bool,
+    /// Limits.
+    pub limits: Limits,
+}
+
+/// An SMTP reply: code, enhanced status code, text lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// Three-digit code.
+    pub code: u16,
+    /// Text lines; the enhanced code, when there is one, starts each.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    fn new(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
+        let text = text.into();
+        let line = if enhanced.is_empty() {
+            text
+        } else {
+            format!("{enhanced} {text}")
+        };
+        Reply {
+            code,
+            lines: vec![line],
+        }
+    }
+
+    /// Whether this is a permanent (5xx) or transient (4xx) error.
+    pub fn is_error(&self) -> bool {
+        self.code >= 400
+    }
+}
+
+impl fmt::Display for Reply {
+    /// The wire form, CRLF-terminated, continuation lines marked with '-'.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let last = self.lines.len().saturating_sub(1);
+        for (i, line) in self.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            write!(f, "{}{sep}{line}\r\n", self.code)?;
+        }
+        if self.lines.is_empty() {
+            write!(f, "{} \r\n", self.code)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the I/O layer does after sending the reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Read the next command.
+    Command,
+    /// Discard any bytes already buffered, then run the TLS handshake.
+    StartTls,
+    /// Read the message with a [`DataReader`].
+    Data,
+    /// Close the connection.
+    Close,
+}
+
+/// The envelope of a transaction.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Envelope {
+    /// Name the client gave in EHLO/HELO.
+    pub helo: String,
+    /// Reverse path (empty for the null sender).
+    pub from: String,
+    /// Forward paths.
+    pub to: Vec<String>,
+}
+
+/// One SMTP session.
+#[derive(Clone, Debug)]
+pub struct Session {
+    cfg: SessionConfig,
+    tls: bool,
+    helo: Option<String>,
+    from: Option<String>,
+    to: Vec<String>,
+    errors: u32,
+}
+
+impl Session {
+    /// A session on a fresh connection.
+    pub fn new(cfg: SessionConfig) -> Session {
+        Session {
+            cfg,
+            tls: false,
+            helo: None,
+            from: None,
+            to: Vec::new(),
+            errors: 0,
+        }
+    }
+
+    /// The 220 greeting.
+    pub fn greeting(&self) -> Reply {
+        Reply::new(
+            220,
+            "",
+            format!("{} ESMTP umlab lab-server", self.cfg.hostname),
+        )
+    }
+
+    /// Whether TLS is active.
+    pub fn tls_active(&self) -> bool {
+        self.tls
+    }
+
+    /// After a completed TLS handshake: RFC 3207 4.2, the client must start
+    /// over with EHLO and no state from before TLS survives.
+    pub fn tls_established(&mut self) {
+        self.tls = true;
+        self.helo = None;
+        self.reset();
+    }
+
+    fn reset(&mut self) {
+        self.from = None;
+        self.to.clear();
+    }
+
+    /// A line over the limit (the I/O layer discarded it).
+    pub fn line_too_long(&mut self) -> (Reply, Next) {
+        self.error(Reply::new(500, "5.5.2", "Line too long"))
+    }
+
+    /// One command line, without its CRLF.
+    pub fn command(&mut self, line: &[u8]) -> (Reply, Next) {
+        if line.contains(&0) {
+            return self.error(Reply::new(500, "5.5.2", "NUL character in command"));
+        }
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end();
+        let (verb, args) = match text.split_once(' ') {
+            Some((v, a)) => (v, a.trim()),
+            None => (text, ""),
+        };
+        match verb.to_ascii_uppercase().as_str() {
+            "EHLO" => self.ehlo(args, true),
+            "HELO" => self.ehlo(args, false),
+            "STARTTLS" => self.starttls(args),
+            "MAIL" => self.mail(args),
+            "RCPT" => self.rcpt(args),
+            "DATA" => self.data(args),
+            "RSET" => {
+                self.reset();
+                ok(Reply::new(250, "2.0.0", "OK"))
+            }
+            "NOOP" => ok(Reply::new(250, "2.0.0", "OK")),
+            "VRFY" => ok(Reply::new(
+                252,
+                "2.5.2",
+                "Cannot VRFY user, but will accept message",
+            )),
+            "QUIT" => (Reply::new(221, "2.0.0", "Bye"), Next::Close),
+            _ => self.error(Reply::new(500, "5.5.2", "Command unrecognized")),
+        }
+    }
+
+    fn ehlo(&mut self, args: &str, extended: bool) -> (Reply, Next) {
+        let verb = if extended { "EHLO" } else { "HELO" };
+        if args.is_empty() || args.contains(char::is_whitespace) {
+            return self.error(Reply::new(501, "5.5.4", format!("Syntax: {verb} hostname")));
+        }
+        self.helo = Some(args.to_owned());
+        self.reset();
+        let greet = format!("{} greets {args}", self.cfg.hostname);
+        if !extended {
+            return ok(Reply {
+                code: 250,
+                lines: vec![greet],
+            });
+        }
+        let mut lines = vec![
+            greet,
+            "PIPELINING".to_owned(),
+            format!("SIZE {}", self.cfg.limits.max_message),
+            "8BITMIME".to_owned(),
+            "ENHANCEDSTATUSCODES".to_owned(),
+        ];
+        if self.cfg.tls_offered && !self.tls {
+            lines.push("STARTTLS".to_owned());
+        }
+        ok(Reply { code: 250, lines })
+    }
+
+    fn starttls(&mut self, args: &str) -> (Reply, Next) {
+        if self.tls {
+            return self.error(Reply::new(503, "5.5.1", "TLS already active"));
+        }
+        if !self.cfg.tls_offered {
+            return self.error(Reply::new(502, "5.5.1", "STARTTLS not available"));
+        }
+        if !args.is_empty() {
+            return self.error(Reply::new(501, "5.5.4", "Syntax: STARTTLS"));
+        }
+        (
+            Reply::new(220, "2.0.0", "Ready to start TLS"),
+            Next::StartTls,
+        )
+    }
+
+    /// Checks common to MAIL and RCPT.
+    fn transaction_allowed(&self) -> Option<Reply> {
+        if self.helo.is_none() {
+            return Some(Reply::new(503, "5.5.1", "Send EHLO first"));
+        }
+        if self.cfg.require_tls && !self.tls {
+            return Some(Reply::new(
+                530,
+                "5.7.0",
+                "Must issue a STARTTLS command first",
+            ));
+        }
+        None
+    }
+
+    fn mail(&mut self, args: &str) -> (Reply, Next) {
+        if let Some(r) = self.transaction_allowed() {
+            return self.error(r);
+        }
+        if self.from.is_some() {
+            return self.error(Reply::new(503, "5.5.1", "Sender already specified"));
+        }
+        let Some((path, params)) = parse_path(args, "FROM:") else {
+            return self.error(Reply::new(501, "5.5.4", "Syntax: MAIL FROM:<address>"));
+        };
+        for p in params.split_whitespace() {
+            let (key, value) = p.split_once('=').unwrap_or((p, ""));
+            match key.to_ascii_uppercase().as_str() {
+                "SIZE" => match value.parse::<u64>() {
+                    Ok(n) if n > self.cfg.limits.max_message as u64 => {
+                        return self.error(Reply::new(
+                            552,
+                            "5.3.4",
+                            "Message size exceeds fixed limit",
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(_) => {
+                        return self.error(Reply::new(501, "5.5.4", "Bad SIZE parameter"));
+                    }
+                },
+                "BODY" if matches!(value.to_ascii_uppercase().as_str(), "7BIT" | "8BITMIME") => {}
+                _ => {
+                    return self.error(Reply::new(
+                        555,
+                        "5.5.4",
+                        format!("Unsupported parameter {key}"),
+                    ));
+                }
+            }
+        }
+        self.from = Some(path);
+        ok(Reply::new(250, "2.1.0", "Sender OK"))
+    }
+
+    fn rcpt(&mut self, args: &str) -> (Reply, Next) {
+        if let Some(r) = self.transaction_allowed() {
+            return self.error(r);
+        }
+        if self.from.is_none() {
+            return self.error(Reply::new(503, "5.5.1", "Need MAIL command"));
+        }
+        let Some((path, params)) = parse_path(args, "TO:") else {
+            return self.error(Reply::new(501, "5.5.4", "Syntax: RCPT TO:<address>"));
+        };
+        if path.is_empty() || !params.is_empty() {
+            return self.error(Reply::new(501, "5.5.4", "Syntax: RCPT TO:<address>"));
+        }
+        if self.to.len() >= self.cfg.limits.max_recipients {
+            return self.error(Reply::new(452, "4.5.3", "Too many recipients"));
+        }
+        self.to.push(path);
+        ok(Reply::new(250, "2.1.5", "Recipient OK"))
+    }
+
+    fn data(&mut self, args: &str) -> (Reply, Next) {
+        if !args.is_empty() {
+            return self.error(Reply::new(501, "5.5.4", "Syntax: DATA"));
+        }
+        if let Some(r) = self.transaction_allowed() {
+            return self.error(r);
+        }
+        if self.from.is_none() {
+            return self.error(Reply::new(503, "5.5.1", "Need MAIL command"));
+        }
+        if self.to.is_empty() {
+            return self.error(Reply::new(554, "5.5.1", "No valid recipients"));
+        }
+        (
+            Reply::new(354, "", "End data with <CR><LF>.<CR><LF>"),
+            Next::Data,
+        )
+    }
+
+    /// The message has been read. Returns the envelope to store, or the reply
+    /// refusing it. Either way the transaction ends.
+    pub fn data_received(&mut self, data: &DataReader) -> Result<Envelope, Reply> {
+        let envelope = Envelope {
+            helo: self.helo.clone().unwrap_or_default(),
+            from: self.from.take().unwrap_or_default(),
+            to: std::mem::take(&mut self.to),
+        };
+        if data.too_big() {
+            return Err(Reply::new(552, "5.3.4", "Message size exceeds fixed limit"));
+        }
+        if data.line_too_long() {
+            return Err(Reply::new(500, "5.5.2", "Message line too long"));
+        }
+        Ok(envelope)
+    }
+
+    /// The reply once storage finished: 250 only when the message is durable.
+    pub fn stored(&mut self, result: Result<&str, &str>) -> Reply {
+        match result {
+            Ok(id) => Reply::new(250, "2.0.0", format!("OK queued as {id}")),
+            Err(why) => Reply::new(451, "4.3.0", format!("Local error in storage: {why}")),
+        }
+    }
+
+    /// Counts an error reply; past the limit the session ends with 421.
+    fn error(&mut self, reply: Reply) -> (Reply, Next) {
+        self.errors += 1;
+        if self.errors > self.cfg.limits.max_errors {
+            return (
+                Reply::new(421, "4.7.0", "Too many errors, closing connection"),
+                Next::Close,
+            );
+        }
+        (reply, Next::Command)
+    }
+}
+
+fn ok(reply: Reply) -> (Reply, Next) {
+    (reply, Next::Command)
+}
+
+/// Parses `FROM:<path> params` (or `TO:`); a space after the colon and a
+/// missing pair of brackets are tolerated, as most servers do.
+fn parse_path(args: &str, prefix: &str) -> Option<(String, String)> {
+    let head = args.get(..prefix.len())?;
+    if !head.eq_ignore_ascii_case(prefix) {
+        return None;
+    }
+    let rest = args.get(prefix.len()..)?.trim_start();
+    let (path, params) = if let Some(inner) = rest.strip_prefix('<') {
+        let end = inner.find('>')?;
+        (inner.get(..end)?, inner.get(end + 1..)?)
+    } else {
+        rest.split_once(' ').unwrap_or((rest, ""))
+    };
+    if path.contains(char::is_whitespace) || path.contains(['<', '>']) {
+        return None;
+    }
+    Some((path.to_owned(), params.trim().to_owned()))
+}
+
+/// Reads a message body line by line: dot-unstuffing, the end marker, size
+/// and line-length limits. Keeps reading past a limit so the reply comes at
+/// the end of the message, where the client expects it.
+#[derive(Clone, Debug)]
+pub struct DataReader {
+    body: Vec<u8>,
+    size: usize,
+    max_message: usize,
+    too_big: bool,
+    line_too_long: bool,
+    done: bool,
+}
+
+impl DataReader {
+    /// A reader enforcing `max_message` octets.
+    pub fn new(max_message: usize) -> DataReader {
+        DataReader {
+            body: Vec::new(),
+            size: 0,
+            max_message,
+            too_big: false,
+            line_too_long: false,
+            done: false,
+        }
+    }
+
+    /// One line without its CRLF; `too_long` when the I/O layer cut it.
+    /// Returns true at the end marker.
+    pub fn line(&mut self, line: &[u8], too_long: bool) -> bool {
+        if self.done {
+            return true;
+        }
+        if line == b"." && !too_long {
+            self.done = true;
+            return true;
+        }
+        self.line_too_long |= too_long;
+        let line = line.strip_prefix(b".").unwrap_or(line);
+        self.size += line.len() + 2;
+        if self.size > self.max_message {
+            self.too_big = true;
+            self.body = Vec::new();
+        } else {
+            self.body.extend_from_slice(line);
+            self.body.extend_from_slice(b"\r\n");
+        }
+        false
+    }
+
+    /// The unstuffed message (empty once it was too big).
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Octets received, unstuffed.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Whether the message passed the size limit.
+    pub fn too_big(&self) -> bool {
+        self.too_big
+    }
+
+    /// Whether a line passed the line limit.
+    pub fn line_too_long(&self) -> bool {
+        self.line_too_long
+    }
+}

@@ -1,0 +1,202 @@
+//! The SMTP state machine: dialogues with exact reply codes, and properties.
+
+use lab_server::smtp::{DataReader, Limits, Next, Session, SessionConfig};
+use proptest::prelude::*;
+
+fn session(require_tls: bool) -> Session {
+    Session::new(SessionConfig {
+        hostname: "hub.lab.test".into(),
+        tls_offered: true,
+        require_tls,
+        limits: Limits::default(),
+    })
+}
+
+/// Runs commands and returns (code, first line, next) per reply.
+fn dialogue(s: &mut Session, lines: &[&str]) -> Vec<(u16, String, Next)> {
+    lines
+        .iter()
+        .map(|l| {
+            let (r, n) = s.command(l.as_bytes());
+            (r.code, r.lines.first().cloned().unwrap_or_default(), n)
+        })
+        .collect()
+}
+
+fn codes(s: &mut Session, lines: &[&str]) -> Vec<u16> {
+    dialogue(s, lines).into_iter().map(|(c, _, _)| c).collect()
+}
+
+#[test]
+fn tls_required_by_default_flow() {
+    let mut s = session(true);
+    assert_eq!(
+        s.greeting().to_string(),
+        "220 hub.lab.test ESMTP umlab lab-server\r\n"
+    );
+    let (ehlo, _) = s.command(b"EHLO um.lab.test");
+    let text = ehlo.to_string();
+    for ext in [
+        "PIPELINING",
+        "SIZE 26214400",
+        "8BITMIME",
+        "ENHANCEDSTATUSCODES",
+        "STARTTLS",
+    ] {
+        assert!(
+            text.contains(&format!("250-{ext}\r\n")) || text.contains(&format!("250 {ext}\r\n")),
+            "{text}"
+        );
+    }
+    assert!(
+        text.ends_with("250 STARTTLS\r\n"),
+        "last line has a space: {text}"
+    );
+    let d = dialogue(&mut s, &["MAIL FROM:<um@lab.test>"]);
+    assert_eq!(
+        (d[0].0, d[0].1.as_str()),
+        (530, "5.7.0 Must issue a STARTTLS command first")
+    );
+    assert_eq!(dialogue(&mut s, &["STARTTLS"])[0].2, Next::StartTls);
+    s.tls_established();
+    // State resets: EHLO again is required, and STARTTLS is no longer offered.
+    assert_eq!(codes(&mut s, &["MAIL FROM:<a@b>"]), [503]);
+    let (ehlo, _) = s.command(b"EHLO um.lab.test");
+    assert!(!ehlo.to_string().contains("STARTTLS"));
+    assert_eq!(
+        codes(
+            &mut s,
+            &[
+                "MAIL FROM:<um@lab.test> SIZE=1000 BODY=8BITMIME",
+                "RCPT TO:<hub@lab.test>",
+                "STARTTLS"
+            ]
+        ),
+        [250, 250, 503]
+    );
+    let d = dialogue(&mut s, &["DATA"]);
+    assert_eq!((d[0].0, d[0].2), (354, Next::Data));
+    let mut data = DataReader::new(Limits::default().max_message);
+    for line in [&b"Subject: hi"[..], b"", b"..dotted", b"."] {
+        data.line(line, false);
+    }
+    let env = s.data_received(&data).expect("accepted");
+    assert_eq!(env.from, "um@lab.test");
+    assert_eq!(env.to, ["hub@lab.test"]);
+    assert_eq!(data.body(), b"Subject: hi\r\n\r\n.dotted\r\n");
+    assert_eq!(
+        s.stored(Ok("abc")).to_string(),
+        "250 2.0.0 OK queued as abc\r\n"
+    );
+    assert_eq!(s.stored(Err("disk full")).code, 451);
+    // The transaction ended: a new one starts with MAIL.
+    assert_eq!(codes(&mut s, &["RCPT TO:<x@y>", "QUIT"]), [503, 221]);
+}
+
+#[test]
+fn commands_and_errors() {
+    let mut s = session(false);
+    assert_eq!(
+        codes(
+            &mut s,
+            &[
+                "HELO",
+                "EHLO",
+                "helo um",
+                "NOOP",
+                "VRFY someone",
+                "BOGUS",
+                "RCPT TO:<a@b>",
+                "DATA",
+                "MAIL FROM:<>",
+                "MAIL FROM:<a@b>",
+                "RCPT TO:<>",
+                "RCPT TO:x@y",
+                "DATA extra",
+                "RSET",
+                "DATA",
+                "MAIL FROM:<a@b> SIZE=99999999999",
+                "MAIL FROM:<a@b> SIZE=x",
+                "MAIL FROM:<a@b> FOO=1",
+                "MAIL FROM a@b",
+                "STARTTLS now",
+            ]
+        ),
+        [
+            501, 501, 250, 250, 252, 500, 503, 503, 250, 503, 501, 250, 501, 250, 503, 552, 501,
+            555, 501, 501
+        ]
+    );
+    assert_eq!(s.command(b"EHLO\0x").0.code, 500);
+    assert_eq!(s.line_too_long().0.lines[0], "5.5.2 Line too long");
+}
+
+#[test]
+fn too_many_recipients_and_errors() {
+    let mut s = session(false);
+    assert_eq!(codes(&mut s, &["EHLO a", "MAIL FROM:<a@b>"]), [250, 250]);
+    for i in 0..100 {
+        assert_eq!(
+            s.command(format!("RCPT TO:<r{i}@b>").as_bytes()).0.code,
+            250
+        );
+    }
+    assert_eq!(
+        s.command(b"RCPT TO:<r100@b>").0.lines[0],
+        "4.5.3 Too many recipients"
+    );
+    // The 101st recipient was the first error; ten more errors end the session.
+    for _ in 0..9 {
+        assert_eq!(s.command(b"BOGUS").1, Next::Command);
+    }
+    let (r, n) = s.command(b"BOGUS");
+    assert_eq!((r.code, n), (421, Next::Close));
+}
+
+#[test]
+fn data_limits() {
+    let mut s = session(false);
+    let mut drive = |lines: &[(&[u8], bool)], max: usize| {
+        codes(
+            &mut s,
+            &["EHLO a", "MAIL FROM:<a@b>", "RCPT TO:<c@d>", "DATA"],
+        );
+        let mut d = DataReader::new(max);
+        for (l, long) in lines {
+            d.line(l, *long);
+        }
+        assert!(d.line(b".", false), "end marker");
+        s.data_received(&d).map(|_| d.size()).map_err(|r| r.code)
+    };
+    assert_eq!(drive(&[(b"0123456789", false)], 12), Ok(12));
+    assert_eq!(
+        drive(&[(b"0123456789", false), (b"x", false)], 12),
+        Err(552)
+    );
+    assert_eq!(drive(&[(b"abc", true)], 100), Err(500));
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_lines_never_panic(lines in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 0..30)) {
+        let mut s = session(true);
+        for l in &lines {
+            let (r, _) = s.command(l);
+            prop_assert!((200..600).contains(&r.code));
+            prop_assert!(r.to_string().ends_with("\r\n"));
+        }
+    }
+
+    #[test]
+    fn dot_stuffing_round_trips(body_lines in prop::collection::vec("[ -~]{0,60}", 0..40)) {
+        let mut d = DataReader::new(1 << 20);
+        for l in &body_lines {
+            // The client stuffs a leading dot.
+            let stuffed = if l.starts_with('.') { format!(".{l}") } else { l.clone() };
+            prop_assert!(!d.line(stuffed.as_bytes(), false));
+        }
+        prop_assert!(d.line(b".", false));
+        let want: String = body_lines.iter().map(|l| format!("{l}\r\n")).collect();
+        prop_assert_eq!(d.body(), want.as_bytes());
+    }
+}
