@@ -5,6 +5,8 @@
 //! store. Built so far: the CA-list policy ([`policy`]) and the record shaper
 //! ([`shaper`]). The SMTP + STARTTLS server, capture and events are not built yet.
 
+pub mod events;
+pub mod maildir;
 pub mod policy;
 pub mod shaper;
 pub mod smtp;

@@ -10,10 +10,14 @@
 //! the framing changes, never a handshake byte, so no transcript hash changes.
 //! The first record that is not a plaintext handshake record (ChangeCipherSpec,
 //! alert, application data) ends shaping; from there bytes pass unchanged.
+//!
+//! In both layouts the shaper reads the flight and records what the
+//! CertificateRequest looked like on the wire: its size, the records it
+//! spanned and the names it carried.
 
 use certgen::wire::{
-    CONTENT_HANDSHAKE, HANDSHAKE_HEADER_LEN, HandshakeHeader, MAX_PLAINTEXT, RECORD_HEADER_LEN,
-    RecordHeader,
+    CONTENT_HANDSHAKE, CertificateRequest12, HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST,
+    HandshakeHeader, MAX_PLAINTEXT, RECORD_HEADER_LEN, RecordHeader,
 };
 
 /// How the first flight is laid out in records.
@@ -42,10 +46,22 @@ impl std::str::FromStr for Layout {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
-    /// Reading plaintext handshake records and re-framing their messages.
+    /// Reading plaintext handshake records (and re-framing their messages
+    /// in the per-message layout).
     Handshake,
     /// Everything passes unchanged.
     Passthrough,
+}
+
+/// The CertificateRequest as it went out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Observed {
+    /// Handshake message bytes, header included.
+    pub message_bytes: usize,
+    /// Records the message spanned.
+    pub records: usize,
+    /// The CA names, when the body parsed as a TLS 1.2 CertificateRequest.
+    pub ca_names: Option<Vec<Vec<u8>>>,
 }
 
 /// Re-frames an outbound TLS byte stream. Feed it whatever the TLS library
@@ -53,6 +69,7 @@ enum State {
 #[derive(Clone, Debug)]
 pub struct Shaper {
     state: State,
+    layout: Layout,
     max_payload: usize,
     /// Input not yet forming a whole record.
     pending: Vec<u8>,
@@ -60,6 +77,11 @@ pub struct Shaper {
     messages: Vec<u8>,
     /// Record version of the handshake bytes in `messages`.
     version: [u8; 2],
+    /// Handshake-stream offset of `messages[0]`.
+    offset: usize,
+    /// Handshake-stream ranges of the records read (for the coalesced count).
+    record_ranges: Vec<(usize, usize)>,
+    observed: Option<Observed>,
 }
 
 impl Shaper {
@@ -67,17 +89,23 @@ impl Shaper {
     /// (valid 32..=16,389, clamped).
     pub fn new(layout: Layout, max_fragment: usize) -> Shaper {
         Shaper {
-            state: match layout {
-                Layout::PerMessage => State::Handshake,
-                Layout::Coalesced => State::Passthrough,
-            },
+            state: State::Handshake,
+            layout,
             max_payload: max_fragment
                 .saturating_sub(RECORD_HEADER_LEN)
                 .clamp(1, MAX_PLAINTEXT),
             pending: Vec::new(),
             messages: Vec::new(),
             version: [3, 3],
+            offset: 0,
+            record_ranges: Vec::new(),
+            observed: None,
         }
+    }
+
+    /// The CertificateRequest seen in the plaintext flight, if one went by.
+    pub fn observed(&self) -> Option<&Observed> {
+        self.observed.as_ref()
     }
 
     /// Whether shaping is over and bytes now pass unchanged.
@@ -111,7 +139,14 @@ impl Shaper {
             if self.messages.is_empty() {
                 self.version = header.version;
             }
+            let from = self.offset + self.messages.len();
+            self.record_ranges.push((from, from + payload.len()));
             self.messages.extend_from_slice(payload);
+            if self.layout == Layout::Coalesced
+                && let Some(raw) = self.pending.get(at..start + header.len)
+            {
+                out.extend_from_slice(raw);
+            }
             at = start + header.len;
             self.emit_whole_messages(out);
         }
@@ -131,18 +166,43 @@ impl Shaper {
             let Some(message) = self.messages.get(at..end) else {
                 break;
             };
-            frame(out, self.version, message, self.max_payload);
+            let records = match self.layout {
+                Layout::PerMessage => {
+                    frame(out, self.version, message, self.max_payload);
+                    message.len().div_ceil(self.max_payload).max(1)
+                }
+                Layout::Coalesced => {
+                    let (a, b) = (self.offset + at, self.offset + end);
+                    self.record_ranges
+                        .iter()
+                        .filter(|&&(s, e)| s < b && a < e)
+                        .count()
+                }
+            };
+            if h.msg_type == HS_CERTIFICATE_REQUEST {
+                self.observed = Some(Observed {
+                    message_bytes: message.len(),
+                    records,
+                    ca_names: message
+                        .get(HANDSHAKE_HEADER_LEN..)
+                        .and_then(CertificateRequest12::parse)
+                        .map(|cr| cr.ca_names),
+                });
+            }
             at = end;
         }
         self.messages.drain(..at);
+        self.offset += at;
     }
 
     /// Ends shaping: a partial message still held is framed as it is.
     fn finish(&mut self, out: &mut Vec<u8>) {
-        if !self.messages.is_empty() {
+        if self.layout == Layout::PerMessage && !self.messages.is_empty() {
             let held = std::mem::take(&mut self.messages);
             frame(out, self.version, &held, self.max_payload);
         }
+        self.messages = Vec::new();
+        self.record_ranges = Vec::new();
         self.state = State::Passthrough;
     }
 }

@@ -6,6 +6,15 @@ use proptest::prelude::*;
 
 /// Feeds `input` in pieces cut at `cuts` (positions, any order).
 fn shape_in_pieces(layout: Layout, max_fragment: usize, input: &[u8], cuts: &[usize]) -> Vec<u8> {
+    shaper_after(layout, max_fragment, input, cuts).1
+}
+
+fn shaper_after(
+    layout: Layout,
+    max_fragment: usize,
+    input: &[u8],
+    cuts: &[usize],
+) -> (Shaper, Vec<u8>) {
     let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
     cuts.sort_unstable();
     let mut shaper = Shaper::new(layout, max_fragment);
@@ -15,7 +24,7 @@ fn shape_in_pieces(layout: Layout, max_fragment: usize, input: &[u8], cuts: &[us
         shaper.feed(&input[from..c], &mut out);
         from = c;
     }
-    out
+    (shaper, out)
 }
 
 /// Splits a stream into records: (type, payload). Stops at the first partial one.
@@ -55,7 +64,9 @@ fn flight(bodies: &[usize], record_size: usize, tail: &[u8]) -> (Vec<u8>, Vec<u8
 #[test]
 fn certificate_request_starts_its_own_record() {
     // ServerHello 80, Certificate 1,500, ServerKeyExchange 140,
-    // CertificateRequest 36,000, ServerHelloDone 0; rustls cuts at 16,384.
+    // CertificateRequest 36,000 (type 4 in this synthetic flight, see
+    // `observes_the_certificate_request` for type 13), ServerHelloDone 0;
+    // rustls cuts at 16,384.
     let bodies = [80, 1_500, 140, 36_000, 0];
     let (_, wire) = flight(&bodies, 16_384, b"");
     let out = shape_in_pieces(Layout::PerMessage, 16_389, &wire, &[]);
@@ -73,6 +84,45 @@ fn certificate_request_starts_its_own_record() {
         .take_while(|(_, p)| p.len() == 4_091 || p.len() == 36_004 % 4_091)
         .count();
     assert_eq!(cr_records, 36_004usize.div_ceil(4_091));
+}
+
+/// A real TLS 1.2 CertificateRequest body with `n` names of 100 bytes.
+fn certificate_request(n: usize) -> Vec<u8> {
+    let mut body = vec![2, 1, 64, 0, 4, 4, 3, 8, 7];
+    let names = vec![vec![0x30u8; 100]; n];
+    certgen::wire::write_ca_list(&mut body, &names).unwrap();
+    let mut msg = vec![13];
+    msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    msg.extend_from_slice(&body);
+    msg
+}
+
+#[test]
+fn observes_the_certificate_request() {
+    // ServerHello (2) 70 bytes, then a 200-name CertificateRequest, then
+    // ServerHelloDone, coalesced into 16,384-byte records as rustls does.
+    let mut stream = vec![2, 0, 0, 70];
+    stream.extend([0u8; 70]);
+    let cr = certificate_request(200);
+    stream.extend_from_slice(&cr);
+    stream.extend([14, 0, 0, 0]);
+    let mut wire = Vec::new();
+    for chunk in stream.chunks(16_384) {
+        RecordHeader::write(&mut wire, 22, [3, 3], chunk.len());
+        wire.extend_from_slice(chunk);
+    }
+    wire.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+    // 74 + 20,415 bytes: the message straddles records 1 and 2 when coalesced.
+    let (coalesced, out) = shaper_after(Layout::Coalesced, 16_389, &wire, &[100, 17_000]);
+    assert_eq!(out, wire);
+    let seen = coalesced.observed().expect("seen");
+    assert_eq!(seen.message_bytes, cr.len());
+    assert_eq!(seen.records, 2);
+    assert_eq!(seen.ca_names.as_ref().map(Vec::len), Some(200));
+    let (per_message, _) = shaper_after(Layout::PerMessage, 4_096, &wire, &[]);
+    let seen = per_message.observed().expect("seen");
+    assert_eq!(seen.records, cr.len().div_ceil(4_091));
+    assert!(per_message.is_passthrough());
 }
 
 proptest! {

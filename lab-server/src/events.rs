@@ -1,0 +1,132 @@
+//! What happened, for operators and for programs: a human log in the Windows
+//! event style and one JSON line per connection.
+
+use serde::Serialize;
+
+use crate::maildir::VoicemailCheck;
+use crate::policy::Report;
+
+/// The CertificateRequest as it left the server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CertRequestInfo {
+    /// Handshake message bytes, header included.
+    pub bytes: usize,
+    /// Records it spanned.
+    pub records: usize,
+    /// CA names it carried.
+    pub ca_names: usize,
+    /// `wire` when read from the bytes sent (TLS 1.2); `encoding` when computed
+    /// from the lab's own encoding (TLS 1.3: encrypted, not observable).
+    pub source: &'static str,
+}
+
+/// The client's certificate, when it presented one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClientCert {
+    /// Subject as text.
+    pub subject: String,
+    /// Issuer as text.
+    pub issuer: String,
+}
+
+/// How the TLS handshake ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Handshake {
+    /// `ok` or `failed`.
+    pub outcome: &'static str,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// The alert involved, when the error names one.
+    pub alert: Option<String>,
+}
+
+/// One command and the reply it got.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Exchange {
+    /// The command line (a placeholder for message data).
+    pub command: String,
+    /// Reply code.
+    pub code: u16,
+    /// First reply line.
+    pub reply: String,
+}
+
+/// One stored message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Stored {
+    /// Path in the Maildir's `new/`.
+    pub path: String,
+    /// Size in octets.
+    pub bytes: usize,
+    /// Envelope sender.
+    pub from: String,
+    /// Envelope recipients.
+    pub to: Vec<String>,
+    /// The voicemail markers found.
+    pub voicemail: VoicemailCheck,
+}
+
+/// Everything about one connection: a JSON line when it ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectionEvent {
+    /// Sequence number within this server's run.
+    pub id: u64,
+    /// Peer address.
+    pub peer: String,
+    /// Start time, RFC 3339.
+    pub started: String,
+    /// Negotiated TLS version.
+    pub tls_version: Option<String>,
+    /// Negotiated cipher suite.
+    pub cipher_suite: Option<String>,
+    /// The CertificateRequest sent.
+    pub certificate_request: Option<CertRequestInfo>,
+    /// The client certificate presented, if any.
+    pub client_certificate: Option<ClientCert>,
+    /// The TLS handshake, if STARTTLS was issued.
+    pub handshake: Option<Handshake>,
+    /// Plaintext bytes received after STARTTLS and discarded (CVE-2011-0411 class).
+    pub plaintext_discarded: usize,
+    /// Commands and replies, in order.
+    pub smtp: Vec<Exchange>,
+    /// Messages stored.
+    pub stored: Vec<Stored>,
+    /// Why the connection ended.
+    pub end: String,
+}
+
+/// Schannel's text for event 36885 (System log, Warning).
+pub const EVENT_36885_TEXT: &str = "When asking for client authentication, this server sends a \
+list of trusted certificate authorities to the client. The client uses this list to choose a \
+client certificate that is trusted by the server. Currently, this server trusts so many \
+certificate authorities that the list has grown too long. This list has thus been truncated. \
+The administrator of this machine should review the certificate authorities trusted for client \
+authentication and remove those that do not really need to be trusted.";
+
+/// Event 36885 in the Windows event-viewer layout, with the lab's figures.
+pub fn event_36885(report: &Report, when: &str) -> String {
+    format!(
+        "Log Name:      System\nSource:        Schannel\nDate:          {when}\n\
+Event ID:      36885\nTask Category: None\nLevel:         Warning\nKeywords:      Classic\n\
+Description:\n{EVENT_36885_TEXT}\n\
+Figures: roots in store {roots}; CA list {list} of {store_list} bytes; kept {kept}; \
+dropped {dropped}; budget {budget} bytes ({accounting}); CertificateRequest {msg} bytes \
+in {records} record(s).\n",
+        roots = report.roots,
+        list = report.list_bytes,
+        store_list = report.store_list_bytes,
+        kept = report.kept,
+        dropped = report.dropped,
+        budget = report.settings.budget,
+        accounting = report.settings.accounting,
+        msg = report.message_bytes,
+        records = report.records,
+    )
+}
+
+/// The current time, RFC 3339 (UTC).
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
