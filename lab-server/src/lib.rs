@@ -8,5 +8,7 @@
 pub mod events;
 pub mod maildir;
 pub mod policy;
+pub mod server;
 pub mod shaper;
 pub mod smtp;
+pub mod tls;

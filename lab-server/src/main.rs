@@ -1,0 +1,369 @@
+//! `lab-server`: the Hub Transport stand-in. SMTP + STARTTLS on 127.0.0.1:2525
+//! by default, advertising the CA list a Windows server would send.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use certgen::Store;
+use clap::Parser;
+use lab_server::events::ConnectionEvent;
+use lab_server::policy::{Accounting, Order, Policy, Report, TlsVersion};
+use lab_server::server::{Server, Settings};
+use lab_server::shaper::Layout;
+use lab_server::tls::ClientAuth;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+
+/// SMTP + STARTTLS server that sends a Schannel-style CA list in its TLS
+/// CertificateRequest. Every flag may also be set in the --config TOML file
+/// (same names, with underscores); flags win.
+#[derive(Parser, Debug, Default, Deserialize)]
+#[command(name = "lab-server", version, about)]
+#[serde(deny_unknown_fields)]
+struct Args {
+    /// TOML file with any of the settings below.
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:2525].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Trust store: PEM bundle, folder or .p7b, in enumeration order.
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Server certificate chain (PEM), e.g. hub.pem from `certgen pki`.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Server private key (PEM), e.g. hub.key.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Report where these CAs (PEM) land in the sent list, e.g. ca.pem.
+    #[arg(long)]
+    track: Option<Vec<PathBuf>>,
+    /// CA-list policy: full, schannel, omit [default: schannel].
+    #[arg(long)]
+    policy: Option<String>,
+    /// Budget in bytes [default: 16384].
+    #[arg(long)]
+    budget: Option<usize>,
+    /// What the budget counts: ca-list or message [default: ca-list].
+    #[arg(long)]
+    accounting: Option<String>,
+    /// Enumeration order: store, thumbprint, subject [default: store].
+    #[arg(long)]
+    order: Option<String>,
+    /// Client authentication: required, optional, none [default: required].
+    #[arg(long)]
+    client_auth: Option<String>,
+    /// TLS version: 1.2 or 1.3 [default: 1.2].
+    #[arg(long)]
+    tls: Option<String>,
+    /// Record size in bytes, 5-byte header included, 32..=16389 [default: 16389].
+    #[arg(long)]
+    max_fragment: Option<usize>,
+    /// First-flight record layout: per-message or coalesced [default: per-message].
+    #[arg(long)]
+    layout: Option<String>,
+    /// Maildir for accepted messages [default: ./maildir].
+    #[arg(long)]
+    maildir: Option<PathBuf>,
+    /// JSON-lines file, one record per connection.
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// Human log file (Windows event style); stdout always gets it too.
+    #[arg(long)]
+    log: Option<PathBuf>,
+    /// Refuse MAIL before STARTTLS: true or false [default: true].
+    #[arg(long)]
+    require_tls: Option<bool>,
+    /// Name in the greeting [default: hub.lab.test].
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Largest message in bytes [default: 26214400].
+    #[arg(long)]
+    max_message_size: Option<usize>,
+    /// Concurrent connections; the excess get 421 [default: 100].
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Seconds a client may stay silent between commands [default: 300].
+    #[arg(long)]
+    idle_timeout: Option<u64>,
+    /// Seconds allowed for one DATA transfer [default: 600].
+    #[arg(long)]
+    data_timeout: Option<u64>,
+    /// Seconds transactions in flight get at Ctrl-C or SIGTERM [default: 30].
+    #[arg(long)]
+    grace: Option<u64>,
+}
+
+macro_rules! merge {
+    ($flags:ident, $file:ident, $($field:ident),+) => {
+        $( if $flags.$field.is_none() { $flags.$field = $file.$field.take(); } )+
+    };
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lab-server: error: tokio runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(Args::parse())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let text: String = format!("{e:#}")
+                .chars()
+                .flat_map(|c| {
+                    let v: Vec<char> = if c.is_control() {
+                        c.escape_default().collect()
+                    } else {
+                        vec![c]
+                    };
+                    v
+                })
+                .collect();
+            eprintln!("lab-server: error: {text}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(value: Option<&str>, default: T) -> Result<T> {
+    match value {
+        Some(v) => v.parse().map_err(anyhow::Error::msg),
+        None => Ok(default),
+    }
+}
+
+async fn run(mut args: Args) -> Result<()> {
+    if let Some(path) = args.config.clone() {
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("config {}", path.display()))?;
+        let mut file: Args =
+            toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
+        merge!(
+            args,
+            file,
+            listen,
+            store,
+            cert,
+            key,
+            track,
+            policy,
+            budget,
+            accounting,
+            order,
+            client_auth,
+            tls,
+            max_fragment,
+            layout,
+            maildir,
+            events,
+            log,
+            require_tls,
+            hostname,
+            max_message_size,
+            max_connections,
+            idle_timeout,
+            data_timeout,
+            grace
+        );
+    }
+    let (Some(store_path), Some(cert_path), Some(key_path)) = (&args.store, &args.cert, &args.key)
+    else {
+        bail!("--store, --cert and --key are required (on the command line or in --config)");
+    };
+    let store = Store::load(store_path)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
+        .with_context(|| format!("{}", cert_path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("{}", cert_path.display()))?;
+    if chain.is_empty() {
+        bail!("{}: no certificate", cert_path.display());
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .with_context(|| format!("{}: no usable private key", key_path.display()))?;
+
+    let maildir = args
+        .maildir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("maildir"));
+    let mut settings = Settings::new(store, chain, key, maildir);
+    settings.named = track(&settings.store, args.track.as_deref().unwrap_or_default())?;
+    if let Some(a) = args.listen {
+        settings.listen = a;
+    }
+    settings.policy.policy = parse::<Policy>(args.policy.as_deref(), settings.policy.policy)?;
+    settings.policy.budget = args.budget.unwrap_or(settings.policy.budget);
+    settings.policy.accounting =
+        parse::<Accounting>(args.accounting.as_deref(), settings.policy.accounting)?;
+    settings.policy.order = parse::<Order>(args.order.as_deref(), settings.policy.order)?;
+    settings.client_auth = parse::<ClientAuth>(args.client_auth.as_deref(), settings.client_auth)?;
+    settings.tls_version = parse::<TlsVersion>(args.tls.as_deref(), settings.tls_version)?;
+    settings.max_fragment = args.max_fragment.unwrap_or(settings.max_fragment);
+    settings.layout = parse::<Layout>(args.layout.as_deref(), settings.layout)?;
+    settings.keylog = std::env::var_os("SSLKEYLOGFILE").is_some();
+    settings.events_file = args.events.clone();
+    settings.log_file = args.log.clone();
+    settings.require_tls = args.require_tls.unwrap_or(true);
+    if let Some(h) = &args.hostname {
+        settings.hostname = h.clone();
+    }
+    if let Some(n) = args.max_message_size {
+        settings.limits.max_message = n;
+    }
+    settings.max_connections = args.max_connections.unwrap_or(settings.max_connections);
+    if let Some(s) = args.idle_timeout {
+        settings.idle_timeout = Duration::from_secs(s);
+    }
+    if let Some(s) = args.data_timeout {
+        settings.data_timeout = Duration::from_secs(s);
+    }
+    let grace = Duration::from_secs(args.grace.unwrap_or(30));
+
+    let server = Server::start(settings).await?;
+    print!("{}", render_report(server.report()));
+    for entry in server.startup_log() {
+        println!("{entry}");
+    }
+    println!("listening on {}", server.local_addr());
+    let mut events = server.subscribe();
+    let log_file = args.log.clone();
+    let printer = tokio::spawn(async move {
+        while let Ok(ev) = events.recv().await {
+            let line = summary(&ev);
+            println!("{line}");
+            if let Some(path) = &log_file {
+                append(path, &line);
+            }
+        }
+    });
+    wait_for_signal().await;
+    println!("stopping: no new connections; up to {grace:?} for transactions in flight");
+    server.shutdown(grace).await;
+    printer.abort();
+    Ok(())
+}
+
+fn append(path: &Path, line: &str) {
+    use std::io::Write;
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = written {
+        tracing::error!("log file {}: {e}", path.display());
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Finds each tracked CA in the store by thumbprint.
+fn track(store: &Store, files: &[PathBuf]) -> Result<Vec<(String, usize)>> {
+    let mut named = Vec::new();
+    for file in files {
+        for root in Store::load(file)?.into_roots() {
+            let label = root.subject_text();
+            match store.roots().iter().position(|r| r.sha1() == root.sha1()) {
+                Some(i) => named.push((label, i)),
+                None => bail!(
+                    "{}: {label} is not in the store, so the server would not trust it",
+                    file.display()
+                ),
+            }
+        }
+    }
+    Ok(named)
+}
+
+fn render_report(r: &Report) -> String {
+    let s = &r.settings;
+    let mut out = format!(
+        "CA-list policy {} (budget {} bytes, {} accounting, {} order), TLS {}\n\
+         roots in store: {}; names sent: {}; dropped: {}\n\
+         CA list: {} bytes of {} in the store; CertificateRequest: {} bytes, {} record(s) at {} bytes\n",
+        s.policy,
+        s.budget,
+        s.accounting,
+        s.order,
+        r.shape.version,
+        r.roots,
+        r.kept,
+        r.dropped,
+        r.list_bytes,
+        r.store_list_bytes,
+        r.message_bytes,
+        r.records,
+        r.max_fragment,
+    );
+    for (label, index) in &r.named {
+        match index {
+            Some(i) => out.push_str(&format!("{label}: sent, position {i}\n")),
+            None => out.push_str(&format!("{label}: DROPPED from the list\n")),
+        }
+    }
+    out
+}
+
+fn summary(ev: &ConnectionEvent) -> String {
+    let tls = match &ev.handshake {
+        None => "no TLS".to_owned(),
+        Some(h) if h.outcome == "ok" => format!(
+            "{} ok, client certificate {}",
+            ev.tls_version.as_deref().unwrap_or("TLS"),
+            ev.client_certificate
+                .as_ref()
+                .map_or("none".to_owned(), |c| c.subject.clone())
+        ),
+        Some(h) => format!(
+            "handshake failed: {}",
+            h.error.as_deref().unwrap_or("unknown")
+        ),
+    };
+    let cr = ev.certificate_request.as_ref().map_or(String::new(), |c| {
+        format!(
+            "; CertificateRequest {} bytes in {} record(s), {} names",
+            c.bytes, c.records, c.ca_names
+        )
+    });
+    format!(
+        "connection {} from {}: {tls}{cr}; {} stored; {}",
+        ev.id,
+        ev.peer,
+        ev.stored.len(),
+        ev.end
+    )
+}
