@@ -177,6 +177,110 @@ impl CertificateRequest12 {
     }
 }
 
+/// What a [`FlightReader`] reports while it reads a plaintext handshake flight.
+pub trait FlightSink {
+    /// A complete handshake record, exactly as it was on the wire.
+    fn record(&mut self, raw: &[u8]);
+    /// A complete handshake message (header included), the number of records
+    /// it spanned, and the version field of the record it started in.
+    fn message(&mut self, message: &[u8], records: usize, version: [u8; 2]);
+}
+
+/// Reads the plaintext handshake flight of a TLS byte stream in one
+/// direction: records in, handshake messages out, with the records each one
+/// spanned. Both ends of the lab use it: lab-server's record shaper on what it
+/// sends, um-sim's record tap on what it receives. Total on any input.
+#[derive(Clone, Debug, Default)]
+pub struct FlightReader {
+    /// Input not yet forming a whole record.
+    pending: Vec<u8>,
+    /// Handshake bytes not yet forming a whole message.
+    messages: Vec<u8>,
+    /// Handshake-stream offset of `messages[0]`.
+    offset: usize,
+    /// Handshake-stream ranges of the records read, and their versions.
+    records: Vec<(usize, usize, [u8; 2])>,
+    ended: bool,
+}
+
+impl FlightReader {
+    /// A reader at the start of a stream.
+    pub fn new() -> FlightReader {
+        FlightReader::default()
+    }
+
+    /// Whether the flight has ended (a record that is not a plaintext
+    /// handshake record, or bytes that are not TLS).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// Consumes `input`. Returns, once, the bytes from the end of the flight on
+    /// (the first non-handshake record and everything after it); after that
+    /// every call returns its whole input.
+    pub fn feed(&mut self, input: &[u8], sink: &mut impl FlightSink) -> Option<Vec<u8>> {
+        if self.ended {
+            return Some(input.to_vec());
+        }
+        self.pending.extend_from_slice(input);
+        let mut at = 0;
+        loop {
+            let Some(header) = self.pending.get(at..).and_then(RecordHeader::parse) else {
+                self.pending.drain(..at);
+                return None;
+            };
+            if !header.is_plausible() || header.content_type != CONTENT_HANDSHAKE {
+                break;
+            }
+            let start = at + RECORD_HEADER_LEN;
+            let end = start + header.len;
+            let (Some(raw), Some(payload)) =
+                (self.pending.get(at..end), self.pending.get(start..end))
+            else {
+                self.pending.drain(..at);
+                return None;
+            };
+            sink.record(raw);
+            let from = self.offset + self.messages.len();
+            self.records
+                .push((from, from + payload.len(), header.version));
+            self.messages.extend_from_slice(payload);
+            at = end;
+            self.emit_messages(sink);
+        }
+        self.ended = true;
+        let rest = self.pending.split_off(at);
+        self.pending = Vec::new();
+        Some(rest)
+    }
+
+    /// Handshake bytes of a message the flight ended in the middle of.
+    pub fn take_partial(&mut self) -> (Vec<u8>, [u8; 2]) {
+        let version = self.records.last().map_or([3, 3], |r| r.2);
+        (std::mem::take(&mut self.messages), version)
+    }
+
+    fn emit_messages(&mut self, sink: &mut impl FlightSink) {
+        let mut at = 0;
+        while let Some(h) = self.messages.get(at..).and_then(HandshakeHeader::parse) {
+            let end = at + HANDSHAKE_HEADER_LEN + h.len;
+            let Some(message) = self.messages.get(at..end) else {
+                break;
+            };
+            let (a, b) = (self.offset + at, self.offset + end);
+            let spanned = self.records.iter().filter(|r| r.0 < b && a < r.1);
+            let records = spanned.clone().count().max(1);
+            let version = spanned.map(|r| r.2).next().unwrap_or([3, 3]);
+            sink.message(message, records, version);
+            at = end;
+        }
+        self.messages.drain(..at);
+        self.offset += at;
+        let offset = self.offset;
+        self.records.retain(|r| r.1 > offset);
+    }
+}
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {

@@ -196,3 +196,62 @@ const PINNED: [(&str, &str); 4] = [
         "5f7cd591b7038dc1bdacbc4c2ed957808ec4e0a85636642b1bbd247c8819a2fb",
     ),
 ];
+
+/// Collects what a FlightReader reports.
+#[derive(Default)]
+struct Collect {
+    records: Vec<Vec<u8>>,
+    messages: Vec<(Vec<u8>, usize)>,
+}
+
+impl certgen::wire::FlightSink for Collect {
+    fn record(&mut self, raw: &[u8]) {
+        self.records.push(raw.to_vec());
+    }
+    fn message(&mut self, message: &[u8], records: usize, _version: [u8; 2]) {
+        self.messages.push((message.to_vec(), records));
+    }
+}
+
+proptest! {
+    #[test]
+    fn flight_reader_is_total_and_chunking_free(
+        input in prop::collection::vec(any::<u8>(), 0..2_000),
+        cut in any::<usize>(),
+        handshake_prefix in any::<bool>(),
+    ) {
+        let mut input = input;
+        if handshake_prefix {
+            // Make the start look like a handshake record so parsing goes deep.
+            let len = input.len().min(300) as u16;
+            let mut head = vec![22, 3, 3];
+            head.extend_from_slice(&len.to_be_bytes());
+            input.splice(0..0, head);
+        }
+        let run = |pieces: &[&[u8]]| {
+            let mut reader = certgen::wire::FlightReader::new();
+            let mut sink = Collect::default();
+            let mut rest = Vec::new();
+            for p in pieces {
+                if let Some(r) = reader.feed(p, &mut sink) {
+                    rest.extend(r);
+                }
+            }
+            (sink.records, sink.messages, rest, reader.ended())
+        };
+        let cut = cut % (input.len() + 1);
+        let whole = run(&[&input]);
+        let split = run(&[&input[..cut], &input[cut..]]);
+        prop_assert_eq!(&whole, &split);
+        // Records are reported verbatim: they and the rest are a prefix
+        // decomposition of the input when the flight ended.
+        if whole.3 {
+            let mut rebuilt: Vec<u8> = whole.0.concat();
+            rebuilt.extend_from_slice(&whole.2);
+            prop_assert_eq!(rebuilt, input);
+        }
+        for (m, records) in &whole.1 {
+            prop_assert!(m.len() >= 4 && *records >= 1);
+        }
+    }
+}

@@ -16,8 +16,8 @@
 //! spanned and the names it carried.
 
 use certgen::wire::{
-    CONTENT_HANDSHAKE, CertificateRequest12, HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST,
-    HandshakeHeader, MAX_PLAINTEXT, RECORD_HEADER_LEN, RecordHeader,
+    CONTENT_HANDSHAKE, CertificateRequest12, FlightReader, FlightSink, HANDSHAKE_HEADER_LEN,
+    HS_CERTIFICATE_REQUEST, MAX_PLAINTEXT, RECORD_HEADER_LEN, RecordHeader,
 };
 
 /// How the first flight is laid out in records.
@@ -44,15 +44,6 @@ impl std::str::FromStr for Layout {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// Reading plaintext handshake records (and re-framing their messages
-    /// in the per-message layout).
-    Handshake,
-    /// Everything passes unchanged.
-    Passthrough,
-}
-
 /// The CertificateRequest as it went out.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
@@ -68,20 +59,45 @@ pub struct Observed {
 /// writes, in any pieces; it emits the shaped stream.
 #[derive(Clone, Debug)]
 pub struct Shaper {
-    state: State,
+    reader: FlightReader,
+    emit: Emit,
+}
+
+/// The [`FlightSink`] half: where the flight's records and messages go.
+#[derive(Clone, Debug)]
+struct Emit {
     layout: Layout,
     max_payload: usize,
-    /// Input not yet forming a whole record.
-    pending: Vec<u8>,
-    /// Handshake bytes not yet forming a whole message.
-    messages: Vec<u8>,
-    /// Record version of the handshake bytes in `messages`.
-    version: [u8; 2],
-    /// Handshake-stream offset of `messages[0]`.
-    offset: usize,
-    /// Handshake-stream ranges of the records read (for the coalesced count).
-    record_ranges: Vec<(usize, usize)>,
+    out: Vec<u8>,
     observed: Option<Observed>,
+}
+
+impl FlightSink for Emit {
+    fn record(&mut self, raw: &[u8]) {
+        if self.layout == Layout::Coalesced {
+            self.out.extend_from_slice(raw);
+        }
+    }
+
+    fn message(&mut self, message: &[u8], records: usize, version: [u8; 2]) {
+        let records = match self.layout {
+            Layout::PerMessage => {
+                frame(&mut self.out, version, message, self.max_payload);
+                message.len().div_ceil(self.max_payload).max(1)
+            }
+            Layout::Coalesced => records,
+        };
+        if message.first() == Some(&HS_CERTIFICATE_REQUEST) {
+            self.observed = Some(Observed {
+                message_bytes: message.len(),
+                records,
+                ca_names: message
+                    .get(HANDSHAKE_HEADER_LEN..)
+                    .and_then(CertificateRequest12::parse)
+                    .map(|cr| cr.ca_names),
+            });
+        }
+    }
 }
 
 impl Shaper {
@@ -89,121 +105,46 @@ impl Shaper {
     /// (valid 32..=16,389, clamped).
     pub fn new(layout: Layout, max_fragment: usize) -> Shaper {
         Shaper {
-            state: State::Handshake,
-            layout,
-            max_payload: max_fragment
-                .saturating_sub(RECORD_HEADER_LEN)
-                .clamp(1, MAX_PLAINTEXT),
-            pending: Vec::new(),
-            messages: Vec::new(),
-            version: [3, 3],
-            offset: 0,
-            record_ranges: Vec::new(),
-            observed: None,
+            reader: FlightReader::new(),
+            emit: Emit {
+                layout,
+                max_payload: max_fragment
+                    .saturating_sub(RECORD_HEADER_LEN)
+                    .clamp(1, MAX_PLAINTEXT),
+                out: Vec::new(),
+                observed: None,
+            },
         }
     }
 
     /// The CertificateRequest seen in the plaintext flight, if one went by.
     pub fn observed(&self) -> Option<&Observed> {
-        self.observed.as_ref()
+        self.emit.observed.as_ref()
     }
 
     /// Whether shaping is over and bytes now pass unchanged.
     pub fn is_passthrough(&self) -> bool {
-        self.state == State::Passthrough
+        self.reader.ended()
     }
 
     /// Consumes `input`, appending the shaped bytes that are ready to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        if self.state == State::Passthrough {
+        if self.reader.ended() {
             out.extend_from_slice(input);
             return;
         }
-        self.pending.extend_from_slice(input);
-        let mut at = 0;
-        loop {
-            let Some(header) = self.pending.get(at..).and_then(RecordHeader::parse) else {
-                // Fewer than five bytes: wait for the rest of the header.
-                self.pending.drain(..at);
-                return;
-            };
-            if !header.is_plausible() || header.content_type != CONTENT_HANDSHAKE {
-                break;
+        let rest = self.reader.feed(input, &mut self.emit);
+        out.append(&mut self.emit.out);
+        if let Some(rest) = rest {
+            // The plaintext flight is over: a message cut short is framed as
+            // it is (per-message; coalesced already passed its records on),
+            // then everything passes unchanged.
+            let (partial, version) = self.reader.take_partial();
+            if self.emit.layout == Layout::PerMessage && !partial.is_empty() {
+                frame(out, version, &partial, self.emit.max_payload);
             }
-            let start = at + RECORD_HEADER_LEN;
-            let Some(payload) = self.pending.get(start..start + header.len) else {
-                // Incomplete record: wait for the rest of it.
-                self.pending.drain(..at);
-                return;
-            };
-            if self.messages.is_empty() {
-                self.version = header.version;
-            }
-            let from = self.offset + self.messages.len();
-            self.record_ranges.push((from, from + payload.len()));
-            self.messages.extend_from_slice(payload);
-            if self.layout == Layout::Coalesced
-                && let Some(raw) = self.pending.get(at..start + header.len)
-            {
-                out.extend_from_slice(raw);
-            }
-            at = start + header.len;
-            self.emit_whole_messages(out);
+            out.extend_from_slice(&rest);
         }
-        // Not a plaintext handshake record (or not a record at all): the
-        // plaintext flight is over. Release what is held, unchanged.
-        let rest = self.pending.split_off(at);
-        self.pending.clear();
-        self.finish(out);
-        out.extend_from_slice(&rest);
-    }
-
-    /// Frames every complete handshake message held.
-    fn emit_whole_messages(&mut self, out: &mut Vec<u8>) {
-        let mut at = 0;
-        while let Some(h) = self.messages.get(at..).and_then(HandshakeHeader::parse) {
-            let end = at + HANDSHAKE_HEADER_LEN + h.len;
-            let Some(message) = self.messages.get(at..end) else {
-                break;
-            };
-            let records = match self.layout {
-                Layout::PerMessage => {
-                    frame(out, self.version, message, self.max_payload);
-                    message.len().div_ceil(self.max_payload).max(1)
-                }
-                Layout::Coalesced => {
-                    let (a, b) = (self.offset + at, self.offset + end);
-                    self.record_ranges
-                        .iter()
-                        .filter(|&&(s, e)| s < b && a < e)
-                        .count()
-                }
-            };
-            if h.msg_type == HS_CERTIFICATE_REQUEST {
-                self.observed = Some(Observed {
-                    message_bytes: message.len(),
-                    records,
-                    ca_names: message
-                        .get(HANDSHAKE_HEADER_LEN..)
-                        .and_then(CertificateRequest12::parse)
-                        .map(|cr| cr.ca_names),
-                });
-            }
-            at = end;
-        }
-        self.messages.drain(..at);
-        self.offset += at;
-    }
-
-    /// Ends shaping: a partial message still held is framed as it is.
-    fn finish(&mut self, out: &mut Vec<u8>) {
-        if self.layout == Layout::PerMessage && !self.messages.is_empty() {
-            let held = std::mem::take(&mut self.messages);
-            frame(out, self.version, &held, self.max_payload);
-        }
-        self.messages = Vec::new();
-        self.record_ranges = Vec::new();
-        self.state = State::Passthrough;
     }
 }
 
