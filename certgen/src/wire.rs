@@ -254,6 +254,16 @@ impl FlightReader {
         Some(rest)
     }
 
+    /// The message being assembled, once its header is in: the header and the
+    /// records it has spanned so far (every one of them complete, so a message
+    /// still in progress continues into another record).
+    pub fn in_progress(&self) -> Option<(HandshakeHeader, usize)> {
+        let h = HandshakeHeader::parse(&self.messages)?;
+        let start = self.offset;
+        let records = self.records.iter().filter(|r| r.1 > start).count();
+        Some((h, records))
+    }
+
     /// Handshake bytes of a message the flight ended in the middle of.
     pub fn take_partial(&mut self) -> (Vec<u8>, [u8; 2]) {
         let version = self.records.last().map_or([3, 3], |r| r.2);

@@ -1,3 +1,14 @@
-//! um-sim: the Exchange UM stand-in (voicemail queue, SMTP submitter, client
-//! profiles). Not built yet: this crate is a placeholder in the workspace
-//! until its issue lands, and exposes nothing.
+//! um-sim: the Exchange UM stand-in of umlab.
+//!
+//! It holds voicemail in a queue folder as header + audio files and submits
+//! each one over SMTP + STARTTLS with a client certificate, reacting to the
+//! server's CertificateRequest the way a given TLS client stack does. It learns
+//! what the server advertised only from the bytes it received.
+//!
+//! Built so far: the header format ([`header`]), client profiles
+//! ([`profile`]) and the record tap ([`tap`]). The queue, the message builder,
+//! the SMTP client and the `um-sim` binary are not built yet.
+
+pub mod header;
+pub mod profile;
+pub mod tap;

@@ -1,0 +1,216 @@
+//! The record tap: reads, below rustls, the TLS 1.2 handshake records the
+//! server sends, to see the CertificateRequest as it was on the wire (records
+//! spanned, body size, names) and to apply the profile's record rules before
+//! rustls ever sees the message. Pure codec over bytes; [`TapStream`] is the
+//! I/O edge.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use certgen::wire::{
+    CertificateRequest12, FlightReader, FlightSink, HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::profile::{Profile, Rule};
+
+/// The CertificateRequest as received.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SeenRequest {
+    /// Body bytes (handshake header excluded): what Java compares with its limit.
+    pub body_bytes: usize,
+    /// Records the message spanned.
+    pub records: usize,
+    /// The CA names, in order (empty when the body did not parse or was cut off).
+    #[serde(skip)]
+    pub ca_names: Vec<Vec<u8>>,
+    /// Number of CA names.
+    pub ca_name_count: usize,
+    /// Whether the whole message arrived (false when a rule stopped it).
+    pub complete: bool,
+}
+
+/// What the tap saw of the server's plaintext flight.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Handshake records read.
+    pub handshake_records: usize,
+    /// The CertificateRequest, if one came in plaintext.
+    pub request: Option<SeenRequest>,
+    /// The rule that stopped the handshake, if any.
+    pub violated: Option<Rule>,
+}
+
+#[derive(Default)]
+struct Sink {
+    seen: Seen,
+}
+
+impl FlightSink for Sink {
+    fn record(&mut self, _raw: &[u8]) {
+        self.seen.handshake_records += 1;
+    }
+
+    fn message(&mut self, message: &[u8], records: usize, _version: [u8; 2]) {
+        if message.first() != Some(&HS_CERTIFICATE_REQUEST) {
+            return;
+        }
+        let body = message.get(HANDSHAKE_HEADER_LEN..).unwrap_or_default();
+        let ca_names = CertificateRequest12::parse(body)
+            .map(|cr| cr.ca_names)
+            .unwrap_or_default();
+        self.seen.request = Some(SeenRequest {
+            body_bytes: body.len(),
+            records,
+            ca_name_count: ca_names.len(),
+            ca_names,
+            complete: true,
+        });
+    }
+}
+
+/// The pure tap.
+pub struct Tap {
+    reader: FlightReader,
+    sink: Sink,
+    profile: Profile,
+}
+
+impl Tap {
+    /// A tap applying `profile`'s record rules.
+    pub fn new(profile: Profile) -> Tap {
+        Tap {
+            reader: FlightReader::new(),
+            sink: Sink::default(),
+            profile,
+        }
+    }
+
+    /// What has been seen.
+    pub fn seen(&self) -> &Seen {
+        &self.sink.seen
+    }
+
+    /// Consumes bytes from the server. `Err(rule)` when the CertificateRequest
+    /// breaks a record rule of the profile: the bytes must not reach rustls.
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), Rule> {
+        if self.sink.seen.violated.is_some() {
+            return Err(self.sink.seen.violated.unwrap_or(Rule::OneRecord));
+        }
+        if self.reader.ended() {
+            return Ok(());
+        }
+        let _ = self.reader.feed(bytes, &mut self.sink);
+        let verdict = match (&self.sink.seen.request, self.reader.in_progress()) {
+            (Some(req), _) => self.profile.violated(req.body_bytes, req.records, true),
+            (None, Some((h, records))) if h.msg_type == HS_CERTIFICATE_REQUEST => {
+                let v = self.profile.violated(h.len, records, false);
+                if v.is_some() {
+                    self.sink.seen.request = Some(SeenRequest {
+                        body_bytes: h.len,
+                        records,
+                        complete: false,
+                        ..SeenRequest::default()
+                    });
+                }
+                v
+            }
+            _ => None,
+        };
+        match verdict {
+            Some(rule) => {
+                self.sink.seen.violated = Some(rule);
+                Err(rule)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The error a [`TapStream`] returns when a rule stops the handshake.
+#[derive(Debug, thiserror::Error)]
+#[error("the CertificateRequest breaks rule {rule} of {stack}")]
+pub struct RuleViolation {
+    /// The rule.
+    pub rule: Rule,
+    /// The stack the profile models.
+    pub stack: String,
+}
+
+/// The fatal alert a real stack sends for a rule, if it sends one: Java answers
+/// an oversized handshake message with unexpected_message (measured).
+fn alert_for(rule: Rule) -> Option<[u8; 7]> {
+    match rule {
+        Rule::MaxBody(_) => Some([21, 3, 3, 0, 2, 2, 10]),
+        Rule::OneRecord | Rule::IssuerListed => None,
+    }
+}
+
+/// A stream whose inbound bytes pass through a [`Tap`] before rustls reads
+/// them. The tap is shared so the connection can read what it saw afterwards.
+pub struct TapStream<S> {
+    inner: S,
+    tap: Arc<Mutex<Tap>>,
+}
+
+impl<S> TapStream<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, tap: Arc<Mutex<Tap>>) -> TapStream<S> {
+        TapStream { inner, tap }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TapStream<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        let fresh = buf.filled().get(before..).unwrap_or_default().to_vec();
+        let verdict = match this.tap.lock() {
+            Ok(mut tap) => tap
+                .feed(&fresh)
+                .map_err(|rule| (rule, tap.profile.stack.clone())),
+            Err(_) => return Poll::Ready(Err(io::Error::other("tap poisoned"))),
+        };
+        if let Err((rule, stack)) = verdict {
+            buf.set_filled(before);
+            if let Some(alert) = alert_for(rule) {
+                // Best effort, as the stack would: seven bytes on an idle
+                // socket go out at once; the connection is failing anyway.
+                let _ = Pin::new(&mut this.inner).poll_write(cx, &alert);
+            }
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                RuleViolation { rule, stack },
+            )));
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for TapStream<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

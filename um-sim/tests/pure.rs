@@ -1,0 +1,210 @@
+//! Property tests for um-sim's pure parts: the header format and the tap.
+
+use certgen::wire::{RecordHeader, write_ca_list};
+use proptest::prelude::*;
+use um_sim::header::{ContentType, Header, Importance};
+use um_sim::profile::{Profile, Rule};
+use um_sim::tap::Tap;
+
+fn value() -> impl Strategy<Value = String> {
+    // One-line text without leading/trailing whitespace (the format trims).
+    "[^\r\n:]{0,40}".prop_map(|s| s.trim().to_owned())
+}
+
+fn header() -> impl Strategy<Value = Header> {
+    (
+        prop::bool::ANY,
+        "[a-z]{1,10}@[a-z]{1,10}\\.test",
+        prop::option::of("\\+[1-9][0-9]{0,14}"),
+        prop::option::of(value().prop_filter("non-empty", |v| !v.is_empty())),
+        "[0-9a-f]{32}",
+        0u32..100_000,
+        prop::sample::select(vec![Importance::Low, Importance::Normal, Importance::High]),
+        0u32..1000,
+        value(),
+        prop::collection::vec(("X-[A-Za-z]{1,8}", value()), 0..3),
+    )
+        .prop_map(
+            |(
+                vm,
+                recipient,
+                caller_id,
+                caller_name,
+                call_id,
+                n,
+                importance,
+                attempts,
+                last_error,
+                extra,
+            )| {
+                let mut seen = std::collections::HashSet::new();
+                Header {
+                    content_type: if vm {
+                        ContentType::Voicemail
+                    } else {
+                        ContentType::MissedCall
+                    },
+                    recipient,
+                    caller_id,
+                    caller_name,
+                    call_id: call_id.clone(),
+                    duration: vm.then_some(n),
+                    audio_file: vm.then(|| format!("{call_id}.wav")),
+                    audio_codec: None,
+                    received_time: "2026-11-25T17:00:00Z".to_owned(),
+                    subject: None,
+                    importance,
+                    attempts,
+                    last_error,
+                    extra: extra
+                        .into_iter()
+                        .filter(|(k, _)| seen.insert(k.clone()))
+                        .collect(),
+                }
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn header_round_trips(h in header()) {
+        let text = h.render();
+        prop_assert_eq!(Header::parse(&text), Ok(h));
+    }
+
+    #[test]
+    fn header_parser_is_total(text in "(?s).{0,400}") {
+        let _ = Header::parse(&text);
+    }
+
+    #[test]
+    fn tap_is_total(bytes in prop::collection::vec(any::<u8>(), 0..3000), cut in any::<usize>()) {
+        for profile in ["schannel", "legacy-schannel", "java17", "lenient"] {
+            let mut tap = Tap::new(profile.parse().unwrap());
+            let cut = cut % (bytes.len() + 1);
+            let _ = tap.feed(&bytes[..cut]);
+            let _ = tap.feed(&bytes[cut..]);
+        }
+    }
+
+    /// A flight with a CertificateRequest of `n` 100-byte names cut into
+    /// records of `record` bytes: the tap measures it and the rules fire
+    /// exactly when the arithmetic says.
+    #[test]
+    fn rules_fire_as_the_arithmetic_predicts(
+        n in 0usize..400,
+        record in prop::sample::select(vec![1_000usize, 4_091, 16_384]),
+        per_message in any::<bool>(),
+        pieces in 1usize..5,
+    ) {
+        let mut body = vec![2, 1, 64, 0, 2, 4, 3];
+        write_ca_list(&mut body, &vec![vec![0x30u8; 100]; n]).unwrap();
+        let mut msg = vec![13];
+        msg.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+        msg.extend_from_slice(&body);
+        let mut stream = vec![2, 0, 0, 60];
+        stream.extend([7u8; 60]);
+        let cr_start = stream.len();
+        stream.extend_from_slice(&msg);
+        stream.extend([14, 0, 0, 0]);
+        // Records: per-message starts the request on a record; coalesced does not.
+        let mut cuts: Vec<usize> = if per_message {
+            let mut c: Vec<usize> = vec![cr_start];
+            c.extend((cr_start..cr_start + msg.len()).step_by(record).skip(1));
+            c.push(cr_start + msg.len());
+            c
+        } else {
+            (record..stream.len()).step_by(record).collect()
+        };
+        cuts.push(stream.len());
+        let mut wire = Vec::new();
+        let mut from = 0;
+        for c in cuts {
+            if c > from {
+                RecordHeader::write(&mut wire, 22, [3, 3], c - from);
+                wire.extend_from_slice(&stream[from..c]);
+                from = c;
+            }
+        }
+        let spans = {
+            let (a, b) = (cr_start, cr_start + msg.len());
+            let mut starts = vec![];
+            let mut pos = 0;
+            let mut at = 0;
+            while at < wire.len() {
+                let len = RecordHeader::parse(&wire[at..]).unwrap().len;
+                starts.push((pos, pos + len));
+                pos += len;
+                at += 5 + len;
+            }
+            starts.iter().filter(|(s, e)| *s < b && a < *e).count()
+        };
+        for (name, want) in [
+            ("lenient", None),
+            ("schannel", None),
+            ("legacy-schannel", (spans > 1).then_some(Rule::OneRecord)),
+            ("java17", (body.len() > 32_768).then_some(Rule::MaxBody(32_768))),
+            ("max-handshake=16384", (body.len() > 16_384).then_some(Rule::MaxBody(16_384))),
+        ] {
+            let profile: Profile = name.parse().unwrap();
+            let mut tap = Tap::new(profile);
+            let step = wire.len().div_ceil(pieces).max(1);
+            let verdict = wire.chunks(step).map(|c| tap.feed(c)).find(Result::is_err);
+            prop_assert_eq!(verdict.map(|r| r.unwrap_err()), want, "{} n={} spans={}", name, n, spans);
+            let seen = tap.seen().request.clone().expect("request seen");
+            prop_assert_eq!(seen.body_bytes, body.len());
+            if want.is_none() {
+                prop_assert_eq!(seen.records, spans);
+                prop_assert_eq!(seen.ca_name_count, n);
+            }
+        }
+    }
+}
+
+#[test]
+fn malformed_headers_name_the_line() {
+    let good = "ContentType: voicemail\nRecipient: a@b.test\nCallId: 1\nDuration: 5\n\
+AudioFile: x.wav\nReceivedTime: 2026-11-25T17:00:00Z\n";
+    assert!(Header::parse(good).is_ok());
+    for (bad, line, needle) in [
+        ("ContentType voicemail\n", 1, "Key: Value"),
+        (
+            &good.replace("Duration: 5", "Duration: five") as &str,
+            4,
+            "whole number",
+        ),
+        (
+            &good.replace(
+                "ReceivedTime: 2026-11-25T17:00:00Z",
+                "ReceivedTime: yesterday",
+            ),
+            6,
+            "RFC 3339",
+        ),
+        (&format!("{good}CallerId: 0800\n"), 7, "E.164"),
+        (&format!("{good}CallId: 2\n"), 7, "twice"),
+        (
+            &good.replace("AudioFile: x.wav", "AudioFile: ../etc/passwd"),
+            5,
+            "plain file name",
+        ),
+        (
+            &good.replace("Recipient: a@b.test\n", ""),
+            0,
+            "Recipient is missing",
+        ),
+        (
+            &good.replace("AudioFile: x.wav\n", ""),
+            0,
+            "AudioFile is missing",
+        ),
+    ] {
+        let e = Header::parse(bad).expect_err(bad);
+        assert_eq!(e.line, line, "{bad}: {e}");
+        assert!(e.to_string().contains(needle), "{bad}: {e}");
+    }
+    // A missed call needs no audio.
+    let missed = "ContentType: missedcall\nRecipient: a@b.test\nCallId: 1\nReceivedTime: 2026-11-25T17:00:00Z\n";
+    let h = Header::parse(missed).unwrap();
+    assert_eq!(h.subject_line(), "Missed call from Unknown caller");
+}
