@@ -424,7 +424,13 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
     // belong to the plaintext session. Drop them (CVE-2011-0411).
     conn.event.plaintext_discarded = plain.buffer().len();
     let tcp = plain.into_inner();
-    let shaped = ShapedStream::new(tcp, conn.shared.layout, conn.shared.max_fragment);
+    let alert = Arc::new(std::sync::OnceLock::new());
+    let shaped = ShapedStream::new(
+        tcp,
+        conn.shared.layout,
+        conn.shared.max_fragment,
+        alert.clone(),
+    );
     let accepted = tokio::time::timeout(
         conn.shared.handshake_timeout,
         conn.shared.acceptor.accept(shaped),
@@ -433,7 +439,7 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
     let tls = match accepted {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            conn.event.handshake = Some(handshake_failure(&e));
+            conn.event.handshake = Some(handshake_failure(&e, alert.get().copied()));
             return format!("TLS handshake failed: {e}");
         }
         Err(_) => {
@@ -456,16 +462,19 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
     end
 }
 
-fn handshake_failure(e: &std::io::Error) -> Handshake {
+/// The failed handshake: the error, and the alert involved. A sent alert is
+/// read off the wire by the shaper (plaintext in TLS 1.2 before
+/// ChangeCipherSpec); a received one comes from rustls's error.
+fn handshake_failure(e: &std::io::Error, sent: Option<[u8; 2]>) -> Handshake {
     let rustls_error = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    let alert = match rustls_error {
-        Some(rustls::Error::AlertReceived(a)) => Some(format!("received {a:?}")),
-        Some(rustls::Error::NoCertificatesPresented) => {
-            Some("sent certificate_required / handshake_failure".to_owned())
-        }
-        Some(rustls::Error::InvalidCertificate(_)) => Some("sent bad_certificate".to_owned()),
+    let alert = match (rustls_error, sent) {
+        (Some(rustls::Error::AlertReceived(a)), _) => Some(format!("received {a:?}")),
+        (_, Some([_, description])) => Some(format!(
+            "sent {:?}",
+            rustls::AlertDescription::from(description)
+        )),
         _ => None,
     };
     Handshake {
@@ -532,7 +541,8 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// A line read with a length limit.
 enum Line {
-    Text(Vec<u8>),
+    /// The line without its line end, and whether that end was CRLF (not a bare LF).
+    Text(Vec<u8>, bool),
     TooLong,
     Eof,
 }
@@ -569,10 +579,11 @@ async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::R
     if line.ends_with(b"\n") {
         line.pop();
     }
-    if line.ends_with(b"\r") {
+    let crlf = line.ends_with(b"\r");
+    if crlf {
         line.pop();
     }
-    Ok(Line::Text(line))
+    Ok(Line::Text(line, crlf))
 }
 
 async fn command_loop<S: AsyncRead + AsyncWrite + Unpin>(
@@ -604,7 +615,7 @@ async fn command_loop<S: AsyncRead + AsyncWrite + Unpin>(
                 let (r, n) = conn.session.line_too_long();
                 (r, n, "<line over the limit>".to_owned())
             }
-            Ok(Ok(Line::Text(text))) => {
+            Ok(Ok(Line::Text(text, _))) => {
                 let (r, n) = conn.session.command(&text);
                 (r, n, printable(&text))
             }
@@ -633,15 +644,23 @@ async fn receive_data<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Option<LoopEnd> {
     let shared = conn.shared;
     let mut data = DataReader::new(shared.session.limits.max_message);
+    // The whole transfer is bounded by the DATA timeout, and each line by the
+    // idle timeout, so a client gone silent mid-DATA does not hold its slot.
     let read = tokio::time::timeout(shared.data_timeout, async {
         loop {
-            match read_line(io, shared.session.limits.max_line).await? {
+            let line = tokio::time::timeout(
+                shared.idle_timeout,
+                read_line(io, shared.session.limits.max_line),
+            )
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            match line {
                 Line::Eof => return Ok(false),
                 Line::TooLong => {
-                    data.line(b"", true);
+                    data.line(b"", true, true);
                 }
-                Line::Text(text) => {
-                    if data.line(&text, false) {
+                Line::Text(text, crlf) => {
+                    if data.line(&text, crlf, false) {
                         return Ok(true);
                     }
                 }
@@ -649,15 +668,21 @@ async fn receive_data<S: AsyncRead + AsyncWrite + Unpin>(
         }
     })
     .await;
+    let timed_out = |r: &Result<Result<bool, std::io::Error>, _>| match r {
+        Err(_) => true,
+        Ok(Err(e)) => e.kind() == std::io::ErrorKind::TimedOut,
+        Ok(Ok(_)) => false,
+    };
+    if timed_out(&read) {
+        let reply = Reply {
+            code: 421,
+            lines: vec!["4.4.2 DATA timeout, closing connection".into()],
+        };
+        let _ = send(io, &reply).await;
+        return Some(LoopEnd::Closed("DATA timeout; nothing stored".into()));
+    }
     match read {
-        Err(_) => {
-            let reply = Reply {
-                code: 421,
-                lines: vec!["4.4.2 DATA timeout, closing connection".into()],
-            };
-            let _ = send(io, &reply).await;
-            return Some(LoopEnd::Closed("DATA timeout; nothing stored".into()));
-        }
+        Err(_) => return Some(LoopEnd::Closed("DATA timeout; nothing stored".into())),
         Ok(Err::<bool, std::io::Error>(e)) => {
             return Some(LoopEnd::Closed(format!(
                 "read failed in DATA: {e}; nothing stored"

@@ -16,8 +16,8 @@
 //! spanned and the names it carried.
 
 use certgen::wire::{
-    CONTENT_HANDSHAKE, CertificateRequest12, FlightReader, FlightSink, HANDSHAKE_HEADER_LEN,
-    HS_CERTIFICATE_REQUEST, MAX_PLAINTEXT, RECORD_HEADER_LEN, RecordHeader,
+    CONTENT_ALERT, CONTENT_HANDSHAKE, CertificateRequest12, FlightReader, FlightSink,
+    HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST, MAX_PLAINTEXT, RECORD_HEADER_LEN, RecordHeader,
 };
 
 /// How the first flight is laid out in records.
@@ -61,6 +61,7 @@ pub struct Observed {
 pub struct Shaper {
     reader: FlightReader,
     emit: Emit,
+    alert: Option<[u8; 2]>,
 }
 
 /// The [`FlightSink`] half: where the flight's records and messages go.
@@ -114,7 +115,14 @@ impl Shaper {
                 out: Vec::new(),
                 observed: None,
             },
+            alert: None,
         }
+    }
+
+    /// The plaintext alert (level, description) that ended the flight, if one
+    /// did: what the server told a client it refused.
+    pub fn alert(&self) -> Option<[u8; 2]> {
+        self.alert
     }
 
     /// The CertificateRequest seen in the plaintext flight, if one went by.
@@ -139,6 +147,9 @@ impl Shaper {
             // The plaintext flight is over: a message cut short is framed as
             // it is (per-message; coalesced already passed its records on),
             // then everything passes unchanged.
+            if let [CONTENT_ALERT, _, _, 0, 2, level, description, ..] = rest[..] {
+                self.alert = Some([level, description]);
+            }
             let (partial, version) = self.reader.take_partial();
             if self.emit.layout == Layout::PerMessage && !partial.is_empty() {
                 frame(out, version, &partial, self.emit.max_payload);

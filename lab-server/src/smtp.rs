@@ -399,6 +399,10 @@ fn parse_path(args: &str, prefix: &str) -> Option<(String, String)> {
 /// Reads a message body line by line: dot-unstuffing, the end marker, size
 /// and line-length limits. Keeps reading past a limit so the reply comes at
 /// the end of the message, where the client expects it.
+///
+/// Only `<CRLF>.<CRLF>` ends the message (RFC 5321 4.1.1.4): a dot line
+/// reached or ended by a bare LF is content. Otherwise text after `<LF>.<LF>`
+/// would run as commands (SMTP smuggling).
 #[derive(Clone, Debug)]
 pub struct DataReader {
     body: Vec<u8>,
@@ -407,6 +411,8 @@ pub struct DataReader {
     too_big: bool,
     line_too_long: bool,
     done: bool,
+    /// Whether the previous line ended with CRLF (the DATA command's did).
+    after_crlf: bool,
 }
 
 impl DataReader {
@@ -419,16 +425,19 @@ impl DataReader {
             too_big: false,
             line_too_long: false,
             done: false,
+            after_crlf: true,
         }
     }
 
-    /// One line without its CRLF; `too_long` when the I/O layer cut it.
-    /// Returns true at the end marker.
-    pub fn line(&mut self, line: &[u8], too_long: bool) -> bool {
+    /// One line without its line end; `crlf` when it ended with CRLF (not a
+    /// bare LF), `too_long` when the I/O layer cut it. Returns true at the end
+    /// marker.
+    pub fn line(&mut self, line: &[u8], crlf: bool, too_long: bool) -> bool {
         if self.done {
             return true;
         }
-        if line == b"." && !too_long {
+        let after_crlf = std::mem::replace(&mut self.after_crlf, crlf);
+        if line == b"." && crlf && after_crlf && !too_long {
             self.done = true;
             return true;
         }

@@ -191,6 +191,9 @@ pub fn server_config(
 pub struct ShapedStream<S> {
     inner: S,
     shaper: Shaper,
+    /// The alert that ended the plaintext flight, shared with the connection,
+    /// which keeps it when a failed handshake drops the stream.
+    alert: Arc<std::sync::OnceLock<[u8; 2]>>,
     out: Vec<u8>,
     written: usize,
 }
@@ -199,11 +202,17 @@ pub struct ShapedStream<S> {
 const HIGH_WATER: usize = 64 * 1024;
 
 impl<S> ShapedStream<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S, layout: Layout, max_fragment: usize) -> ShapedStream<S> {
+    /// Wraps `inner`; `alert` receives the alert that ends the flight, if any.
+    pub fn new(
+        inner: S,
+        layout: Layout,
+        max_fragment: usize,
+        alert: Arc<std::sync::OnceLock<[u8; 2]>>,
+    ) -> ShapedStream<S> {
         ShapedStream {
             inner,
             shaper: Shaper::new(layout, max_fragment),
+            alert,
             out: Vec::new(),
             written: 0,
         }
@@ -260,6 +269,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ShapedStream<S> {
             }
         }
         this.shaper.feed(buf, &mut this.out);
+        if let Some(alert) = this.shaper.alert() {
+            let _ = this.alert.set(alert);
+        }
         // Push what we can now; the rest goes out on flush (tokio-rustls
         // flushes after every handshake flight).
         if let Poll::Ready(Err(e)) = this.drain(cx) {

@@ -78,7 +78,7 @@ fn tls_required_by_default_flow() {
     assert_eq!((d[0].0, d[0].2), (354, Next::Data));
     let mut data = DataReader::new(Limits::default().max_message);
     for line in [&b"Subject: hi"[..], b"", b"..dotted", b"."] {
-        data.line(line, false);
+        data.line(line, true, false);
     }
     let env = s.data_received(&data).expect("accepted");
     assert_eq!(env.from, "um@lab.test");
@@ -164,9 +164,9 @@ fn data_limits() {
         );
         let mut d = DataReader::new(max);
         for (l, long) in lines {
-            d.line(l, *long);
+            d.line(l, true, *long);
         }
-        assert!(d.line(b".", false), "end marker");
+        assert!(d.line(b".", true, false), "end marker");
         s.data_received(&d).map(|_| d.size()).map_err(|r| r.code)
     };
     assert_eq!(drive(&[(b"0123456789", false)], 12), Ok(12));
@@ -175,6 +175,23 @@ fn data_limits() {
         Err(552)
     );
     assert_eq!(drive(&[(b"abc", true)], 100), Err(500));
+}
+
+#[test]
+fn only_crlf_dot_crlf_ends_data() {
+    let mut d = DataReader::new(1 << 20);
+    // "body<LF>.<LF>MAIL ..." : the bare-LF dot line is content, not the end.
+    assert!(!d.line(b"body", false, false));
+    assert!(!d.line(b".", false, false));
+    assert!(!d.line(b"MAIL FROM:<smuggled@x>", true, false));
+    // A dot line after a bare LF, even if it ends in CRLF, is content too.
+    assert!(!d.line(b"x", false, false));
+    assert!(!d.line(b".", true, false));
+    assert!(d.line(b".", true, false), "<CRLF>.<CRLF> ends it");
+    assert_eq!(
+        d.body(),
+        b"body\r\n\r\nMAIL FROM:<smuggled@x>\r\nx\r\n\r\n".as_slice()
+    );
 }
 
 proptest! {
@@ -194,9 +211,9 @@ proptest! {
         for l in &body_lines {
             // The client stuffs a leading dot.
             let stuffed = if l.starts_with('.') { format!(".{l}") } else { l.clone() };
-            prop_assert!(!d.line(stuffed.as_bytes(), false));
+            prop_assert!(!d.line(stuffed.as_bytes(), true, false));
         }
-        prop_assert!(d.line(b".", false));
+        prop_assert!(d.line(b".", true, false));
         let want: String = body_lines.iter().map(|l| format!("{l}\r\n")).collect();
         prop_assert_eq!(d.body(), want.as_bytes());
     }

@@ -9,6 +9,11 @@
 //! ([`profile`]) and the record tap ([`tap`]). The queue, the message builder,
 //! the SMTP client and the `um-sim` binary are not built yet.
 
+pub mod client;
+pub mod events;
 pub mod header;
+pub mod message;
 pub mod profile;
+pub mod queue;
+pub mod submit;
 pub mod tap;

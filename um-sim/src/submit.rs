@@ -1,0 +1,293 @@
+//! The submitter: drains the queue through [`crate::client::submit`].
+//!
+//! A voicemail leaves the queue only after the server's 250 reply to DATA (it
+//! then moves to `sent/`). A failed attempt rewrites the header's Attempts and
+//! LastError atomically and the item stays; when Attempts reaches the limit it
+//! moves to `badvoicemail/`. A crash at any moment loses nothing: at worst an
+//! item delivered just before the crash is sent again, with the same Message-ID.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Mutex, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::client::{self, Attempt, ClientSettings, Identity};
+use crate::events::{self, AttemptRecord};
+use crate::message;
+use crate::profile::Profile;
+use crate::queue::{Item, Queue, QueueError};
+
+/// How to submit.
+#[derive(Clone, Debug)]
+pub struct SubmitSettings {
+    /// Connection and SMTP settings.
+    pub client: ClientSettings,
+    /// Certificate and key.
+    pub identity: Identity,
+    /// Client profile.
+    pub profile: Profile,
+    /// Attempts (across runs) after which an item moves to badvoicemail/.
+    pub max_attempts: u32,
+    /// Wait before trying a failed item again (watch mode).
+    pub retry_delay: Duration,
+    /// Items submitted at once.
+    pub concurrency: usize,
+    /// JSON-lines file, one record per attempt.
+    pub events_file: Option<PathBuf>,
+}
+
+/// What a pass over the queue did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Delivered and moved to sent/.
+    pub delivered: usize,
+    /// Failed and still queued.
+    pub queued: usize,
+    /// Moved to badvoicemail/ (exhausted or unusable).
+    pub bad: usize,
+}
+
+/// What each finished attempt reports to the caller (for the terminal).
+pub type Report = Arc<dyn Fn(String) + Send + Sync>;
+
+/// One pass: every item in the queue once (those cooling down after a
+/// failure excepted). `progress(n)` counts finished items.
+pub async fn pass(
+    queue: &Queue,
+    settings: &Arc<SubmitSettings>,
+    cooling: &mut HashMap<String, Instant>,
+    report: &Report,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Summary, QueueError> {
+    queue.sweep_orphans()?;
+    let (items, rejected) = queue.scan()?;
+    let mut summary = Summary {
+        bad: rejected.len(),
+        ..Summary::default()
+    };
+    for r in rejected {
+        report(format!(
+            "moved {} to badvoicemail/: {}",
+            r.header_path.display(),
+            r.reason
+        ));
+    }
+    let now = Instant::now();
+    let ready: Vec<Item> = items
+        .into_iter()
+        .filter(|i| cooling.get(&i.guid).is_none_or(|t| *t <= now))
+        .collect();
+    let events = match &settings.events_file {
+        Some(p) => Some(Arc::new(Mutex::new(
+            tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .await
+                .map_err(|cause| QueueError::Io {
+                    path: p.clone(),
+                    cause,
+                })?,
+        ))),
+        None => None,
+    };
+    let limit = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    for item in ready {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let (task_queue, task_settings, events, report) = (
+            queue.clone(),
+            settings.clone(),
+            events.clone(),
+            report.clone(),
+        );
+        tasks.spawn(async move {
+            let result = one(
+                &task_queue,
+                &task_settings,
+                &item,
+                events.as_deref(),
+                &report,
+            )
+            .await;
+            drop(permit);
+            (item.guid, result)
+        });
+        while let Some(done) = tasks.try_join_next() {
+            tally(done, &mut summary, cooling, settings, progress)?;
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        tally(done, &mut summary, cooling, settings, progress)?;
+    }
+    Ok(summary)
+}
+
+type Done = Result<(String, Result<Disposition, QueueError>), tokio::task::JoinError>;
+
+fn tally(
+    done: Done,
+    summary: &mut Summary,
+    cooling: &mut HashMap<String, Instant>,
+    settings: &SubmitSettings,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(), QueueError> {
+    progress(1);
+    let Ok((guid, result)) = done else {
+        // A panicked task leaves its item untouched in the queue.
+        summary.queued += 1;
+        return Ok(());
+    };
+    match result? {
+        Disposition::Sent => summary.delivered += 1,
+        Disposition::Queued => {
+            summary.queued += 1;
+            cooling.insert(guid, Instant::now() + settings.retry_delay);
+        }
+        Disposition::Bad => summary.bad += 1,
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Disposition {
+    Sent,
+    Queued,
+    Bad,
+}
+
+async fn one(
+    queue: &Queue,
+    settings: &SubmitSettings,
+    item: &Item,
+    events: Option<&Mutex<tokio::fs::File>>,
+    report: &Report,
+) -> Result<Disposition, QueueError> {
+    let audio = match &item.audio_path {
+        Some(p) => Some(tokio::fs::read(p).await.map_err(|cause| QueueError::Io {
+            path: p.clone(),
+            cause,
+        })?),
+        None => None,
+    };
+    let attempt = match message::build(
+        &item.header,
+        &item.guid,
+        &settings.client.from,
+        audio.as_deref(),
+    ) {
+        Ok(msg) => {
+            client::submit(
+                &settings.client,
+                &settings.identity,
+                &settings.profile,
+                &item.header.recipient,
+                &msg,
+            )
+            .await
+        }
+        Err(e) => {
+            let reason = format!("cannot build the message: {e}");
+            queue.give_up(item, &reason)?;
+            report(format!("moved {} to badvoicemail/: {reason}", item.guid));
+            return Ok(Disposition::Bad);
+        }
+    };
+    let attempt_number = item.header.attempts + 1;
+    let event = events::for_attempt(&item.header_path, &settings.client.server, &attempt);
+    let disposition = if attempt.delivered {
+        queue.mark_sent(item)?;
+        Disposition::Sent
+    } else {
+        let error = attempt.error.clone().unwrap_or_default();
+        let header = queue.record_failure(item, &error)?;
+        if header.attempts >= settings.max_attempts {
+            let reason = format!(
+                "gave up after {} attempts; last error: {error}",
+                header.attempts
+            );
+            let moved = Item {
+                header,
+                ..item.clone()
+            };
+            queue.give_up(&moved, &reason)?;
+            Disposition::Bad
+        } else {
+            Disposition::Queued
+        }
+    };
+    let when = events::now_rfc3339();
+    match &event {
+        Some(ev) => report(events::render(ev, &when)),
+        None => report(format!(
+            "delivered {} ({})",
+            item.guid,
+            attempt
+                .smtp
+                .iter()
+                .rev()
+                .find(|e| e.code == 250)
+                .map_or(String::new(), |e| format!("{} {}", e.code, e.reply))
+        )),
+    }
+    if let Some(file) = events {
+        write_record(
+            file,
+            item,
+            settings,
+            &attempt,
+            attempt_number,
+            event.as_ref(),
+            disposition,
+            when,
+        )
+        .await;
+    }
+    Ok(disposition)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_record(
+    file: &Mutex<tokio::fs::File>,
+    item: &Item,
+    settings: &SubmitSettings,
+    attempt: &Attempt,
+    attempt_number: u32,
+    event: Option<&events::UmEvent>,
+    disposition: Disposition,
+    time: String,
+) {
+    let record = AttemptRecord {
+        time,
+        item: &item.guid,
+        header: item.header_path.display().to_string(),
+        attempt_number,
+        server: &settings.client.server,
+        profile: &settings.profile.name,
+        outcome: if attempt.delivered {
+            "delivered"
+        } else {
+            "failed"
+        },
+        event_id: event.map(|e| e.id),
+        disposition: match disposition {
+            Disposition::Sent => "sent",
+            Disposition::Queued => "queued",
+            Disposition::Bad => "badvoicemail",
+        },
+        attempt,
+    };
+    if let Ok(mut line) = serde_json::to_vec(&record) {
+        line.push(b'\n');
+        let mut f = file.lock().await;
+        if f.write_all(&line).await.is_err() || f.flush().await.is_err() {
+            tracing::error!("cannot write the events file");
+        }
+    }
+}
