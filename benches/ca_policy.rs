@@ -40,9 +40,11 @@ fn bench(c: &mut Criterion) {
             .collect();
         g.throughput(Throughput::Elements(n));
         for order in [Order::Store, Order::Thumbprint] {
-            g.bench_with_input(BenchmarkId::new(format!("prepare/{order}"), n), &n, |b, _| {
-                b.iter(|| Planner::new(black_box(&entries), order))
-            });
+            g.bench_with_input(
+                BenchmarkId::new(format!("prepare/{order}"), n),
+                &n,
+                |b, _| b.iter(|| Planner::new(black_box(&entries), order)),
+            );
         }
         let planner = Planner::new(&entries, Order::Store);
         let settings = Settings {
