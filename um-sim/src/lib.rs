@@ -5,9 +5,10 @@
 //! server's CertificateRequest the way a given TLS client stack does. It learns
 //! what the server advertised only from the bytes it received.
 //!
-//! Built so far: the header format ([`header`]), client profiles
-//! ([`profile`]) and the record tap ([`tap`]). The queue, the message builder,
-//! the SMTP client and the `um-sim` binary are not built yet.
+//! Parts: the header format ([`header`]), the queue folder ([`queue`]), the
+//! voicemail message ([`message`]), client profiles ([`profile`]), the record
+//! tap ([`tap`]), the SMTP client ([`client`]), the submitter ([`submit`]) and
+//! UM events ([`events`]).
 
 pub mod client;
 pub mod events;

@@ -1,0 +1,270 @@
+//! `um-sim`: the Exchange UM stand-in. `enqueue` fills a voicemail queue
+//! folder; `submit` drains it over SMTP + STARTTLS with a client certificate.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use um_sim::client::{ClientSettings, Identity};
+use um_sim::profile::Profile;
+use um_sim::queue::{EnqueueSpec, Queue, enqueue};
+use um_sim::submit::{self, SubmitSettings, Summary};
+
+/// The Exchange UM stand-in of umlab: a voicemail queue and its SMTP submitter.
+#[derive(Parser)]
+#[command(name = "um-sim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Synthesize voicemails (header + WAV audio) into a queue folder.
+    Enqueue {
+        /// Queue folder.
+        #[arg(long)]
+        queue: PathBuf,
+        /// Number of voicemails.
+        #[arg(long)]
+        count: u64,
+        /// Length of each recording in seconds.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        /// Recipient address.
+        #[arg(long, default_value = "user@lab.test")]
+        to: String,
+        /// Seed: GUIDs, callers and audio follow from it. Random when absent.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Submit the queue to an SMTP server (exit 0: all delivered; 1: some
+    /// stay queued or went to badvoicemail/; 2: usage or configuration error).
+    Submit {
+        /// Queue folder.
+        #[arg(long)]
+        queue: PathBuf,
+        /// Server, HOST:PORT.
+        #[arg(long)]
+        server: String,
+        /// Client certificate chain (PEM), e.g. um.pem.
+        #[arg(long)]
+        cert: PathBuf,
+        /// Client key (PEM), e.g. um.key.
+        #[arg(long)]
+        key: PathBuf,
+        /// CA certificate(s) to verify the server with (PEM), e.g. ca.pem.
+        #[arg(long)]
+        server_ca: PathBuf,
+        /// Name the server certificate must carry [default: the host of --server].
+        #[arg(long)]
+        server_name: Option<String>,
+        /// Client profile: schannel, legacy-schannel, java17, boringssl,
+        /// lenient, max-handshake=N.
+        #[arg(long, default_value = "schannel")]
+        profile: Profile,
+        /// Keep running: watch the queue and retry failed items.
+        #[arg(long)]
+        watch: bool,
+        /// Attempts (across runs) after which an item moves to badvoicemail/.
+        #[arg(long, default_value_t = 10)]
+        retries: u32,
+        /// Seconds before a failed item is tried again (with --watch).
+        #[arg(long, default_value_t = 30)]
+        retry_delay: u64,
+        /// Items submitted at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Envelope sender.
+        #[arg(long, default_value = "um@um.lab.test")]
+        from: String,
+        /// Name sent in EHLO.
+        #[arg(long, default_value = "um.lab.test")]
+        helo: String,
+        /// Seconds to wait for a connection, a reply or a handshake.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        /// JSON-lines file, one record per attempt.
+        #[arg(long)]
+        events: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("um-sim: error: tokio runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            let text: String = format!("{e:#}")
+                .chars()
+                .flat_map(|c| {
+                    let v: Vec<char> = if c.is_control() {
+                        c.escape_default().collect()
+                    } else {
+                        vec![c]
+                    };
+                    v
+                })
+                .collect();
+            eprintln!("um-sim: error: {text}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
+        Command::Enqueue {
+            queue,
+            count,
+            seconds,
+            to,
+            seed,
+        } => {
+            if !to.contains('@') {
+                bail!("--to {to:?} is not an address");
+            }
+            let q = Queue::open(&queue)?;
+            let seed = match seed {
+                Some(s) => s,
+                None => std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64 ^ u64::from(std::process::id())),
+            };
+            let spec = EnqueueSpec {
+                count,
+                seconds,
+                to,
+                seed,
+                sample_rate: 8_000,
+            };
+            let written = tokio::task::spawn_blocking(move || enqueue(&q, &spec)).await??;
+            println!(
+                "queued {} voicemails of {seconds} s in {} (seed {seed})",
+                written.len(),
+                queue.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Submit {
+            queue,
+            server,
+            cert,
+            key,
+            server_ca,
+            server_name,
+            profile,
+            watch,
+            retries,
+            retry_delay,
+            concurrency,
+            from,
+            helo,
+            timeout,
+            events,
+        } => {
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+                .with_context(|| format!("{}", cert.display()))?
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("{}", cert.display()))?;
+            let key = PrivateKeyDer::from_pem_file(&key)
+                .with_context(|| format!("{}: no usable private key", key.display()))?;
+            let identity = Identity::new(chain, key)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in CertificateDer::pem_file_iter(&server_ca)
+                .with_context(|| format!("{}", server_ca.display()))?
+            {
+                let ca = ca.with_context(|| format!("{}", server_ca.display()))?;
+                roots
+                    .add(ca)
+                    .with_context(|| format!("{}", server_ca.display()))?;
+            }
+            let host = server_name.unwrap_or_else(|| {
+                server
+                    .rsplit_once(':')
+                    .map_or(server.as_str(), |(h, _)| h)
+                    .trim_matches(['[', ']'])
+                    .to_owned()
+            });
+            let server_name = ServerName::try_from(host.clone())
+                .with_context(|| format!("server name {host:?}"))?;
+            let settings = Arc::new(SubmitSettings {
+                client: ClientSettings {
+                    server: server.clone(),
+                    server_name,
+                    server_roots: Arc::new(roots),
+                    helo,
+                    from,
+                    connect_timeout: Duration::from_secs(timeout),
+                    io_timeout: Duration::from_secs(timeout),
+                },
+                identity,
+                profile,
+                max_attempts: retries.max(1),
+                retry_delay: Duration::from_secs(retry_delay),
+                concurrency,
+                events_file: events,
+            });
+            let q = Queue::open(&queue)?;
+            let report: submit::Report = Arc::new(|line: String| println!("{line}"));
+            let mut cooling = HashMap::new();
+            let mut total = Summary::default();
+            loop {
+                let (waiting, _) = q.scan()?;
+                let bar = progress_bar(waiting.len() as u64);
+                let summary =
+                    submit::pass(&q, &settings, &mut cooling, &report, &|n| bar.inc(n)).await?;
+                bar.finish_and_clear();
+                total.delivered += summary.delivered;
+                total.bad += summary.bad;
+                total.queued = summary.queued;
+                if !watch {
+                    break;
+                }
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            let (left, _) = q.scan()?;
+            println!(
+                "delivered {}, still queued {}, moved to badvoicemail/ {}",
+                total.delivered,
+                left.len(),
+                total.bad
+            );
+            Ok(if left.is_empty() && total.bad == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}
+
+/// A bar on a terminal; nothing when stderr is piped.
+fn progress_bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} voicemails {pos}/{len} [{bar:40}]") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
