@@ -52,3 +52,26 @@ impl Error {
         }
     }
 }
+
+/// An error message made safe for a one-line report: control characters
+/// (line breaks, escape sequences, bytes quoted from a bad file) are escaped,
+/// so the message stays on one line and nothing raw reaches the terminal.
+pub fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_escapes_controls() {
+        assert_eq!(super::one_line("a\nb\u{1c}c é"), "a\\nb\\u{1c}c é");
+    }
+}

@@ -78,7 +78,10 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("certgen: error: {}", one_line(&format!("{e:#}")));
+            eprintln!(
+                "certgen: error: {}",
+                certgen::error::one_line(&format!("{e:#}"))
+            );
             ExitCode::from(2)
         }
     }
@@ -203,22 +206,6 @@ fn run_into(command: Command, out: &mut String) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// The message with control characters escaped: bytes quoted from a bad file
-/// must not break the one-line contract or reach the terminal raw.
-fn one_line(message: &str) -> String {
-    message
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
 }
 
 /// A bar on a terminal; nothing when stderr is piped.

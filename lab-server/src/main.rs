@@ -123,17 +123,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(Args::parse())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let text: String = format!("{e:#}")
-                .chars()
-                .flat_map(|c| {
-                    let v: Vec<char> = if c.is_control() {
-                        c.escape_default().collect()
-                    } else {
-                        vec![c]
-                    };
-                    v
-                })
-                .collect();
+            let text = certgen::error::one_line(&format!("{e:#}"));
             eprintln!("lab-server: error: {text}");
             ExitCode::from(2)
         }

@@ -112,17 +112,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            let text: String = format!("{e:#}")
-                .chars()
-                .flat_map(|c| {
-                    let v: Vec<char> = if c.is_control() {
-                        c.escape_default().collect()
-                    } else {
-                        vec![c]
-                    };
-                    v
-                })
-                .collect();
+            let text = certgen::error::one_line(&format!("{e:#}"));
             eprintln!("um-sim: error: {text}");
             ExitCode::from(2)
         }
