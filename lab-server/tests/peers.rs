@@ -21,7 +21,7 @@ use common::{
     IO_TIMEOUT, Lab, Smtp, TOOL_TIMEOUT, ToolOutput, arg, base64, require_tool, run_tool, start,
 };
 use lab_server::events::ConnectionEvent;
-use lab_server::policy::{Policy, Report};
+use lab_server::policy::{Policy, Report, TlsVersion};
 use lab_server::shaper::Layout;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,8 +29,11 @@ use tokio::net::TcpStream;
 /// Realistic roots before the CA: 354 + the CA = the incident's 355.
 const INCIDENT_ROOTS: u64 = 354;
 
-fn policy(p: Policy) -> impl FnOnce(&mut lab_server::server::Settings) {
-    move |s| s.policy.policy = p
+fn policy(p: Policy, version: TlsVersion) -> impl FnOnce(&mut lab_server::server::Settings) {
+    move |s| {
+        s.policy.policy = p;
+        s.tls_version = version;
+    }
 }
 
 fn os(args: &[&str]) -> Vec<OsString> {
@@ -42,12 +45,17 @@ fn os(args: &[&str]) -> Vec<OsString> {
 fn assert_handshake_event(ev: &ConnectionEvent, report: &Report) {
     let hs = ev.handshake.as_ref().unwrap_or_else(|| panic!("{ev:#?}"));
     assert_eq!(hs.outcome, "ok", "{ev:#?}");
-    assert_eq!(ev.tls_version.as_deref(), Some("TLSv1_2"), "{ev:#?}");
+    let (version, source) = match report.shape.version {
+        TlsVersion::Tls12 => ("TLSv1_2", "wire"),
+        // Encrypted: the figures come from the lab's own encoding.
+        TlsVersion::Tls13 => ("TLSv1_3", "encoding"),
+    };
+    assert_eq!(ev.tls_version.as_deref(), Some(version), "{ev:#?}");
     let cr = ev
         .certificate_request
         .as_ref()
         .unwrap_or_else(|| panic!("no certificate_request in {ev:#?}"));
-    assert_eq!(cr.source, "wire");
+    assert_eq!(cr.source, source);
     assert_eq!(cr.ca_names, report.kept, "names on the wire vs report");
     assert_eq!(cr.bytes, report.message_bytes, "message bytes vs report");
     assert_eq!(cr.records, report.records, "records vs report");
@@ -59,8 +67,8 @@ fn assert_handshake_event(ev: &ConnectionEvent, report: &Report) {
     assert!(cert.issuer.contains("umlab Enterprise Root CA"), "{cert:?}");
 }
 
-/// `openssl s_client -starttls smtp ... -tls1_2` with the UM certificate,
-/// QUIT on stdin. `None` when openssl is missing (and CI is not set).
+/// `openssl s_client -starttls smtp ... -tls1_2` (or `-tls1_3`) with the UM
+/// certificate, QUIT on stdin. `None` when openssl is missing (and CI is not set).
 async fn s_client(lab: &Lab) -> Option<ToolOutput> {
     if !require_tool("openssl") {
         return None;
@@ -74,7 +82,10 @@ async fn s_client(lab: &Lab) -> Option<ToolOutput> {
         "um.lab.test",
         "-connect",
         &connect,
-        "-tls1_2",
+        match lab.server.report().shape.version {
+            TlsVersion::Tls12 => "-tls1_2",
+            TlsVersion::Tls13 => "-tls1_3",
+        },
     ]);
     for (flag, file) in [
         ("-cert", "um.pem"),
@@ -138,8 +149,8 @@ async fn openssl_subjects(lab: &Lab, roots: &[Root]) -> Vec<String> {
 
 /// Runs s_client against a 355-root store under `p` and compares the names it
 /// printed with the first `kept` subjects of the store, in order.
-async fn s_client_lists_the_policy(p: Policy) -> Option<(Lab, Vec<String>)> {
-    let mut lab = start(INCIDENT_ROOTS, policy(p)).await;
+async fn s_client_lists_the_policy(p: Policy, v: TlsVersion) -> Option<(Lab, Vec<String>)> {
+    let mut lab = start(INCIDENT_ROOTS, policy(p, v)).await;
     let out = s_client(&lab).await?;
     let report = lab.server.report().clone();
     assert_eq!(report.roots, 355);
@@ -166,7 +177,8 @@ async fn s_client_lists_the_policy(p: Policy) -> Option<(Lab, Vec<String>)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s_client_full_lists_all_355_names_in_store_order() {
-    let Some((lab, printed)) = s_client_lists_the_policy(Policy::Full).await else {
+    let Some((lab, printed)) = s_client_lists_the_policy(Policy::Full, TlsVersion::Tls12).await
+    else {
         return;
     };
     let report = lab.server.report();
@@ -182,9 +194,27 @@ async fn s_client_full_lists_all_355_names_in_store_order() {
     );
 }
 
+/// TLS 1.3 on request: the list travels encrypted in the certificate_authorities
+/// extension; s_client decrypts and prints it, so the same prefix must appear.
+#[tokio::test(flavor = "multi_thread")]
+async fn s_client_tls13_lists_the_kept_prefix() {
+    let Some((lab, printed)) = s_client_lists_the_policy(Policy::Schannel, TlsVersion::Tls13).await
+    else {
+        return;
+    };
+    let report = lab.server.report();
+    assert_eq!(report.shape.version, TlsVersion::Tls13);
+    assert!(
+        report.truncated && report.list_bytes <= 16_384,
+        "{report:?}"
+    );
+    assert!(!printed.iter().any(|n| n.contains("umlab")), "{printed:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn s_client_schannel_lists_the_kept_prefix_without_the_ca() {
-    let Some((lab, printed)) = s_client_lists_the_policy(Policy::Schannel).await else {
+    let Some((lab, printed)) = s_client_lists_the_policy(Policy::Schannel, TlsVersion::Tls12).await
+    else {
         return;
     };
     let report = lab.server.report();
@@ -199,7 +229,7 @@ async fn s_client_schannel_lists_the_kept_prefix_without_the_ca() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn s_client_omit_is_told_no_names() {
-    let mut lab = start(INCIDENT_ROOTS, policy(Policy::Omit)).await;
+    let mut lab = start(INCIDENT_ROOTS, policy(Policy::Omit, TlsVersion::Tls12)).await;
     let Some(out) = s_client(&lab).await else {
         return;
     };
@@ -238,7 +268,7 @@ fn wav() -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn swaks_delivers_an_attachment_into_the_maildir() {
-    let mut lab = start(20, policy(Policy::Full)).await;
+    let mut lab = start(20, policy(Policy::Full, TlsVersion::Tls12)).await;
     if !require_tool("swaks") {
         return;
     }
@@ -305,7 +335,7 @@ async fn swaks_delivers_an_attachment_into_the_maildir() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gnutls_cli_completes_the_handshake() {
-    let mut lab = start(20, policy(Policy::Schannel)).await;
+    let mut lab = start(20, policy(Policy::Schannel, TlsVersion::Tls12)).await;
     if !require_tool("gnutls-cli") {
         return;
     }
