@@ -373,11 +373,38 @@ pub async fn submit(
         }
     };
     attempt.handshake = Some("ok".to_owned());
+    let tls13 = tls.get_ref().1.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
     attempt.tls_version = tls.get_ref().1.protocol_version().map(|v| format!("{v:?}"));
-    // A server that took the handshake without our certificate may still
-    // refuse us at the first command (Postfix: 421 4.7.1 No client certificate).
     let mut secure = BufReader::new(tls);
-    expect!(&mut secure, "EHLO", ehlo.as_bytes(), 250);
+    // In TLS 1.3 the client finishes before the server has judged its
+    // certificate: a refusal (an alert, or a bare close) arrives at the first
+    // read. That is still a handshake failure, and UM logs it as one (1423).
+    // A server that took the handshake without our certificate may also
+    // refuse us at the first command (Postfix: 421 4.7.1 No client certificate).
+    match exchange(&mut secure, &mut attempt, "EHLO", ehlo.as_bytes(), t).await {
+        Ok(r) if r.code == 250 => {}
+        Ok(r) => {
+            let text = format!("EHLO answered {} {}", r.code, r.lines.join(" / "));
+            return attempt.fail(FailureClass::SmtpReply, text);
+        }
+        Err(e) if tls13 => {
+            attempt.handshake = Some("failed".to_owned());
+            let refused = attempt
+                .certificate
+                .as_ref()
+                .is_some_and(|d| !d.certificate_sent);
+            let class = if refused {
+                FailureClass::NoAcceptableCertificate
+            } else {
+                FailureClass::Tls
+            };
+            return attempt.fail(
+                class,
+                format!("the server ended the TLS 1.3 handshake after our Finished: {e}"),
+            );
+        }
+        Err(e) => return attempt.fail(FailureClass::Connection, e),
+    }
     let mail = format!("MAIL FROM:<{}> SIZE={}\r\n", settings.from, message.len());
     expect!(&mut secure, "MAIL", mail.as_bytes(), 250);
     let rcpt = format!("RCPT TO:<{recipient}>\r\n");
