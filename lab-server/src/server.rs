@@ -24,7 +24,7 @@ use crate::maildir::{Maildir, check_voicemail};
 use crate::policy::{self, Entry, Report, TlsVersion};
 use crate::shaper::Layout;
 use crate::smtp::{DataReader, Limits, Next, Reply, Session, SessionConfig};
-use crate::tls::{ClientAuth, ShapedStream, TlsInputs, message_shape, server_config};
+use crate::tls::{ClientAuth, ShapedStream, TlsInputs, WireFacts, message_shape, server_config};
 
 /// Everything the server is started with.
 pub struct Settings {
@@ -147,6 +147,7 @@ struct Shared {
     layout: Layout,
     max_fragment: usize,
     tls_version: TlsVersion,
+    client_auth: ClientAuth,
     report: Report,
     advertised: Vec<Vec<u8>>,
     maildir: Maildir,
@@ -232,6 +233,7 @@ impl Server {
             layout: settings.layout,
             max_fragment: settings.max_fragment,
             tls_version: settings.tls_version,
+            client_auth: settings.client_auth,
             report: plan.report.clone(),
             advertised,
             maildir,
@@ -424,22 +426,24 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
     // belong to the plaintext session. Drop them (CVE-2011-0411).
     conn.event.plaintext_discarded = plain.buffer().len();
     let tcp = plain.into_inner();
-    let alert = Arc::new(std::sync::OnceLock::new());
+    let facts = Arc::new(std::sync::Mutex::new(WireFacts::default()));
     let shaped = ShapedStream::new(
         tcp,
         conn.shared.layout,
         conn.shared.max_fragment,
-        alert.clone(),
+        facts.clone(),
     );
     let accepted = tokio::time::timeout(
         conn.shared.handshake_timeout,
         conn.shared.acceptor.accept(shaped),
     )
     .await;
+    let facts = facts.lock().map(|f| f.clone()).unwrap_or_default();
+    conn.event.certificate_request = request_info(conn.shared, &facts);
     let tls = match accepted {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            conn.event.handshake = Some(handshake_failure(&e, alert.get().copied()));
+            conn.event.handshake = Some(handshake_failure(&e, facts.alert));
             return format!("TLS handshake failed: {e}");
         }
         Err(_) => {
@@ -485,7 +489,7 @@ fn handshake_failure(e: &std::io::Error, sent: Option<[u8; 2]>) -> Handshake {
 }
 
 fn record_tls(conn: &mut Conn<'_>, tls: &tokio_rustls::server::TlsStream<ShapedStream<TcpStream>>) {
-    let (shaped, state) = tls.get_ref();
+    let (_, state) = tls.get_ref();
     conn.event.tls_version = state.protocol_version().map(|v| format!("{v:?}"));
     conn.event.cipher_suite = state
         .negotiated_cipher_suite()
@@ -499,26 +503,29 @@ fn record_tls(conn: &mut Conn<'_>, tls: &tokio_rustls::server::TlsStream<ShapedS
         .peer_certificates()
         .and_then(|chain| chain.first())
         .and_then(|leaf| client_cert(leaf));
-    conn.event.certificate_request = match (conn.shared.tls_version, shaped.observed()) {
+}
+
+/// The CertificateRequest for the event: read off the wire in TLS 1.2, from
+/// the lab's own encoding in TLS 1.3 (encrypted there).
+fn request_info(shared: &Shared, facts: &WireFacts) -> Option<CertRequestInfo> {
+    if shared.client_auth == ClientAuth::None {
+        return None;
+    }
+    match (shared.tls_version, &facts.request) {
         (TlsVersion::Tls12, Some(seen)) => Some(CertRequestInfo {
             bytes: seen.message_bytes,
             records: seen.records,
             ca_names: seen.ca_names.as_ref().map_or(0, Vec::len),
             source: "wire",
         }),
-        (TlsVersion::Tls13, _)
-            if conn.shared.report.settings.policy != policy::Policy::Omit
-                || conn.shared.report.message_bytes > 0 =>
-        {
-            Some(CertRequestInfo {
-                bytes: conn.shared.report.message_bytes,
-                records: conn.shared.report.records,
-                ca_names: conn.shared.advertised.len(),
-                source: "encoding",
-            })
-        }
+        (TlsVersion::Tls13, _) if facts.server_hello => Some(CertRequestInfo {
+            bytes: shared.report.message_bytes,
+            records: shared.report.records,
+            ca_names: shared.advertised.len(),
+            source: "encoding",
+        }),
         _ => None,
-    };
+    }
 }
 
 fn client_cert(der: &CertificateDer<'_>) -> Option<ClientCert> {

@@ -15,6 +15,9 @@
 //! CertificateRequest looked like on the wire: its size, the records it
 //! spanned and the names it carried.
 
+/// Handshake type: server_hello.
+const HS_SERVER_HELLO: u8 = 2;
+
 use certgen::wire::{
     CONTENT_ALERT, CONTENT_HANDSHAKE, CertificateRequest12, FlightReader, FlightSink,
     HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST, MAX_PLAINTEXT, RECORD_HEADER_LEN, RecordHeader,
@@ -71,6 +74,7 @@ struct Emit {
     max_payload: usize,
     out: Vec<u8>,
     observed: Option<Observed>,
+    server_hello: bool,
 }
 
 impl FlightSink for Emit {
@@ -88,6 +92,7 @@ impl FlightSink for Emit {
             }
             Layout::Coalesced => records,
         };
+        self.server_hello |= message.first() == Some(&HS_SERVER_HELLO);
         if message.first() == Some(&HS_CERTIFICATE_REQUEST) {
             self.observed = Some(Observed {
                 message_bytes: message.len(),
@@ -114,6 +119,7 @@ impl Shaper {
                     .clamp(1, MAX_PLAINTEXT),
                 out: Vec::new(),
                 observed: None,
+                server_hello: false,
             },
             alert: None,
         }
@@ -128,6 +134,12 @@ impl Shaper {
     /// The CertificateRequest seen in the plaintext flight, if one went by.
     pub fn observed(&self) -> Option<&Observed> {
         self.emit.observed.as_ref()
+    }
+
+    /// Whether a ServerHello went out (in TLS 1.3, the encrypted rest of the
+    /// flight, CertificateRequest included, follows it).
+    pub fn server_hello_sent(&self) -> bool {
+        self.emit.server_hello
     }
 
     /// Whether shaping is over and bytes now pass unchanged.

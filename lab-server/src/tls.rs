@@ -186,14 +186,25 @@ pub fn server_config(
     Ok((Arc::new(config), rejected))
 }
 
+/// What the shaper saw go out, shared with the connection, which keeps it
+/// when a failed handshake drops the stream: the incident's own connection is
+/// the one whose CertificateRequest matters most.
+#[derive(Clone, Debug, Default)]
+pub struct WireFacts {
+    /// The CertificateRequest as sent.
+    pub request: Option<Observed>,
+    /// The plaintext alert (level, description) that ended the flight.
+    pub alert: Option<[u8; 2]>,
+    /// Whether a ServerHello went out.
+    pub server_hello: bool,
+}
+
 /// A stream whose outbound bytes pass through a [`Shaper`]: TLS writes go
 /// through it, reads pass untouched.
 pub struct ShapedStream<S> {
     inner: S,
     shaper: Shaper,
-    /// The alert that ended the plaintext flight, shared with the connection,
-    /// which keeps it when a failed handshake drops the stream.
-    alert: Arc<std::sync::OnceLock<[u8; 2]>>,
+    facts: Arc<std::sync::Mutex<WireFacts>>,
     out: Vec<u8>,
     written: usize,
 }
@@ -202,25 +213,20 @@ pub struct ShapedStream<S> {
 const HIGH_WATER: usize = 64 * 1024;
 
 impl<S> ShapedStream<S> {
-    /// Wraps `inner`; `alert` receives the alert that ends the flight, if any.
+    /// Wraps `inner`; `facts` receives what the shaper sees go out.
     pub fn new(
         inner: S,
         layout: Layout,
         max_fragment: usize,
-        alert: Arc<std::sync::OnceLock<[u8; 2]>>,
+        facts: Arc<std::sync::Mutex<WireFacts>>,
     ) -> ShapedStream<S> {
         ShapedStream {
             inner,
             shaper: Shaper::new(layout, max_fragment),
-            alert,
+            facts,
             out: Vec::new(),
             written: 0,
         }
-    }
-
-    /// The CertificateRequest the shaper saw go out.
-    pub fn observed(&self) -> Option<&Observed> {
-        self.shaper.observed()
     }
 }
 
@@ -268,9 +274,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ShapedStream<S> {
                 Poll::Pending => return Poll::Pending,
             }
         }
+        let was_passthrough = this.shaper.is_passthrough();
         this.shaper.feed(buf, &mut this.out);
-        if let Some(alert) = this.shaper.alert() {
-            let _ = this.alert.set(alert);
+        if !was_passthrough && let Ok(mut facts) = this.facts.lock() {
+            facts.request = this.shaper.observed().cloned();
+            facts.alert = this.shaper.alert();
+            facts.server_hello = this.shaper.server_hello_sent();
         }
         // Push what we can now; the rest goes out on flush (tokio-rustls
         // flushes after every handshake flight).

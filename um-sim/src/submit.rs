@@ -176,6 +176,13 @@ async fn one(
         })?),
         None => None,
     };
+    // Filled by the hook the client calls on the 250 reply to DATA.
+    let moved: std::sync::Mutex<Option<Result<PathBuf, QueueError>>> = std::sync::Mutex::new(None);
+    let on_accepted = || {
+        if let Ok(mut slot) = moved.lock() {
+            *slot = Some(queue.mark_sent(item));
+        }
+    };
     let attempt = match message::build(
         &item.header,
         &item.guid,
@@ -189,6 +196,7 @@ async fn one(
                 &settings.profile,
                 &item.header.recipient,
                 &msg,
+                &on_accepted,
             )
             .await
         }
@@ -202,7 +210,15 @@ async fn one(
     let attempt_number = item.header.attempts + 1;
     let event = events::for_attempt(&item.header_path, &settings.client.server, &attempt);
     let disposition = if attempt.delivered {
-        queue.mark_sent(item)?;
+        let moved = moved.lock().ok().and_then(|mut m| m.take());
+        match moved {
+            Some(result) => {
+                result?;
+            }
+            None => {
+                queue.mark_sent(item)?;
+            }
+        }
         Disposition::Sent
     } else {
         let error = attempt.error.clone().unwrap_or_default();
