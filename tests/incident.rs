@@ -1,0 +1,142 @@
+//! The incident, end to end over real TCP and TLS: a Hub whose store holds 355
+//! realistic roots with the enterprise CA enumerated last, under the Schannel
+//! policy, leaves every voicemail queued with UM event 1423 and Schannel event
+//! 36885; SendTrustedIssuerList = 0 (`omit`) delivers them all, each stored
+//! message carrying its audio and the voicemail headers.
+
+mod common;
+
+use std::time::Duration;
+
+use certgen::Profile;
+use common::{EVENT_TIMEOUT, files_in, run_um_sim, start_server, store_with};
+use lab_server::policy::Policy;
+
+const VOICEMAILS: u64 = 4;
+
+async fn run(policy: Policy) -> (common::Lab, common::Run, tempfile::TempDir) {
+    // 354 realistic roots + the enterprise CA last = the incident's 355.
+    let (store, ca) = store_with(354, Profile::Realistic);
+    assert_eq!(store.len(), 355);
+    let lab = start_server(store, ca, |s| s.policy.policy = policy)
+        .await
+        .expect("lab-server starts");
+    let q = tempfile::tempdir().expect("queue dir");
+    let queue = q.path().join("vm");
+    let enq = run_um_sim(
+        &[
+            "enqueue".into(),
+            "--queue".into(),
+            queue.display().to_string(),
+            "--count".into(),
+            VOICEMAILS.to_string(),
+            "--seconds".into(),
+            "2".into(),
+            "--seed".into(),
+            "1423".into(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(enq.code, Some(0), "{}", enq.dump());
+    let args = lab.submit_args(&queue, "schannel");
+    let submit = tokio::task::spawn_blocking(move || run_um_sim(&args, Duration::from_secs(120)))
+        .await
+        .expect("um-sim run");
+    (lab, submit, q)
+}
+
+fn count(dir: &std::path::Path, ext: &str) -> usize {
+    files_in(dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schannel_policy_leaves_every_voicemail_queued_with_1423() {
+    let (mut lab, submit, q) = run(Policy::Schannel).await;
+    let queue = q.path().join("vm");
+    let report = lab.server.report().clone();
+    assert!(
+        report.truncated && report.list_bytes <= 16_384,
+        "{report:?}"
+    );
+    assert_eq!(report.named, [("ca".to_owned(), None)], "the CA is dropped");
+    assert!(
+        lab.server
+            .startup_log()
+            .iter()
+            .any(|l| l.contains("Event ID:      36885"))
+    );
+    assert_eq!(submit.code, Some(1), "{}", submit.dump());
+    assert_eq!(
+        submit.stdout.matches("Event ID:      1423").count(),
+        VOICEMAILS as usize,
+        "{}",
+        submit.dump()
+    );
+    assert!(
+        submit
+            .stdout
+            .contains("TlsApiFailureException: A TLS API failure occurred. Error = 0x80090301")
+    );
+    assert_eq!(
+        count(&queue, "txt"),
+        VOICEMAILS as usize,
+        "all still queued"
+    );
+    assert_eq!(count(&queue, "wav"), VOICEMAILS as usize);
+    assert_eq!(count(&queue.join("sent"), "txt"), 0);
+    for _ in 0..VOICEMAILS {
+        let ev = lab.next_event(EVENT_TIMEOUT).await.expect("a server event");
+        let hs = ev.handshake.as_ref().expect("handshake");
+        assert_eq!(hs.outcome, "failed", "{ev:#?}");
+        assert!(ev.client_certificate.is_none() && ev.stored.is_empty());
+        let cr = ev.certificate_request.as_ref().expect("the request sent");
+        assert_eq!((cr.ca_names, cr.bytes), (report.kept, report.message_bytes));
+    }
+    assert!(files_in(&lab.maildir().join("new")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn omit_delivers_every_voicemail_with_audio_and_headers() {
+    let (mut lab, submit, q) = run(Policy::Omit).await;
+    let queue = q.path().join("vm");
+    assert_eq!(lab.server.report().kept, 0);
+    assert!(
+        lab.server.startup_log().is_empty(),
+        "no 36885 without truncation"
+    );
+    assert_eq!(submit.code, Some(0), "{}", submit.dump());
+    assert!(!submit.stdout.contains("Event ID:"), "{}", submit.dump());
+    assert_eq!(count(&queue, "txt"), 0);
+    assert_eq!(count(&queue.join("sent"), "txt"), VOICEMAILS as usize);
+    for _ in 0..VOICEMAILS {
+        let ev = lab.next_event(EVENT_TIMEOUT).await.expect("a server event");
+        assert_eq!(ev.stored.len(), 1, "{ev:#?}");
+        let vm = &ev.stored[0].voicemail;
+        assert!(vm.well_formed_voicemail, "{vm:?}");
+        assert_eq!(vm.content_class.as_deref(), Some("voice-ca"));
+        assert_eq!(vm.audio_attachments, 1);
+        assert!(
+            ev.client_certificate
+                .as_ref()
+                .is_some_and(|c| c.subject.contains("um.lab.test"))
+        );
+    }
+    let stored = files_in(&lab.maildir().join("new"));
+    assert_eq!(stored.len(), VOICEMAILS as usize);
+    for f in stored {
+        let text = std::fs::read_to_string(&f).expect("stored message");
+        for header in [
+            "X-CallingTelephoneNumber:",
+            "X-VoiceMessageSenderName:",
+            "X-CallID:",
+            "X-VoiceMessageDuration: 2",
+            "X-AttachmentOrder:",
+            "Content-Type: audio/wav",
+        ] {
+            assert!(text.contains(header), "{header} missing in {}", f.display());
+        }
+    }
+}
