@@ -1,113 +1,347 @@
-//! `umlab`: which trust-store size breaks voicemail delivery.
-//!
-//! The wire-measured scenarios arrive with lab-server and um-sim. Until then
-//! this binary prints the analytic side only, labelled as such: for the
-//! incident's stores (realistic subjects, enterprise CA enumerated last), the
-//! size of the CA list and whether the CA's name survives Schannel's 16 KB cut.
+//! `umlab`: which trust-store size breaks voicemail delivery, measured over
+//! the wire, for which server policy and client stack, why, and what fixes it.
 
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
-use certgen::roots::{self, RootsSpec};
-use certgen::wire::{JAVA_LIMIT, SCHANNEL_LIMIT, TLS12_LIMIT};
-use certgen::{KeyAlg, Profile, pki};
-use clap::Parser;
+use anyhow::{Context, Result, bail};
+use certgen::Store;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use lab_server::policy::{self, Entry, MessageShape, Policy, Settings, TlsVersion};
+use umlab::engine::{Lab, remediate};
+use umlab::model::{Resolved, Scenario};
+use umlab::{ScenarioResult, report};
 
-/// Store sizes of the incident: clean 2008 R2, after pruning, after rootsupd.
-const INCIDENT_SIZES: [u64; 3] = [11, 85, 355];
-/// Largest store the break-point scan considers.
-const SCAN_MAX: u64 = 1_000;
+include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
 
-/// Reproduces the Schannel CA-list truncation failure family and shows which
-/// trust-store size breaks voicemail delivery.
+/// Seed of the lab PKI (the enterprise CA, the UM and Hub certificates).
+const PKI_SEED: u64 = 2013;
+
+/// Reproduces the Schannel CA-list truncation failure family over real TLS and
+/// shows which trust-store size breaks voicemail delivery.
 #[derive(Parser)]
 #[command(name = "umlab", version, about)]
 struct Cli {
-    /// Seed of the synthetic root subjects.
-    #[arg(long, default_value_t = 2013)]
-    seed: u64,
+    /// Report folder (report.json, report.csv, one SVG chart per scenario).
+    #[arg(long, global = true, default_value = "umlab-report")]
+    report: PathBuf,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run scenario files (TOML, see scenarios/README.md).
+    Run {
+        /// Scenario files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Sweep store sizes for one setup, without writing a file.
+    Sweep {
+        /// First size.
+        #[arg(long, default_value_t = 10)]
+        from: usize,
+        /// Last size.
+        #[arg(long, default_value_t = 400)]
+        to: usize,
+        /// Step.
+        #[arg(long, default_value_t = 30)]
+        step: usize,
+        /// Subject profile.
+        #[arg(long, default_value = "realistic")]
+        profile: String,
+        /// Server policy.
+        #[arg(long, default_value = "schannel")]
+        policy: String,
+        /// Client profile.
+        #[arg(long, default_value = "schannel")]
+        client: String,
+        /// Where the enterprise CA sits.
+        #[arg(long, default_value = "last")]
+        ca: String,
+        /// Seed.
+        #[arg(long, default_value_t = 2013)]
+        seed: u64,
+    },
+    /// Analyse a real store: which policies and client stacks break, which
+    /// roots are dropped, and the remediation.
+    Analyze {
+        /// PEM bundle, folder or .p7b.
+        #[arg(long)]
+        store: PathBuf,
+        /// The client certificate's issuer (PEM): its fate in the list.
+        #[arg(long)]
+        issuer: Option<PathBuf>,
+        /// CAs that must stay in any pruned store (PEM; repeatable).
+        #[arg(long)]
+        must_keep: Vec<PathBuf>,
+        /// Schannel's budget.
+        #[arg(long, default_value_t = 16_384)]
+        budget: usize,
+    },
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("umlab: error: {e:#}");
+            eprintln!("umlab: error: tokio runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!(
+                "umlab: error: {}",
+                certgen::error::one_line(&format!("{e:#}"))
+            );
             ExitCode::from(2)
         }
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let ca = pki::generate(Some(cli.seed), KeyAlg::Ed25519)?.ca.root()?;
-    // Store N is a prefix of store N + 1 for one seed, so one generation of the
-    // largest store serves every size.
-    let spec = RootsSpec {
-        count: SCAN_MAX,
-        seed: Some(cli.seed),
-        profile: Profile::Realistic,
-        key: KeyAlg::Ed25519,
-        dn_only: true,
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let scenarios: Vec<Resolved> = match cli.command {
+        None => BUILTIN
+            .iter()
+            .map(|(name, text)| {
+                let s: Scenario =
+                    toml::from_str(text).with_context(|| format!("built-in {name}"))?;
+                Resolved::new(s).map_err(|e| anyhow::anyhow!("built-in {name}: {e}"))
+            })
+            .collect::<Result<_>>()?,
+        Some(Command::Run { files }) => files
+            .iter()
+            .map(|f| Resolved::load(f).map_err(anyhow::Error::from))
+            .collect::<Result<_>>()?,
+        Some(Command::Sweep {
+            from,
+            to,
+            step,
+            profile,
+            policy,
+            client,
+            ca,
+            seed,
+        }) => {
+            let text = format!(
+                "name = \"sweep\"\ndescription = \"ad hoc sweep\"\n[store]\nprofile = {profile:?}\n\
+                 range = {{ from = {from}, to = {to}, step = {step} }}\nseed = {seed}\nca = {ca:?}\n\
+                 [server]\npolicy = {policy:?}\n[client]\nprofile = {client:?}\n"
+            );
+            let s: Scenario = toml::from_str(&text)?;
+            vec![Resolved::new(s).map_err(anyhow::Error::msg)?]
+        }
+        Some(Command::Analyze {
+            store,
+            issuer,
+            must_keep,
+            budget,
+        }) => {
+            print!(
+                "{}",
+                analyze(&store, issuer.as_deref(), &must_keep, budget)?
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
     };
-    let (all, _) = roots::generate(&spec, &|_| {})?;
-    let sizes: Vec<usize> = all.roots().iter().map(|r| r.subject_der().len()).collect();
-    let ca_len = ca.subject_der().len();
-
-    // A store of `n` roots is n - 1 synthetic roots with the CA last; the CA is
-    // advertised iff the whole list fits the budget.
-    let list_bytes = |n: usize| {
-        certgen::wire::ca_list_len(
-            sizes
-                .iter()
-                .take(n.saturating_sub(1))
-                .copied()
-                .chain([ca_len]),
-        )
-    };
-    println!("umlab: seed-2013 store sizes, analytic prediction only");
-    println!(
-        "(no TLS handshake is made yet: the wire measurement arrives with lab-server and um-sim)"
-    );
-    println!();
-    println!(
-        "{:>6}  {:>10}  {:>14}  {:>14}  {:>12}",
-        "roots", "list bytes", "list <= 16,384", "list <= 32,768", "CA listed"
-    );
-    for n in INCIDENT_SIZES {
-        let n = n as usize;
-        let bytes = list_bytes(n);
-        let verdict = |limit| if bytes <= limit { "yes" } else { "no" };
-        println!(
-            "{:>6}  {:>10}  {:>14}  {:>14}  {:>12}",
-            n,
-            bytes,
-            verdict(SCHANNEL_LIMIT),
-            verdict(JAVA_LIMIT),
-            if bytes <= SCHANNEL_LIMIT {
-                "yes"
+    let mut lab = Lab::new(PKI_SEED)?;
+    let total: u64 = scenarios
+        .iter()
+        .map(|r| {
+            let seeds = if r.is_lottery() {
+                r.scenario.store.seeds.max(1)
             } else {
-                "no: dropped"
-            },
-        );
+                1
+            };
+            r.sizes.len() as u64 * seeds + u64::from(r.scenario.break_point.is_some())
+        })
+        .sum();
+    let bar = progress_bar(total);
+    let mut results: Vec<ScenarioResult> = Vec::new();
+    for r in &scenarios {
+        bar.set_message(r.scenario.name.clone());
+        let result = umlab::run(r, &mut lab, &|n| bar.inc(n)).await?;
+        bar.suspend(|| println!("{}", report::table(&result)));
+        results.push(result);
     }
-    println!();
-    for (limit, who) in [
-        (SCHANNEL_LIMIT, "list over 16,384 (Schannel drops the CA)"),
-        (
-            JAVA_LIMIT,
-            "list over 32,768 (Java counts the whole body: a little earlier)",
-        ),
-        (TLS12_LIMIT, "list over 65,535 (TLS 1.2 bound)"),
-    ] {
-        match (2..=sizes.len() + 1).find(|&n| list_bytes(n) > limit) {
-            Some(n) => println!(
-                "break point: {who} from {n} roots ({} roots: {} bytes; {n} roots: {} bytes)",
-                n - 1,
-                list_bytes(n - 1),
-                list_bytes(n)
-            ),
-            None => println!("break point: {who}: not within {SCAN_MAX} roots"),
+    bar.finish_and_clear();
+    let written = report::write_folder(&cli.report, &results)?;
+    println!("report: {} ({})", cli.report.display(), written.join(", "));
+    let problems: usize = results.iter().map(|r| r.problems.len()).sum();
+    if problems > 0 {
+        println!(
+            "{problems} problem(s): prediction and measurement disagree, or an expectation failed"
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A bar on a terminal; nothing when stderr is piped.
+fn progress_bar(len: u64) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} stores {pos}/{len} [{bar:30}]")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// The verdict on a user's store: analytic, from the encodings (use
+/// lab-server with the store to see it on the wire).
+fn analyze(
+    path: &Path,
+    issuer: Option<&Path>,
+    must_keep: &[PathBuf],
+    budget: usize,
+) -> Result<String> {
+    use std::fmt::Write as _;
+    let store = Store::load(path)?;
+    let find = |file: &Path| -> Result<Vec<usize>> {
+        let mut at = Vec::new();
+        for root in Store::load(file)?.into_roots() {
+            match store
+                .roots()
+                .iter()
+                .position(|r| r.subject_der() == root.subject_der())
+            {
+                Some(i) => at.push(i),
+                None => bail!(
+                    "{}: {} is not in the store",
+                    file.display(),
+                    root.subject_text()
+                ),
+            }
+        }
+        Ok(at)
+    };
+    let issuer_at = issuer.map(find).transpose()?.unwrap_or_default();
+    let mut keep = issuer_at.clone();
+    for f in must_keep {
+        keep.extend(find(f)?);
+    }
+    let entries: Vec<Entry<'_>> = store
+        .roots()
+        .iter()
+        .map(|r| Entry {
+            subject: r.subject_der(),
+            sha1: r.sha1(),
+        })
+        .collect();
+    let shape: MessageShape = lab_server::tls::message_shape(TlsVersion::Tls12);
+    let mut out = String::new();
+    let list = store.ca_list_bytes();
+    writeln!(
+        out,
+        "store: {} ({} roots, {} bytes of names in TLS 1.2)",
+        path.display(),
+        store.len(),
+        list
+    )?;
+    let full_body = shape.body_len(list);
+    let schannel = Settings {
+        policy: Policy::Schannel,
+        budget,
+        ..Settings::default()
+    };
+    let plan = policy::plan(&entries, &schannel, &shape, 16_389, &[])?;
+    writeln!(
+        out,
+        "Schannel server (cap {budget}): sends {} of {} names ({} bytes){}",
+        plan.report.kept,
+        store.len(),
+        plan.report.list_bytes,
+        if plan.report.truncated {
+            "; event 36885, the rest is dropped"
+        } else {
+            "; nothing dropped"
+        }
+    )?;
+    for &i in &issuer_at {
+        let name = store
+            .roots()
+            .get(i)
+            .map(|r| r.subject_text())
+            .unwrap_or_default();
+        match plan.sent.iter().position(|&s| s == i) {
+            Some(k) => writeln!(
+                out,
+                "  issuer {name}: listed at position {k}: Schannel, Java and Exchange clients can authenticate"
+            )?,
+            None => writeln!(
+                out,
+                "  issuer {name}: DROPPED (store position {i}): Schannel, Exchange and Java clients send no certificate and fail (the incident)"
+            )?,
         }
     }
-    Ok(())
+    writeln!(
+        out,
+        "full list (OpenSSL or rustls server): {list} bytes of names, CertificateRequest body {full_body} bytes"
+    )?;
+    for (who, limit) in [
+        (
+            "Schannel client before the fragmentation update (one record)",
+            16_384 - 4,
+        ),
+        ("BoringSSL (16,384-byte body)", 16_384),
+        ("Java 17 (32,768-byte body)", 32_768),
+        ("TLS 1.2 itself (65,535 bytes of names)", 65_535),
+    ] {
+        let over = if who.starts_with("TLS") {
+            list > limit
+        } else {
+            full_body > limit
+        };
+        writeln!(out, "  {who}: {}", if over { "BREAKS" } else { "fits" })?;
+    }
+    let fix = remediate(&store, budget, &keep);
+    if plan.report.truncated {
+        if fix.fits {
+            writeln!(
+                out,
+                "remediation: remove {} root(s) (largest subjects first{}) to fit {budget} bytes ({} after); or set SendTrustedIssuerList = 0",
+                fix.remove.len(),
+                if keep.is_empty() {
+                    String::new()
+                } else {
+                    format!(", keeping {} required", keep.len())
+                },
+                fix.list_bytes_after
+            )?;
+            for &i in fix.remove.iter().take(20) {
+                if let Some(r) = store.roots().get(i) {
+                    writeln!(
+                        out,
+                        "  remove {:>4}: {} ({} bytes)",
+                        i,
+                        r.subject_text(),
+                        r.subject_der().len()
+                    )?;
+                }
+            }
+            if fix.remove.len() > 20 {
+                writeln!(out, "  ... and {} more", fix.remove.len() - 20)?;
+            }
+        } else {
+            writeln!(
+                out,
+                "remediation: the required roots alone exceed {budget} bytes; set SendTrustedIssuerList = 0"
+            )?;
+        }
+    } else {
+        writeln!(
+            out,
+            "verdict: the whole list fits {budget} bytes; no Schannel truncation"
+        )?;
+    }
+    Ok(out)
 }

@@ -1,0 +1,98 @@
+//! The chart of a scenario: CA-list bytes and outcome versus store size, the
+//! 16 KB, 32 KB and 64 KB lines, the break point marked.
+
+use plotters::prelude::*;
+
+use crate::ScenarioResult;
+use crate::engine::Point;
+
+/// Renders the chart as SVG text.
+pub fn svg(r: &ScenarioResult) -> anyhow::Result<String> {
+    let mut points: Vec<&Point> = r.points.iter().collect();
+    if let Some(Ok(bp)) = &r.break_point {
+        points.push(&bp.below);
+        points.push(&bp.at);
+    }
+    let max_x = points.iter().map(|p| p.size).max().unwrap_or(10).max(10) as f64 * 1.05;
+    let max_y = points
+        .iter()
+        .map(|p| p.store_list_bytes)
+        .max()
+        .unwrap_or(0)
+        .max(70_000) as f64
+        * 1.05;
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (900, 520)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                format!("{}: CA list vs store size", r.name),
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..max_x, 0f64..max_y)?;
+        chart
+            .configure_mesh()
+            .x_desc("roots in the store (enterprise CA included)")
+            .y_desc("bytes of CA names")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0}"))
+            .draw()?;
+        for (limit, label, color) in [
+            (
+                16_384.0,
+                "16 KB: Schannel cap, one record",
+                RGBColor(200, 120, 0),
+            ),
+            (32_768.0, "32 KB: Java 17", RGBColor(150, 0, 150)),
+            (65_535.0, "64 KB: TLS 1.2 bound", RGBColor(200, 0, 0)),
+        ] {
+            chart
+                .draw_series(LineSeries::new(
+                    [(0.0, limit), (max_x, limit)],
+                    color.stroke_width(1),
+                ))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
+        }
+        let mut sorted: Vec<&&Point> = points.iter().collect();
+        sorted.sort_by_key(|p| (p.size, p.seed));
+        chart
+            .draw_series(LineSeries::new(
+                sorted
+                    .iter()
+                    .map(|p| (p.size as f64, p.store_list_bytes as f64)),
+                BLUE.mix(0.4).stroke_width(1),
+            ))?
+            .label("whole store")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLUE.mix(0.4)));
+        chart
+            .draw_series(sorted.iter().map(|p| {
+                let color = if p.measured.failed() { RED } else { GREEN };
+                Circle::new((p.size as f64, p.list_bytes as f64), 4, color.filled())
+            }))?
+            .label("names sent: delivered (green) / failed (red)")
+            .legend(|(x, y)| Circle::new((x + 8, y), 4, GREEN.filled()));
+        if let Some(Ok(bp)) = &r.break_point {
+            let x = bp.size as f64;
+            chart
+                .draw_series(LineSeries::new(
+                    [(x, 0.0), (x, max_y)],
+                    BLACK.stroke_width(2),
+                ))?
+                .label(format!("break point: {} roots", bp.size))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 16, y)], BLACK));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+    }
+    Ok(out)
+}

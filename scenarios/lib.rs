@@ -1,0 +1,170 @@
+//! umlab: which trust-store size breaks voicemail delivery, measured over the
+//! wire. Scenario files ([`model`]) are run by the [`engine`]: every store is
+//! predicted from the encodings and measured with lab-server and um-sim over
+//! real TCP and TLS; [`report`] renders tables, JSON, CSV and charts.
+
+pub mod chart;
+pub mod engine;
+pub mod model;
+pub mod report;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::engine::{BreakPoint, Lab, Lottery, Point};
+use crate::model::Resolved;
+
+/// Everything a scenario run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioResult {
+    /// Scenario name.
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// The settings, in words, for the table header.
+    pub setup: String,
+    /// One row per store measured (sizes in order; the lottery's seeds too).
+    pub points: Vec<Point>,
+    /// The break point, when searched.
+    pub break_point: Option<Result<BreakPoint, String>>,
+    /// Failure rate per size, for a Monte Carlo sweep.
+    pub lottery: Vec<Lottery>,
+    /// Disagreements and unmet expectations; empty when the run is sound.
+    pub problems: Vec<String>,
+}
+
+/// Runs one scenario file.
+pub async fn run_file(path: &Path, lab: &mut Lab) -> anyhow::Result<ScenarioResult> {
+    let resolved = Resolved::load(path)?;
+    run(&resolved, lab, &|_| {}).await
+}
+
+/// Runs a resolved scenario; `progress(n)` counts measured stores.
+///
+/// In a Monte Carlo sweep each run is a different organisation: its own
+/// synthetic roots (seed + k) and its own PKI, so the enterprise CA's
+/// thumbprint, and with it its place in a thumbprint-ordered list, is drawn
+/// anew each time.
+pub async fn run(
+    r: &Resolved,
+    lab: &mut Lab,
+    progress: &(dyn Fn(u64) + Sync),
+) -> anyhow::Result<ScenarioResult> {
+    let s = &r.scenario;
+    let setup = format!(
+        "store: {} subjects, seed {}, CA {}; server: policy {}, budget {} ({}), order {}, TLS {}, \
+         {} records up to {} bytes, client auth {}; client: {}, {} voicemail(s) per store",
+        r.profile,
+        s.store.seed,
+        s.store.ca,
+        r.policy.policy,
+        r.policy.budget,
+        r.policy.accounting,
+        r.policy.order,
+        r.tls,
+        s.server.layout,
+        s.server.max_fragment,
+        s.server.client_auth,
+        r.client.name,
+        s.client.voicemails,
+    );
+    let mut result = ScenarioResult {
+        name: s.name.clone(),
+        description: s.description.clone(),
+        setup,
+        points: Vec::new(),
+        break_point: None,
+        lottery: Vec::new(),
+        problems: Vec::new(),
+    };
+    let seeds = if r.is_lottery() {
+        s.store.seeds.max(1)
+    } else {
+        1
+    };
+    let mut orgs: std::collections::HashMap<u64, Lab> = std::collections::HashMap::new();
+    for &size in &r.sizes {
+        let mut lottery = Lottery {
+            size,
+            runs: 0,
+            failures: 0,
+            predicted_failures: 0,
+        };
+        for k in 0..seeds {
+            let seed = s.store.seed + k;
+            let point = if seeds > 1 {
+                let lab = match orgs.entry(seed) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => e.insert(Lab::new(seed)?),
+                };
+                lab.point(r, size, seed).await?
+            } else {
+                lab.point(r, size, seed).await?
+            };
+            progress(1);
+            lottery.runs += 1;
+            lottery.failures += usize::from(point.measured.failed());
+            lottery.predicted_failures += usize::from(point.predicted.failed());
+            result.points.push(point);
+        }
+        if seeds > 1 {
+            result.lottery.push(lottery);
+        }
+    }
+    if let Some(bp) = s.break_point {
+        let found = engine::break_point(lab, r, bp.from, bp.to, s.store.seed).await?;
+        progress(1);
+        result.break_point = Some(found);
+    }
+    check(r, &mut result);
+    Ok(result)
+}
+
+/// Collects disagreements and unmet expectations.
+fn check(r: &Resolved, result: &mut ScenarioResult) {
+    let mut problems = Vec::new();
+    let bp_points: Vec<&Point> = match &result.break_point {
+        Some(Ok(bp)) => vec![&bp.below, &bp.at],
+        _ => Vec::new(),
+    };
+    for p in result.points.iter().chain(bp_points) {
+        for d in &p.disagreements {
+            problems.push(format!("{} roots (seed {}): {d}", p.size, p.seed));
+        }
+    }
+    for (size, want) in &r.expect {
+        let got: Vec<&Point> = result.points.iter().filter(|p| p.size == *size).collect();
+        if got.is_empty() {
+            problems.push(format!(
+                "expected {want} at {size} roots, but that size was not run"
+            ));
+        }
+        for p in got {
+            if !p.measured.matches(want) {
+                problems.push(format!(
+                    "{size} roots: expected {want}, measured {}",
+                    p.measured.label()
+                ));
+            }
+        }
+    }
+    match (&r.scenario.expect.break_point, &result.break_point) {
+        (Some(want), Some(Ok(bp))) if bp.size != *want => {
+            problems.push(format!(
+                "break point: expected {want} roots, found {}",
+                bp.size
+            ));
+        }
+        (Some(want), Some(Err(e))) => {
+            problems.push(format!(
+                "break point: expected {want} roots, search said: {e}"
+            ));
+        }
+        (Some(want), None) => problems.push(format!(
+            "break point {want} expected but the scenario has no [break_point] search"
+        )),
+        _ => {}
+    }
+    result.problems = problems;
+}

@@ -1,0 +1,284 @@
+//! Scenario files: declarative TOML, documented in `scenarios/README.md`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use certgen::{Position, Profile};
+use lab_server::policy::{Accounting, Order, Policy, TlsVersion};
+use lab_server::shaper::Layout;
+use lab_server::tls::ClientAuth;
+use serde::Deserialize;
+
+/// A scenario as written in its file.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name (the file stem by convention).
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// The trust stores.
+    pub store: StoreSpec,
+    /// The Hub.
+    #[serde(default)]
+    pub server: ServerSpec,
+    /// The UM server.
+    #[serde(default)]
+    pub client: ClientSpec,
+    /// Smallest failing store size, searched by bisection.
+    pub break_point: Option<BreakPointSpec>,
+    /// Expected outcome per store size (`delivered`, `failed`, `failed:CLASS`,
+    /// `refused`), and optionally the break point.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// The stores a scenario sweeps.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSpec {
+    /// Subject profile of the synthetic roots: realistic, short, long, fixed:LEN.
+    #[serde(default = "default_profile")]
+    pub profile: String,
+    /// Store sizes (roots, the enterprise CA included).
+    #[serde(default)]
+    pub sizes: Vec<usize>,
+    /// Or a range of sizes.
+    pub range: Option<RangeSpec>,
+    /// Seed of the synthetic subjects.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Seeds per size for a Monte Carlo sweep (with `ca = "thumbprint"` or
+    /// `order = "thumbprint"`); 1 otherwise.
+    #[serde(default = "one")]
+    pub seeds: u64,
+    /// Where the enterprise CA sits: first, last, an index, or thumbprint.
+    #[serde(default = "default_ca")]
+    pub ca: String,
+    /// Prune each store with the remediation (fewest roots removed, the CA
+    /// kept) until its list fits this many bytes.
+    pub prune_to: Option<usize>,
+}
+
+/// `from..=to` in steps.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeSpec {
+    /// First size.
+    pub from: usize,
+    /// Last size (included).
+    pub to: usize,
+    /// Step.
+    #[serde(default = "one_usize")]
+    pub step: usize,
+}
+
+/// lab-server settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSpec {
+    /// full, schannel, omit.
+    pub policy: String,
+    /// Budget in bytes.
+    pub budget: usize,
+    /// ca-list or message.
+    pub accounting: String,
+    /// store, thumbprint, subject.
+    pub order: String,
+    /// 1.2 or 1.3.
+    pub tls: String,
+    /// Record size, header included.
+    pub max_fragment: usize,
+    /// per-message or coalesced.
+    pub layout: String,
+    /// required, optional, none.
+    pub client_auth: String,
+}
+
+impl Default for ServerSpec {
+    fn default() -> ServerSpec {
+        ServerSpec {
+            policy: "schannel".into(),
+            budget: 16_384,
+            accounting: "ca-list".into(),
+            order: "store".into(),
+            tls: "1.2".into(),
+            max_fragment: 16_389,
+            layout: "per-message".into(),
+            client_auth: "required".into(),
+        }
+    }
+}
+
+/// um-sim settings.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSpec {
+    /// Client profile.
+    pub profile: String,
+    /// Voicemails submitted per store.
+    pub voicemails: u64,
+}
+
+impl Default for ClientSpec {
+    fn default() -> ClientSpec {
+        ClientSpec {
+            profile: "schannel".into(),
+            voicemails: 1,
+        }
+    }
+}
+
+/// The break-point search.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakPointSpec {
+    /// Smallest size searched.
+    pub from: usize,
+    /// Largest size searched.
+    pub to: usize,
+}
+
+/// Expected outcomes.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Store size to outcome.
+    #[serde(default)]
+    pub outcomes: BTreeMap<String, String>,
+    /// The break point, when the scenario searches one.
+    pub break_point: Option<usize>,
+}
+
+fn default_profile() -> String {
+    "realistic".into()
+}
+fn default_seed() -> u64 {
+    2013
+}
+fn default_ca() -> String {
+    "last".into()
+}
+fn one() -> u64 {
+    1
+}
+fn one_usize() -> usize {
+    1
+}
+
+/// A scenario with every setting parsed and checked.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The file's content.
+    pub scenario: Scenario,
+    /// Subject profile.
+    pub profile: Profile,
+    /// Where the CA goes.
+    pub ca: Position,
+    /// Sizes in order.
+    pub sizes: Vec<usize>,
+    /// Policy settings.
+    pub policy: lab_server::policy::Settings,
+    /// TLS version.
+    pub tls: TlsVersion,
+    /// Record layout.
+    pub layout: Layout,
+    /// Client authentication.
+    pub client_auth: ClientAuth,
+    /// Client profile.
+    pub client: um_sim::profile::Profile,
+    /// Expected outcome per size.
+    pub expect: BTreeMap<usize, String>,
+}
+
+/// A scenario file that cannot run.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", path.display())]
+pub struct ScenarioError {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl Resolved {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> Result<Resolved, ScenarioError> {
+        let err = |reason: String| ScenarioError {
+            path: path.to_owned(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let scenario: Scenario = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        Resolved::new(scenario).map_err(err)
+    }
+
+    /// Parses every setting of a scenario.
+    pub fn new(scenario: Scenario) -> Result<Resolved, String> {
+        let s = &scenario;
+        let profile: Profile = s
+            .store
+            .profile
+            .parse()
+            .map_err(|e| format!("store.profile: {e}"))?;
+        let ca: Position = s.store.ca.parse().map_err(|e| format!("store.ca: {e}"))?;
+        let mut sizes = s.store.sizes.clone();
+        if let Some(r) = s.store.range {
+            if r.step == 0 || r.from > r.to {
+                return Err("store.range: need from <= to and step >= 1".into());
+            }
+            sizes.extend((r.from..=r.to).step_by(r.step));
+        }
+        sizes.sort_unstable();
+        sizes.dedup();
+        if sizes.is_empty() && s.break_point.is_none() {
+            return Err("store: give sizes, a range or a break_point search".into());
+        }
+        if sizes.iter().any(|&n| n == 0 || n > 20_000) {
+            return Err("store sizes must be 1..=20000 (the CA counts)".into());
+        }
+        let server = &s.server;
+        let policy = lab_server::policy::Settings {
+            policy: server.policy.parse::<Policy>()?,
+            budget: server.budget,
+            accounting: server.accounting.parse::<Accounting>()?,
+            order: server.order.parse::<Order>()?,
+        };
+        let mut expect = BTreeMap::new();
+        for (size, outcome) in &s.expect.outcomes {
+            let n: usize = size
+                .parse()
+                .map_err(|_| format!("expect.outcomes: {size:?} is not a store size"))?;
+            let ok = outcome == "delivered"
+                || outcome == "refused"
+                || outcome == "failed"
+                || outcome.starts_with("failed:");
+            if !ok {
+                return Err(format!(
+                    "expect.outcomes.{size}: {outcome:?}: expected delivered, refused, failed or failed:CLASS"
+                ));
+            }
+            expect.insert(n, outcome.clone());
+        }
+        if s.client.voicemails == 0 || s.client.voicemails > 100 {
+            return Err("client.voicemails must be 1..=100".into());
+        }
+        Ok(Resolved {
+            profile,
+            ca,
+            sizes,
+            policy,
+            tls: server.tls.parse()?,
+            layout: server.layout.parse()?,
+            client_auth: server.client_auth.parse()?,
+            client: s.client.profile.parse()?,
+            expect,
+            scenario,
+        })
+    }
+
+    /// Whether the CA's place varies with the seed (a Monte Carlo sweep).
+    pub fn is_lottery(&self) -> bool {
+        self.ca == Position::Thumbprint || self.policy.order == Order::Thumbprint
+    }
+}

@@ -1,0 +1,191 @@
+//! Reports: a compact text table per scenario, and the report folder
+//! (`report.json`, `report.csv`, one SVG chart per scenario).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::ScenarioResult;
+use crate::engine::Point;
+
+/// The text table of one scenario, with its break point and lottery.
+pub fn table(r: &ScenarioResult) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "== {}: {}", r.name, r.description);
+    let _ = writeln!(out, "   {}", r.setup);
+    if r.points.iter().any(|p| p.removed > 0) {
+        let _ = writeln!(
+            out,
+            "   (N-k: a store of N roots with k removed by the remediation)"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "{:>6} {:>6} {:>10} {:>10} {:>6} {:>7} {:>7} {:>4}  {:<34} {:<34} events (hub | UM)",
+        "roots",
+        "seed",
+        "store B",
+        "list B",
+        "sent",
+        "dropped",
+        "body B",
+        "rec",
+        "predicted",
+        "measured"
+    );
+    if r.lottery.is_empty() {
+        for p in &r.points {
+            row(&mut out, p);
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "   ({} stores measured; every one is in report.json and report.csv)",
+            r.points.len()
+        );
+    }
+    match &r.break_point {
+        Some(Ok(bp)) => {
+            let _ = writeln!(
+                out,
+                "break point: {} roots ({} measured stores): {} roots {} ({} bytes of names), {} roots {} ({} bytes)",
+                bp.size,
+                bp.probes,
+                bp.below.size,
+                bp.below.measured.label(),
+                bp.below.list_bytes,
+                bp.at.size,
+                bp.at.measured.label(),
+                bp.at.list_bytes
+            );
+            row(&mut out, &bp.below);
+            row(&mut out, &bp.at);
+        }
+        Some(Err(why)) => {
+            let _ = writeln!(out, "break point: none found ({why})");
+        }
+        None => {}
+    }
+    for l in &r.lottery {
+        let _ = writeln!(
+            out,
+            "{:>6} roots: {:>3} of {:<3} organisations fail ({:>5.1}%), {:>3} predicted",
+            l.size,
+            l.failures,
+            l.runs,
+            100.0 * l.failures as f64 / l.runs.max(1) as f64,
+            l.predicted_failures
+        );
+    }
+    if r.problems.is_empty() {
+        let _ = writeln!(out, "prediction and measurement agree on every store");
+    } else {
+        for p in &r.problems {
+            let _ = writeln!(out, "PROBLEM: {p}");
+        }
+    }
+    out
+}
+
+fn row(out: &mut String, p: &Point) {
+    let um: Vec<String> = dedup(p.um_events.iter().map(u32::to_string));
+    let hub = dedup(p.server_events.iter().cloned());
+    let _ = writeln!(
+        out,
+        "{:>6} {:>6} {:>10} {:>10} {:>6} {:>7} {:>7} {:>4}  {:<34} {:<34} {} | {}",
+        if p.removed > 0 {
+            format!("{}-{}", p.size, p.removed)
+        } else {
+            p.size.to_string()
+        },
+        p.seed,
+        p.store_list_bytes,
+        p.list_bytes,
+        p.names_sent,
+        p.names_dropped,
+        p.body_bytes,
+        p.records,
+        p.predicted.label(),
+        p.measured.label(),
+        if hub.is_empty() {
+            "-".into()
+        } else {
+            hub.join(", ")
+        },
+        if um.is_empty() {
+            "-".into()
+        } else {
+            um.join(", ")
+        },
+    );
+}
+
+/// Unique values in first-seen order, with a count when repeated.
+fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for i in items {
+        match seen.iter_mut().find(|(s, _)| *s == i) {
+            Some((_, n)) => *n += 1,
+            None => seen.push((i, 1)),
+        }
+    }
+    seen.into_iter()
+        .map(|(s, n)| if n > 1 { format!("{s} x{n}") } else { s })
+        .collect()
+}
+
+/// One CSV line per measured store, every scenario.
+pub fn csv(results: &[ScenarioResult]) -> String {
+    let mut out = String::from(
+        "scenario,size,seed,ca_index,store_list_bytes,list_bytes,names_sent,names_dropped,body_bytes,records,ca_listed,predicted,measured,agree\n",
+    );
+    for r in results {
+        let bp: Vec<&Point> = match &r.break_point {
+            Some(Ok(bp)) => vec![&bp.below, &bp.at],
+            _ => Vec::new(),
+        };
+        for p in r.points.iter().chain(bp) {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                r.name,
+                p.size,
+                p.seed,
+                p.ca_index,
+                p.store_list_bytes,
+                p.list_bytes,
+                p.names_sent,
+                p.names_dropped,
+                p.body_bytes,
+                p.records,
+                p.ca_listed,
+                p.predicted.label(),
+                p.measured.label(),
+                p.disagreements.is_empty()
+            );
+        }
+    }
+    out
+}
+
+/// Writes `report.json`, `report.csv` and `<scenario>.svg` into `dir`.
+pub fn write_folder(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<Vec<String>> {
+    use certgen::fsutil::{Access, create_dir, write_atomic};
+    create_dir(dir)?;
+    let mut written = Vec::new();
+    let json = serde_json::to_vec_pretty(results)?;
+    write_atomic(&dir.join("report.json"), &json, Access::Public)?;
+    written.push("report.json".to_owned());
+    write_atomic(
+        &dir.join("report.csv"),
+        csv(results).as_bytes(),
+        Access::Public,
+    )?;
+    written.push("report.csv".to_owned());
+    for r in results {
+        let svg = crate::chart::svg(r)?;
+        let name = format!("{}.svg", r.name);
+        write_atomic(&dir.join(&name), svg.as_bytes(), Access::Public)?;
+        written.push(name);
+    }
+    Ok(written)
+}
