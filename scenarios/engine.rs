@@ -19,7 +19,7 @@ use serde::Serialize;
 use um_sim::client::{self, ClientSettings, FailureClass, Identity};
 use um_sim::queue::{EnqueueSpec, Queue, enqueue};
 
-use crate::model::Resolved;
+use crate::model::{Resolved, Subjects};
 
 /// A measured message body past which um-sim's own stack (rustls) fails in
 /// the per-message layout (65,505 delivers, 65,515 fails; measured).
@@ -72,6 +72,8 @@ impl Outcome {
 pub struct Point {
     /// Roots in the store, the CA included (before any pruning).
     pub size: usize,
+    /// The Hub's CA-list policy for this store.
+    pub policy: String,
     /// Roots the remediation removed (`prune_to`), 0 otherwise.
     pub removed: usize,
     /// Seed of the synthetic subjects.
@@ -134,16 +136,28 @@ impl Lab {
         let key = (r.profile.to_string(), seed);
         let need = size.saturating_sub(1);
         let have = self.synthetic.get(&key).map_or(0, Vec::len);
+        match r.profile {
+            Subjects::Synthetic(profile) if have < need => {
+                let spec = RootsSpec {
+                    count: need.max(have * 2).max(64) as u64,
+                    seed: Some(seed),
+                    profile,
+                    key: KeyAlg::Ed25519,
+                    dn_only: true,
+                };
+                let (store, _) = roots::generate(&spec, &|_| {})?;
+                self.synthetic.insert(key.clone(), store.into_roots());
+            }
+            Subjects::Mozilla if !self.synthetic.contains_key(&key) => {
+                let subjects = certgen::synth::mozilla_subjects();
+                let store = roots::with_subjects(&subjects, seed, KeyAlg::Ed25519)?;
+                self.synthetic.insert(key.clone(), store.into_roots());
+            }
+            _ => {}
+        }
+        let have = self.synthetic.get(&key).map_or(0, Vec::len);
         if have < need {
-            let spec = RootsSpec {
-                count: need.max(have * 2).max(64) as u64,
-                seed: Some(seed),
-                profile: r.profile,
-                key: KeyAlg::Ed25519,
-                dn_only: true,
-            };
-            let (store, _) = roots::generate(&spec, &|_| {})?;
-            self.synthetic.insert(key.clone(), store.into_roots());
+            anyhow::bail!("{} has only {have} roots; {size} asked for", r.profile);
         }
         let synthetic = self
             .synthetic
@@ -167,13 +181,24 @@ impl Lab {
         }
     }
 
-    /// Prediction and measurement for one store.
+    /// Prediction and measurement for one store under the scenario's first policy.
     pub async fn point(&mut self, r: &Resolved, size: usize, seed: u64) -> anyhow::Result<Point> {
+        self.point_with(r, &r.policy, size, seed).await
+    }
+
+    /// Prediction and measurement for one store under `policy`.
+    pub async fn point_with(
+        &mut self,
+        r: &Resolved,
+        policy: &lab_server::policy::Settings,
+        size: usize,
+        seed: u64,
+    ) -> anyhow::Result<Point> {
         let (store, ca_index) = self.store(r, size, seed)?;
-        let mut point = predict(r, &store, ca_index, seed, self.ca.subject_der());
+        let mut point = predict(r, policy, &store, ca_index, seed, self.ca.subject_der());
         point.removed = size.saturating_sub(store.len());
         point.size = size;
-        point.measured = self.measure(r, store, ca_index, &mut point).await?;
+        point.measured = self.measure(r, policy, store, ca_index, &mut point).await?;
         compare(&mut point);
         Ok(point)
     }
@@ -181,6 +206,7 @@ impl Lab {
     async fn measure(
         &self,
         r: &Resolved,
+        policy: &lab_server::policy::Settings,
         store: Store,
         ca_index: usize,
         point: &mut Point,
@@ -192,7 +218,7 @@ impl Lab {
         let mut settings = Settings::new(store, chain, key, dir.path().join("maildir"));
         settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.named = vec![("enterprise CA".into(), ca_index)];
-        settings.policy = r.policy;
+        settings.policy = *policy;
         settings.tls_version = r.tls;
         settings.max_fragment = r.scenario.server.max_fragment;
         settings.layout = r.layout;
@@ -303,6 +329,7 @@ pub fn class_name(c: FailureClass) -> String {
 /// The analytic prediction, from the encodings, the policy and the client's rules.
 pub fn predict(
     r: &Resolved,
+    settings: &lab_server::policy::Settings,
     store: &Store,
     ca_index: usize,
     seed: u64,
@@ -320,6 +347,7 @@ pub fn predict(
     let max_fragment = r.scenario.server.max_fragment;
     let mut point = Point {
         size: store.len(),
+        policy: settings.policy.to_string(),
         removed: 0,
         seed,
         ca_index,
@@ -336,7 +364,7 @@ pub fn predict(
         um_events: Vec::new(),
         disagreements: Vec::new(),
     };
-    let plan = match policy::plan(&entries, &r.policy, &shape, max_fragment, &[]) {
+    let plan = match policy::plan(&entries, settings, &shape, max_fragment, &[]) {
         Ok(p) => p,
         Err(e @ PolicyError::OverProtocolLimit { .. })
         | Err(e @ PolicyError::BudgetTooSmall { .. }) => {

@@ -58,7 +58,11 @@ pub async fn run(
         r.profile,
         s.store.seed,
         s.store.ca,
-        r.policy.policy,
+        r.policies
+            .iter()
+            .map(|p| p.policy.to_string())
+            .collect::<Vec<_>>()
+            .join("+"),
         r.policy.budget,
         r.policy.accounting,
         r.policy.order,
@@ -112,6 +116,13 @@ pub async fn run(
             result.lottery.push(lottery);
         }
     }
+    for policy in r.policies.iter().skip(1) {
+        for &size in &r.sizes {
+            let point = lab.point_with(r, policy, size, s.store.seed).await?;
+            progress(1);
+            result.points.push(point);
+        }
+    }
     if let Some(bp) = s.break_point {
         let found = engine::break_point(lab, r, bp.from, bp.to, s.store.seed).await?;
         progress(1);
@@ -133,17 +144,23 @@ fn check(r: &Resolved, result: &mut ScenarioResult) {
             problems.push(format!("{} roots (seed {}): {d}", p.size, p.seed));
         }
     }
-    for (size, want) in &r.expect {
-        let got: Vec<&Point> = result.points.iter().filter(|p| p.size == *size).collect();
+    for ((size, policy), want) in &r.expect {
+        let got: Vec<&Point> = result
+            .points
+            .iter()
+            .filter(|p| p.size == *size && policy.as_ref().is_none_or(|x| *x == p.policy))
+            .collect();
+        let at = match policy {
+            Some(p) => format!("{size} roots under {p}"),
+            None => format!("{size} roots"),
+        };
         if got.is_empty() {
-            problems.push(format!(
-                "expected {want} at {size} roots, but that size was not run"
-            ));
+            problems.push(format!("expected {want} at {at}, but that was not run"));
         }
         for p in got {
             if !p.measured.matches(want) {
                 problems.push(format!(
-                    "{size} roots: expected {want}, measured {}",
+                    "{at}: expected {want}, measured {}",
                     p.measured.label()
                 ));
             }

@@ -159,7 +159,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 1
             };
-            r.sizes.len() as u64 * seeds + u64::from(r.scenario.break_point.is_some())
+            r.sizes.len() as u64 * (seeds + r.policies.len() as u64 - 1)
+                + u64::from(r.scenario.break_point.is_some())
         })
         .sum();
     let bar = progress_bar(total);

@@ -37,7 +37,8 @@ pub struct Scenario {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSpec {
-    /// Subject profile of the synthetic roots: realistic, short, long, fixed:LEN.
+    /// Subject profile of the synthetic roots: realistic, short, long, fixed:LEN;
+    /// or `mozilla`: the real Mozilla root subjects of webpki-roots, in order.
     #[serde(default = "default_profile")]
     pub profile: String,
     /// Store sizes (roots, the enterprise CA included).
@@ -79,6 +80,8 @@ pub struct RangeSpec {
 pub struct ServerSpec {
     /// full, schannel, omit.
     pub policy: String,
+    /// Or several: every store is measured under each.
+    pub policies: Vec<String>,
     /// Budget in bytes.
     pub budget: usize,
     /// ca-list or message.
@@ -99,6 +102,7 @@ impl Default for ServerSpec {
     fn default() -> ServerSpec {
         ServerSpec {
             policy: "schannel".into(),
+            policies: Vec::new(),
             budget: 16_384,
             accounting: "ca-list".into(),
             order: "store".into(),
@@ -166,19 +170,39 @@ fn one_usize() -> usize {
     1
 }
 
+/// Where the roots' subjects come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subjects {
+    /// certgen's seeded synthetic subjects.
+    Synthetic(Profile),
+    /// The Mozilla root subjects of webpki-roots, in order.
+    Mozilla,
+}
+
+impl std::fmt::Display for Subjects {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subjects::Synthetic(p) => write!(f, "{p}"),
+            Subjects::Mozilla => f.write_str("mozilla"),
+        }
+    }
+}
+
 /// A scenario with every setting parsed and checked.
 #[derive(Clone, Debug)]
 pub struct Resolved {
     /// The file's content.
     pub scenario: Scenario,
-    /// Subject profile.
-    pub profile: Profile,
+    /// Subject source.
+    pub profile: Subjects,
     /// Where the CA goes.
     pub ca: Position,
     /// Sizes in order.
     pub sizes: Vec<usize>,
-    /// Policy settings.
+    /// Policy settings (the first of `policies`).
     pub policy: lab_server::policy::Settings,
+    /// Every policy the stores are measured under.
+    pub policies: Vec<lab_server::policy::Settings>,
     /// TLS version.
     pub tls: TlsVersion,
     /// Record layout.
@@ -187,8 +211,8 @@ pub struct Resolved {
     pub client_auth: ClientAuth,
     /// Client profile.
     pub client: um_sim::profile::Profile,
-    /// Expected outcome per size.
-    pub expect: BTreeMap<usize, String>,
+    /// Expected outcome per size (and policy, when given as `SIZE/POLICY`).
+    pub expect: BTreeMap<(usize, Option<String>), String>,
 }
 
 /// A scenario file that cannot run.
@@ -216,11 +240,10 @@ impl Resolved {
     /// Parses every setting of a scenario.
     pub fn new(scenario: Scenario) -> Result<Resolved, String> {
         let s = &scenario;
-        let profile: Profile = s
-            .store
-            .profile
-            .parse()
-            .map_err(|e| format!("store.profile: {e}"))?;
+        let profile = match s.store.profile.as_str() {
+            "mozilla" => Subjects::Mozilla,
+            p => Subjects::Synthetic(p.parse().map_err(|e| format!("store.profile: {e}"))?),
+        };
         let ca: Position = s.store.ca.parse().map_err(|e| format!("store.ca: {e}"))?;
         let mut sizes = s.store.sizes.clone();
         if let Some(r) = s.store.range {
@@ -238,27 +261,41 @@ impl Resolved {
             return Err("store sizes must be 1..=20000 (the CA counts)".into());
         }
         let server = &s.server;
-        let policy = lab_server::policy::Settings {
-            policy: server.policy.parse::<Policy>()?,
-            budget: server.budget,
-            accounting: server.accounting.parse::<Accounting>()?,
-            order: server.order.parse::<Order>()?,
+        let names = if server.policies.is_empty() {
+            vec![server.policy.clone()]
+        } else {
+            server.policies.clone()
         };
+        let policies = names
+            .iter()
+            .map(|p| {
+                Ok(lab_server::policy::Settings {
+                    policy: p.parse::<Policy>()?,
+                    budget: server.budget,
+                    accounting: server.accounting.parse::<Accounting>()?,
+                    order: server.order.parse::<Order>()?,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let policy = *policies.first().ok_or("server.policies is empty")?;
         let mut expect = BTreeMap::new();
-        for (size, outcome) in &s.expect.outcomes {
+        for (key, outcome) in &s.expect.outcomes {
+            // "355" or "355/omit" (per policy, when several are measured)
+            let size = key.split('/').next().unwrap_or_default();
             let n: usize = size
                 .parse()
-                .map_err(|_| format!("expect.outcomes: {size:?} is not a store size"))?;
+                .map_err(|_| format!("expect.outcomes: {key:?} is not a store size"))?;
             let ok = outcome == "delivered"
                 || outcome == "refused"
                 || outcome == "failed"
                 || outcome.starts_with("failed:");
             if !ok {
                 return Err(format!(
-                    "expect.outcomes.{size}: {outcome:?}: expected delivered, refused, failed or failed:CLASS"
+                    "expect.outcomes.{key}: {outcome:?}: expected delivered, refused, failed or failed:CLASS"
                 ));
             }
-            expect.insert(n, outcome.clone());
+            let policy = key.split_once('/').map(|(_, p)| p.to_owned());
+            expect.insert((n, policy), outcome.clone());
         }
         if s.client.voicemails == 0 || s.client.voicemails > 100 {
             return Err("client.voicemails must be 1..=100".into());
@@ -268,6 +305,7 @@ impl Resolved {
             ca,
             sizes,
             policy,
+            policies,
             tls: server.tls.parse()?,
             layout: server.layout.parse()?,
             client_auth: server.client_auth.parse()?,

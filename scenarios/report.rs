@@ -20,8 +20,9 @@ pub fn table(r: &ScenarioResult) -> String {
     }
     let _ = writeln!(
         out,
-        "{:>6} {:>6} {:>10} {:>10} {:>6} {:>7} {:>7} {:>4}  {:<34} {:<34} events (hub | UM)",
+        "{:>6} {:>8} {:>6} {:>10} {:>10} {:>6} {:>7} {:>7} {:>4}  {:<34} {:<34} events (hub | UM)",
         "roots",
+        "policy",
         "seed",
         "store B",
         "list B",
@@ -91,12 +92,13 @@ fn row(out: &mut String, p: &Point) {
     let hub = dedup(p.server_events.iter().cloned());
     let _ = writeln!(
         out,
-        "{:>6} {:>6} {:>10} {:>10} {:>6} {:>7} {:>7} {:>4}  {:<34} {:<34} {} | {}",
+        "{:>6} {:>8} {:>6} {:>10} {:>10} {:>6} {:>7} {:>7} {:>4}  {:<34} {:<34} {} | {}",
         if p.removed > 0 {
             format!("{}-{}", p.size, p.removed)
         } else {
             p.size.to_string()
         },
+        p.policy,
         p.seed,
         p.store_list_bytes,
         p.list_bytes,
@@ -136,7 +138,7 @@ fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
 /// One CSV line per measured store, every scenario.
 pub fn csv(results: &[ScenarioResult]) -> String {
     let mut out = String::from(
-        "scenario,size,seed,ca_index,store_list_bytes,list_bytes,names_sent,names_dropped,body_bytes,records,ca_listed,predicted,measured,agree\n",
+        "scenario,policy,size,seed,ca_index,store_list_bytes,list_bytes,names_sent,names_dropped,body_bytes,records,ca_listed,predicted,measured,agree\n",
     );
     for r in results {
         let bp: Vec<&Point> = match &r.break_point {
@@ -146,8 +148,9 @@ pub fn csv(results: &[ScenarioResult]) -> String {
         for p in r.points.iter().chain(bp) {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 r.name,
+                p.policy,
                 p.size,
                 p.seed,
                 p.ca_index,

@@ -29,8 +29,8 @@ fn measured(stdout: &str, scenario: &str, roots: &str) -> String {
         .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
         .find(|c| c.first().map(String::as_str) == Some(roots))
         .unwrap_or_else(|| panic!("no row {roots} in:\n{section}"));
-    // roots seed storeB listB sent dropped bodyB rec predicted measured ...
-    cols.get(9).cloned().unwrap_or_default()
+    // roots policy seed storeB listB sent dropped bodyB rec predicted measured ...
+    cols.get(10).cloned().unwrap_or_default()
 }
 
 #[test]
@@ -68,11 +68,8 @@ fn default_run_shows_the_incident_and_writes_the_report() {
         .expect("seed-2013 in report.json");
     assert_eq!(seed["break_point"]["Ok"]["size"], 170);
     let csv = std::fs::read_to_string(report.join("report.csv")).unwrap();
-    assert!(
-        csv.lines()
-            .any(|l| l.starts_with("seed-2013,355,")
-                && l.contains("failed:no-acceptable-certificate"))
-    );
+    assert!(csv.lines().any(|l| l.starts_with("seed-2013,schannel,355,")
+        && l.contains("failed:no-acceptable-certificate")));
 }
 
 #[test]

@@ -150,3 +150,88 @@ fn random_u64() -> Result<u64, Error> {
         .map_err(|_| Error::Crypto("the OS RNG failed".to_owned()))?;
     Ok(u64::from_be_bytes(b))
 }
+
+/// Placeholder-signed roots whose subjects are exactly the given DER Names
+/// (for example the Mozilla root subjects of webpki-roots), in order.
+///
+/// rcgen cannot write every real Name (multi-valued RDNs, BMPString, repeated
+/// attributes), so each root is issued `--dn-only` style with a stand-in name
+/// and the exact Name is spliced into its issuer and subject fields. The
+/// placeholder signature was never valid, so nothing is lost by the splice.
+pub fn with_subjects(subjects: &[Vec<u8>], seed: u64, key: KeyAlg) -> Result<Store, Error> {
+    let shared = LabKey::from_seed(
+        key,
+        digest32(b"umlab-exact-subject-key", &seed.to_be_bytes()),
+    )?;
+    let placeholder = PlaceholderKey::new(&shared);
+    let stand_in = synth::subject(seed, Profile::Fixed(40), 0);
+    let roots = subjects
+        .iter()
+        .enumerate()
+        .map(|(i, subject)| {
+            let root = issue_root(&stand_in, seed, i as u64, &placeholder, true)?;
+            let der = splice_name(root.der(), subject)
+                .map_err(|e| Error::Crypto(format!("subject {i}: {e}")))?;
+            Root::from_der(der).map_err(Error::Crypto)
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Store::from_roots(roots))
+}
+
+/// Replaces the issuer and subject of a DER certificate with `name`.
+fn splice_name(cert: &[u8], name: &[u8]) -> Result<Vec<u8>, der::Error> {
+    use der::{Reader, SliceReader};
+    let mut outer = SliceReader::new(cert)?;
+    let (tbs, rest) = outer.sequence(|c| {
+        let tbs = c.tlv_bytes()?;
+        let sig_alg = c.tlv_bytes()?;
+        let sig = c.tlv_bytes()?;
+        Ok::<_, der::Error>((tbs, [sig_alg, sig].concat()))
+    })?;
+    let mut reader = SliceReader::new(tbs)?;
+    let fields = reader.sequence(|t| {
+        let mut fields = Vec::new();
+        while !t.is_finished() {
+            fields.push(t.tlv_bytes()?);
+        }
+        Ok::<_, der::Error>(fields)
+    })?;
+    // [0] version, serial, signature, issuer, validity, subject, spki, [3] extensions
+    if fields.len() < 7 || fields.first().and_then(|f| f.first()) != Some(&0xa0) {
+        return Err(der::ErrorKind::Failed.into());
+    }
+    let mut body = Vec::with_capacity(tbs.len() + 2 * name.len());
+    for (i, f) in fields.iter().enumerate() {
+        body.extend_from_slice(if i == 3 || i == 5 { name } else { f });
+    }
+    let mut new_tbs = Vec::with_capacity(body.len() + 4);
+    crate::name::write_header(&mut new_tbs, 0x30, body.len());
+    new_tbs.extend_from_slice(&body);
+    let mut out = Vec::with_capacity(new_tbs.len() + rest.len() + 4);
+    crate::name::write_header(&mut out, 0x30, new_tbs.len() + rest.len());
+    out.extend_from_slice(&new_tbs);
+    out.extend_from_slice(&rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_subjects_are_spliced_in() {
+        let subjects = synth::mozilla_subjects();
+        let store = with_subjects(&subjects, 1, KeyAlg::Ed25519).unwrap();
+        assert_eq!(store.len(), subjects.len());
+        for (root, want) in store.roots().iter().zip(&subjects) {
+            assert_eq!(root.subject_der(), want.as_slice());
+            // Issuer = subject: still a self-issued root for chain builders.
+            let (_, cert) = x509_parser::parse_x509_certificate(root.der()).unwrap();
+            assert_eq!(cert.issuer().as_raw(), want.as_slice());
+        }
+        assert_eq!(
+            store.ca_list_bytes(),
+            subjects.iter().map(|s| s.len() + 2).sum::<usize>()
+        );
+    }
+}
