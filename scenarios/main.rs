@@ -267,6 +267,20 @@ fn analyze(
             "; nothing dropped"
         }
     )?;
+    let dropped: Vec<usize> = (0..store.len())
+        .filter(|i| !plan.sent.contains(i))
+        .collect();
+    if !dropped.is_empty() {
+        writeln!(out, "  dropped ({}), in store order:", dropped.len())?;
+        for &i in dropped.iter().take(10) {
+            if let Some(r) = store.roots().get(i) {
+                writeln!(out, "    {i:>5}: {}", r.subject_text())?;
+            }
+        }
+        if dropped.len() > 10 {
+            writeln!(out, "    ... and {} more", dropped.len() - 10)?;
+        }
+    }
     for &i in &issuer_at {
         let name = store
             .roots()
