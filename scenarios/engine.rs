@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use certgen::roots::{self, RootsSpec};
 use certgen::{KeyAlg, Root, Store};
-use lab_server::policy::{self, Entry, PolicyError, TlsVersion};
+use lab_server::policy::{self, PolicyError, TlsVersion};
 use lab_server::server::{Server, Settings};
 use lab_server::shaper::Layout;
 use lab_server::tls::{ClientAuth, message_shape};
@@ -336,14 +336,7 @@ pub fn predict(
     ca_subject: &[u8],
 ) -> Point {
     let shape = message_shape(r.tls);
-    let entries: Vec<Entry<'_>> = store
-        .roots()
-        .iter()
-        .map(|root| Entry {
-            subject: root.subject_der(),
-            sha1: root.sha1(),
-        })
-        .collect();
+    let entries = policy::entries(store);
     let max_fragment = r.scenario.server.max_fragment;
     let mut point = Point {
         size: store.len(),

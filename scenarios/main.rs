@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use certgen::Store;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lab_server::policy::{self, Entry, MessageShape, Policy, Settings, TlsVersion};
+use lab_server::policy::{self, MessageShape, Policy, Settings, TlsVersion};
 use umlab::engine::{Lab, remediate};
 use umlab::model::{Resolved, Scenario};
 use umlab::{ScenarioResult, report};
@@ -230,14 +230,7 @@ fn analyze(
     for f in must_keep {
         keep.extend(find(f)?);
     }
-    let entries: Vec<Entry<'_>> = store
-        .roots()
-        .iter()
-        .map(|r| Entry {
-            subject: r.subject_der(),
-            sha1: r.sha1(),
-        })
-        .collect();
+    let entries = policy::entries(&store);
     let shape: MessageShape = lab_server::tls::message_shape(TlsVersion::Tls12);
     let mut out = String::new();
     let list = store.ca_list_bytes();

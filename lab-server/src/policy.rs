@@ -214,6 +214,18 @@ pub enum PolicyError {
     },
 }
 
+/// The entries of a store, in its order.
+pub fn entries(store: &certgen::Store) -> Vec<Entry<'_>> {
+    store
+        .roots()
+        .iter()
+        .map(|r| Entry {
+            subject: r.subject_der(),
+            sha1: r.sha1(),
+        })
+        .collect()
+}
+
 /// Enumeration order and prefix sums of a store: O(n) after sorting, then each
 /// budget is planned in O(log n).
 #[derive(Clone, Debug)]

@@ -21,7 +21,7 @@ use crate::events::{
     now_rfc3339,
 };
 use crate::maildir::{Maildir, check_voicemail};
-use crate::policy::{self, Entry, Report, TlsVersion};
+use crate::policy::{self, Report, TlsVersion};
 use crate::shaper::Layout;
 use crate::smtp::{DataReader, Limits, Next, Reply, Session, SessionConfig};
 use crate::tls::{ClientAuth, ShapedStream, TlsInputs, WireFacts, message_shape, server_config};
@@ -163,15 +163,7 @@ impl Server {
     /// Plans the CA list, builds TLS, binds and starts serving.
     pub async fn start(settings: Settings) -> Result<Server, StartError> {
         let shape = message_shape(settings.tls_version);
-        let entries: Vec<Entry<'_>> = settings
-            .store
-            .roots()
-            .iter()
-            .map(|r| Entry {
-                subject: r.subject_der(),
-                sha1: r.sha1(),
-            })
-            .collect();
+        let entries = policy::entries(&settings.store);
         let plan = policy::plan(
             &entries,
             &settings.policy,
