@@ -6,7 +6,11 @@ use rcgen::{
 };
 
 use crate::error::Error;
-use crate::keys::{KeyAlg, LabKey, PlaceholderKey, digest32};
+use crate::keys::{KeyAlg, LabKey, PlaceholderKey, RelatedP256, digest32};
+
+/// Any key rcgen can sign a root with, shareable across threads.
+trait Signer: rcgen::SigningKey + Sync {}
+impl<T: rcgen::SigningKey + Sync> Signer for T {}
 use crate::name::Name;
 use crate::store::{Generator, Root, Store};
 use crate::synth::{self, Profile};
@@ -60,25 +64,47 @@ pub fn generate(
     } else {
         None
     };
-    let roots = (0..spec.count)
-        .into_par_iter()
-        .map(|i| {
-            let name = synth::subject(seed, spec.profile, i);
-            let root = match &shared {
-                Some(key) => issue_root(&name, seed, i, key, true),
-                None => {
-                    let key = if spec.seed.is_some() {
-                        LabKey::from_seed(spec.key, root_key_seed(seed, i))?
-                    } else {
-                        LabKey::random(spec.key)?
-                    };
-                    issue_root(&name, seed, i, &key, false)
-                }
-            };
-            progress(1);
-            root
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
+    let issue = |i: u64, key: &dyn Signer| -> Result<Root, Error> {
+        let name = synth::subject(seed, spec.profile, i);
+        let root = issue_root(&name, seed, i, &key, spec.dn_only);
+        progress(1);
+        root
+    };
+    let roots: Vec<Root> = match (&shared, spec.seed, spec.key) {
+        (Some(key), _, _) => (0..spec.count)
+            .into_par_iter()
+            .map(|i| issue(i, key))
+            .collect::<Result<_, Error>>()?,
+        // Seeded P-256: related keys in chunks, one scalar multiplication and
+        // one inversion per chunk (see RelatedP256).
+        (None, Some(_), KeyAlg::EcdsaP256) => {
+            const CHUNK: u64 = 256;
+            let family = digest32(b"umlab-root-key-family", &seed.to_be_bytes());
+            let starts: Vec<u64> = (0..spec.count).step_by(CHUNK as usize).collect();
+            let chunks = starts
+                .into_par_iter()
+                .map(|start| {
+                    let n = CHUNK.min(spec.count - start) as usize;
+                    RelatedP256::batch(family, start, n)?
+                        .iter()
+                        .enumerate()
+                        .map(|(k, key)| issue(start + k as u64, key))
+                        .collect::<Result<Vec<_>, Error>>()
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            chunks.into_iter().flatten().collect()
+        }
+        (None, seeded, alg) => (0..spec.count)
+            .into_par_iter()
+            .map(|i| {
+                let key = match seeded {
+                    Some(_) => LabKey::from_seed(alg, root_key_seed(seed, i))?,
+                    None => LabKey::random(alg)?,
+                };
+                issue(i, &key)
+            })
+            .collect::<Result<_, Error>>()?,
+    };
     let generator = Generator {
         seed,
         seeded_keys: spec.seed.is_some(),
