@@ -76,6 +76,17 @@ pub fn svg(r: &ScenarioResult) -> anyhow::Result<String> {
             }))?
             .label("names sent: delivered (green) / failed (red)")
             .legend(|(x, y)| Circle::new((x + 8, y), 4, GREEN.filled()));
+        // A Monte Carlo sweep: the measured failure rate at each size.
+        if !r.lottery.is_empty() {
+            chart.draw_series(r.lottery.iter().map(|l| {
+                let rate = 100.0 * l.failures as f64 / l.runs.max(1) as f64;
+                Text::new(
+                    format!("{rate:.0}% fail"),
+                    (l.size as f64 - max_x * 0.02, 16_384.0 + max_y * 0.04),
+                    ("sans-serif", 13).into_font().color(&BLACK),
+                )
+            }))?;
+        }
         if let Some(Ok(bp)) = &r.break_point {
             let x = bp.size as f64;
             chart
