@@ -1,14 +1,12 @@
 //! `umlab`: which trust-store size breaks voicemail delivery, measured over
 //! the wire, for which server policy and client stack, why, and what fixes it.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use certgen::Store;
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use lab_server::policy::{self, MessageShape, Policy, Settings, TlsVersion};
 use umlab::engine::{Lab, remediate};
 use umlab::model::{Resolved, Scenario};
@@ -163,7 +161,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 + u64::from(r.scenario.break_point.is_some())
         })
         .sum();
-    let bar = progress_bar(total);
+    let bar = certgen::progress::bar(total, "{spinner} {msg} stores {pos}/{len} [{bar:30}]");
     let mut results: Vec<ScenarioResult> = Vec::new();
     for r in &scenarios {
         bar.set_message(r.scenario.name.clone());
@@ -182,19 +180,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A bar on a terminal; nothing when stderr is piped.
-fn progress_bar(len: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} stores {pos}/{len} [{bar:30}]")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }
 
 /// The verdict on a user's store: analytic, from the encodings (use

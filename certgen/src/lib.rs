@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod keys;
 pub mod name;
 pub mod pki;
+pub mod progress;
 pub mod roots;
 pub mod store;
 pub mod synth;

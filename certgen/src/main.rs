@@ -1,6 +1,5 @@
 //! `certgen`: generate root stores and the lab PKI, and inspect stores.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -9,7 +8,6 @@ use certgen::inspect::Inspection;
 use certgen::roots::{self, RootsSpec};
 use certgen::{KeyAlg, Position, Profile, Store, pki};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Synthetic root CAs, the lab PKI and trust-store inspection for umlab.
 #[derive(Parser)]
@@ -132,7 +130,10 @@ fn run_into(command: Command, out: &mut String) -> Result<()> {
                 key,
                 dn_only,
             };
-            let bar = progress_bar(count);
+            let bar = certgen::progress::bar(
+                count,
+                "{spinner} roots {pos}/{len} [{bar:40}] {per_sec} eta {eta}",
+            );
             let (mut store, generator) = roots::generate(&spec, &|n| bar.inc(n))?;
             bar.finish_and_clear();
             let mut inserted = Vec::new();
@@ -206,18 +207,4 @@ fn run_into(command: Command, out: &mut String) -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// A bar on a terminal; nothing when stderr is piped.
-fn progress_bar(len: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} roots {pos}/{len} [{bar:40}] {per_sec} eta {eta}")
-    {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }

@@ -2,7 +2,6 @@
 //! folder; `submit` drains it over SMTP + STARTTLS with a client certificate.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use um_sim::client::{ClientSettings, Identity};
@@ -218,7 +216,10 @@ async fn run(command: Command) -> Result<ExitCode> {
             let mut total = Summary::default();
             loop {
                 let (waiting, _) = q.scan()?;
-                let bar = progress_bar(waiting.len() as u64);
+                let bar = certgen::progress::bar(
+                    waiting.len() as u64,
+                    "{spinner} voicemails {pos}/{len} [{bar:40}]",
+                );
                 let summary =
                     submit::pass(&q, &settings, &mut cooling, &report, &|n| bar.inc(n)).await?;
                 bar.finish_and_clear();
@@ -247,16 +248,4 @@ async fn run(command: Command) -> Result<ExitCode> {
             })
         }
     }
-}
-
-/// A bar on a terminal; nothing when stderr is piped.
-fn progress_bar(len: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template("{spinner} voicemails {pos}/{len} [{bar:40}]") {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar
 }
