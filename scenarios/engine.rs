@@ -16,8 +16,9 @@ use lab_server::shaper::Layout;
 use lab_server::tls::{ClientAuth, message_shape};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::Serialize;
-use um_sim::client::{self, ClientSettings, FailureClass, Identity};
+use um_sim::client::{ClientSettings, FailureClass, Identity};
 use um_sim::queue::{EnqueueSpec, Queue, enqueue};
+use um_sim::submit::SubmitSettings;
 
 use crate::model::{Resolved, Subjects};
 
@@ -248,41 +249,29 @@ impl Lab {
             sample_rate: 8_000,
         };
         enqueue(&queue, &spec)?;
-        let settings = ClientSettings {
-            server: server.local_addr().to_string(),
-            server_name: ServerName::try_from("localhost")?,
-            server_roots: self.roots.clone(),
-            helo: "um.lab.test".into(),
-            from: "um@um.lab.test".into(),
-            connect_timeout: Duration::from_secs(10),
-            io_timeout: Duration::from_secs(10),
+        let settings = SubmitSettings {
+            client: ClientSettings {
+                server: server.local_addr().to_string(),
+                server_name: ServerName::try_from("localhost")?,
+                server_roots: self.roots.clone(),
+                helo: "um.lab.test".into(),
+                from: "um@um.lab.test".into(),
+                connect_timeout: Duration::from_secs(10),
+                io_timeout: Duration::from_secs(10),
+            },
+            identity: self.identity.clone(),
+            profile: r.client.clone(),
+            max_attempts: 1,
+            retry_delay: Duration::ZERO,
+            concurrency: 1,
+            events_file: None,
         };
         let (items, _) = queue.scan()?;
         let mut outcome = Outcome::Delivered;
         for item in items {
-            let audio = match &item.audio_path {
-                Some(p) => Some(std::fs::read(p)?),
-                None => None,
-            };
-            let msg =
-                um_sim::message::build(&item.header, &item.guid, &settings.from, audio.as_deref())?;
-            let moved = std::sync::Mutex::new(None);
-            let on_accepted = || {
-                if let Ok(mut m) = moved.lock() {
-                    *m = Some(queue.mark_sent(&item).is_ok());
-                }
-            };
-            let attempt = client::submit(
-                &settings,
-                &self.identity,
-                &r.client,
-                &item.header.recipient,
-                &msg,
-                &on_accepted,
-            )
-            .await;
+            let attempt = um_sim::submit::attempt(&queue, &settings, &item).await??;
             if let Some(ev) =
-                um_sim::events::for_attempt(&item.header_path, &settings.server, &attempt)
+                um_sim::events::for_attempt(&item.header_path, &settings.client.server, &attempt)
             {
                 point.um_events.push(ev.id);
             }

@@ -169,37 +169,8 @@ async fn one(
     events: Option<&Mutex<tokio::fs::File>>,
     report: &Report,
 ) -> Result<Disposition, QueueError> {
-    let audio = match &item.audio_path {
-        Some(p) => Some(tokio::fs::read(p).await.map_err(|cause| QueueError::Io {
-            path: p.clone(),
-            cause,
-        })?),
-        None => None,
-    };
-    // Filled by the hook the client calls on the 250 reply to DATA.
-    let moved: std::sync::Mutex<Option<Result<PathBuf, QueueError>>> = std::sync::Mutex::new(None);
-    let on_accepted = || {
-        if let Ok(mut slot) = moved.lock() {
-            *slot = Some(queue.mark_sent(item));
-        }
-    };
-    let attempt = match message::build(
-        &item.header,
-        &item.guid,
-        &settings.client.from,
-        audio.as_deref(),
-    ) {
-        Ok(msg) => {
-            client::submit(
-                &settings.client,
-                &settings.identity,
-                &settings.profile,
-                &item.header.recipient,
-                &msg,
-                &on_accepted,
-            )
-            .await
-        }
+    let attempt = match attempt(queue, settings, item).await? {
+        Ok(attempt) => attempt,
         Err(e) => {
             let reason = format!("cannot build the message: {e}");
             queue.give_up(item, &reason)?;
@@ -210,15 +181,6 @@ async fn one(
     let attempt_number = item.header.attempts + 1;
     let event = events::for_attempt(&item.header_path, &settings.client.server, &attempt);
     let disposition = if attempt.delivered {
-        let moved = moved.lock().ok().and_then(|mut m| m.take());
-        match moved {
-            Some(result) => {
-                result?;
-            }
-            None => {
-                queue.mark_sent(item)?;
-            }
-        }
         Disposition::Sent
     } else {
         let error = attempt.error.clone().unwrap_or_default();
@@ -266,6 +228,61 @@ async fn one(
         .await;
     }
     Ok(disposition)
+}
+
+/// One submission of a queued item: reads its audio, builds the message and
+/// submits it. On the server's 250 reply to DATA the item moves to `sent/`
+/// at once, before QUIT, which keeps the window for a duplicate after a crash
+/// as small as it can be. `Ok(Err(_))`: the message cannot be built from the
+/// item. A failed delivery is in the attempt; the caller records it.
+pub async fn attempt(
+    queue: &Queue,
+    settings: &SubmitSettings,
+    item: &Item,
+) -> Result<Result<Attempt, message::MessageError>, QueueError> {
+    let audio = match &item.audio_path {
+        Some(p) => Some(tokio::fs::read(p).await.map_err(|cause| QueueError::Io {
+            path: p.clone(),
+            cause,
+        })?),
+        None => None,
+    };
+    let msg = match message::build(
+        &item.header,
+        &item.guid,
+        &settings.client.from,
+        audio.as_deref(),
+    ) {
+        Ok(msg) => msg,
+        Err(e) => return Ok(Err(e)),
+    };
+    // Filled by the hook the client calls on the 250 reply to DATA.
+    let moved: std::sync::Mutex<Option<Result<PathBuf, QueueError>>> = std::sync::Mutex::new(None);
+    let on_accepted = || {
+        if let Ok(mut slot) = moved.lock() {
+            *slot = Some(queue.mark_sent(item));
+        }
+    };
+    let attempt = client::submit(
+        &settings.client,
+        &settings.identity,
+        &settings.profile,
+        &item.header.recipient,
+        &msg,
+        &on_accepted,
+    )
+    .await;
+    if attempt.delivered {
+        match moved.lock().ok().and_then(|mut m| m.take()) {
+            Some(result) => {
+                result?;
+            }
+            None => {
+                queue.mark_sent(item)?;
+            }
+        }
+    }
+    Ok(Ok(attempt))
 }
 
 #[allow(clippy::too_many_arguments)]
