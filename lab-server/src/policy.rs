@@ -6,9 +6,6 @@
 //! `full` sends everything (within the TLS limit), `omit` sends nothing
 //! (`SendTrustedIssuerList = 0`).
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::Serialize;
 
 /// Largest value of a TLS u16 length: the bound of certificate_authorities in
@@ -69,9 +66,11 @@ pub enum TlsVersion {
     Tls13,
 }
 
+/// `FromStr` and `Display` for a settings enum from its spellings, so parsing,
+/// printing and the error's list of choices cannot drift apart.
 macro_rules! parse_enum {
     ($ty:ty, $what:literal, $($text:literal => $val:expr),+) => {
-        impl FromStr for $ty {
+        impl std::str::FromStr for $ty {
             type Err = String;
             fn from_str(s: &str) -> Result<Self, String> {
                 match s {
@@ -81,14 +80,16 @@ macro_rules! parse_enum {
                 }
             }
         }
-        impl fmt::Display for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 $(if *self == $val { return f.write_str($text); })+
                 Ok(())
             }
         }
     };
 }
+
+pub(crate) use parse_enum;
 
 parse_enum!(Policy, "policy", "full" => Policy::Full, "schannel" => Policy::Schannel, "omit" => Policy::Omit);
 parse_enum!(Accounting, "accounting", "ca-list" => Accounting::CaList, "message" => Accounting::Message);

@@ -33,19 +33,7 @@ pub enum Layout {
     Coalesced,
 }
 
-impl std::str::FromStr for Layout {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Layout, String> {
-        match s {
-            "per-message" => Ok(Layout::PerMessage),
-            "coalesced" => Ok(Layout::Coalesced),
-            _ => Err(format!(
-                "unknown record layout {s:?}: expected per-message or coalesced"
-            )),
-        }
-    }
-}
+crate::policy::parse_enum!(Layout, "record layout", "per-message" => Layout::PerMessage, "coalesced" => Layout::Coalesced);
 
 /// The CertificateRequest as it went out.
 #[derive(Clone, Debug, PartialEq, Eq)]

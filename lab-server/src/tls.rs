@@ -31,20 +31,7 @@ pub enum ClientAuth {
     None,
 }
 
-impl std::str::FromStr for ClientAuth {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<ClientAuth, String> {
-        match s {
-            "required" => Ok(ClientAuth::Required),
-            "optional" => Ok(ClientAuth::Optional),
-            "none" => Ok(ClientAuth::None),
-            _ => Err(format!(
-                "unknown client auth {s:?}: expected required, optional or none"
-            )),
-        }
-    }
-}
+crate::policy::parse_enum!(ClientAuth, "client auth", "required" => ClientAuth::Required, "optional" => ClientAuth::Optional, "none" => ClientAuth::None);
 
 /// Errors building the TLS configuration.
 #[derive(Debug, thiserror::Error)]
