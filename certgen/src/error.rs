@@ -21,6 +21,14 @@ pub enum Error {
         /// what is wrong, and where in the file
         reason: String,
     },
+    /// An input file is larger than the lab reads (see [`crate::fsutil`]).
+    #[error("{}: larger than {limit} bytes, the most read from such a file", path.display())]
+    TooLarge {
+        /// the file
+        path: PathBuf,
+        /// the cap, in bytes
+        limit: u64,
+    },
     /// A Name could not be built, encoded or parsed.
     #[error(transparent)]
     Name(#[from] crate::name::NameError),

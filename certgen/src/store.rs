@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::error::Error;
-use crate::fsutil::{Access, write_atomic};
+use crate::fsutil::{Access, MAX_STORE_FILE, read_capped, write_atomic};
 use crate::wire;
 
 /// One root certificate with the figures the lab computes over and over.
@@ -236,7 +236,7 @@ impl Store {
         let roots = if meta.is_dir() {
             load_dir(path)?
         } else {
-            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let bytes = read_capped(path, MAX_STORE_FILE)?;
             parse_file(path, &bytes)?
         };
         if roots.is_empty() {
@@ -373,7 +373,7 @@ fn load_dir(dir: &Path) -> Result<Vec<Root>, Error> {
     files.sort();
     let mut roots = Vec::new();
     for f in files {
-        let bytes = std::fs::read(&f).map_err(|e| Error::io(&f, e))?;
+        let bytes = read_capped(&f, MAX_STORE_FILE)?;
         roots.extend(parse_file(&f, &bytes)?);
     }
     Ok(roots)
