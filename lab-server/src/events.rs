@@ -1,6 +1,8 @@
 //! What happened, for operators and for programs: a human log in the Windows
 //! event style and one JSON line per connection.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::maildir::VoicemailCheck;
@@ -87,12 +89,55 @@ pub struct ConnectionEvent {
     pub handshake: Option<Handshake>,
     /// Plaintext bytes received after STARTTLS and discarded (CVE-2011-0411 class).
     pub plaintext_discarded: usize,
-    /// Commands and replies, in order.
+    /// The first [`SMTP_LOG_FIRST`] commands and their replies, in order; a
+    /// session of a million NOOPs must not hold a million entries.
     pub smtp: Vec<Exchange>,
+    /// Commands (and message transfers) in the whole session.
+    pub smtp_total: u64,
+    /// Commands by verb over the whole session; verbs the server does not
+    /// know are counted together, so a peer cannot grow this map.
+    pub smtp_verbs: BTreeMap<&'static str, u64>,
     /// Messages stored.
     pub stored: Vec<Stored>,
     /// Why the connection ended.
     pub end: String,
+}
+
+/// Exchanges kept verbatim in a connection's event.
+pub const SMTP_LOG_FIRST: usize = 100;
+
+impl ConnectionEvent {
+    /// Records one exchange: kept verbatim while the first
+    /// [`SMTP_LOG_FIRST`] last, always counted.
+    pub fn record(&mut self, exchange: Exchange) {
+        self.smtp_total += 1;
+        *self
+            .smtp_verbs
+            .entry(verb_of(&exchange.command))
+            .or_default() += 1;
+        if self.smtp.len() < SMTP_LOG_FIRST {
+            self.smtp.push(exchange);
+        }
+    }
+}
+
+/// The counting key of a logged command: its verb when the server knows it.
+fn verb_of(command: &str) -> &'static str {
+    const VERBS: [&str; 10] = [
+        "EHLO", "HELO", "STARTTLS", "MAIL", "RCPT", "DATA", "RSET", "NOOP", "VRFY", "QUIT",
+    ];
+    if command.starts_with("<message") {
+        return "(message)";
+    }
+    if command.starts_with("<line over") {
+        return "(line too long)";
+    }
+    let word = command.split(' ').next().unwrap_or_default();
+    VERBS
+        .iter()
+        .find(|v| v.eq_ignore_ascii_case(word))
+        .copied()
+        .unwrap_or("(unrecognized)")
 }
 
 /// Schannel's text for event 36885 (System log, Warning).

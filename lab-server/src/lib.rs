@@ -2,13 +2,18 @@
 //!
 //! Its one job no existing server does: send, in the TLS CertificateRequest,
 //! exactly the CA list a given Windows server would send for a given trust
-//! store. Built so far: the CA-list policy ([`policy`]) and the record shaper
-//! ([`shaper`]). The SMTP + STARTTLS server, capture and events are not built yet.
+//! store. The pure parts are the CA-list policy ([`policy`], planned through
+//! [`policy::plan_store`]), the record shaper ([`shaper`]), the SMTP state
+//! machine ([`smtp`]) and the settings ([`settings`]); the I/O edge is the
+//! server ([`server`]) with its shaped TLS stream ([`shaped`]), Maildir capture
+//! ([`maildir`]) and events ([`events`]).
 
 pub mod events;
 pub mod maildir;
 pub mod policy;
 pub mod server;
+pub mod settings;
+pub mod shaped;
 pub mod shaper;
 pub mod smtp;
 pub mod tls;

@@ -71,8 +71,9 @@ impl Maildir {
 }
 
 /// Whether a stored message is a well-formed UM voicemail (MS-OXCMAIL
-/// 2.2.3.2.23, MS-OXOUM): Content-Class `voice-ca`, an audio attachment and an
-/// X-CallID header.
+/// 2.2.3.2.23, MS-OXOUM): Content-Class `voice-ca`, an X-CallID header, and an
+/// audio attachment that parses as a whole WAV file whose length matches the
+/// X-VoiceMessageDuration the message claims.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct VoicemailCheck {
     /// The message parsed as MIME.
@@ -83,11 +84,34 @@ pub struct VoicemailCheck {
     pub audio_attachments: usize,
     /// Value of X-CallID, if any.
     pub call_id: Option<String>,
-    /// All three present.
+    /// Value of X-VoiceMessageDuration (seconds), if any.
+    pub claimed_seconds: Option<u64>,
+    /// The first audio attachment, parsed.
+    pub audio: Option<AudioCheck>,
+    /// Every marker present and the audio whole.
     pub well_formed_voicemail: bool,
 }
 
-/// Parses a message with mail-parser and checks the voicemail markers.
+/// What the first audio attachment holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct AudioCheck {
+    /// Decoded attachment size in bytes.
+    pub bytes: usize,
+    /// `PCM 16-bit 8000 Hz 1 ch`, when the header parsed.
+    pub format: Option<String>,
+    /// Length from the samples actually present, in milliseconds.
+    pub duration_ms: Option<u64>,
+    /// Why the audio is not a whole WAV file (or does not match the claimed
+    /// duration); `None` when it is.
+    pub problem: Option<String>,
+}
+
+/// Seconds the audio may differ from X-VoiceMessageDuration, which is a
+/// whole number of seconds.
+pub const DURATION_TOLERANCE: f64 = 1.0;
+
+/// Parses a message with mail-parser and checks the voicemail markers and
+/// the audio.
 pub fn check_voicemail(message: &[u8]) -> VoicemailCheck {
     let Some(parsed) = MessageParser::default().parse(message) else {
         return VoicemailCheck::default();
@@ -95,25 +119,93 @@ pub fn check_voicemail(message: &[u8]) -> VoicemailCheck {
     let header = |name: &str| parsed.header_raw(name).map(|v| v.trim().to_owned());
     let content_class = header("Content-Class");
     let call_id = header("X-CallID");
-    let audio_attachments = parsed
+    let claimed_seconds = header("X-VoiceMessageDuration").and_then(|v| v.parse::<u64>().ok());
+    let audio_parts: Vec<_> = parsed
         .attachments()
         .filter(|part| {
             part.content_type()
                 .is_some_and(|ct| ct.ctype().eq_ignore_ascii_case("audio"))
         })
-        .count();
+        .collect();
+    let audio = audio_parts
+        .first()
+        .map(|part| check_wav(part.contents(), claimed_seconds));
     let well_formed_voicemail = content_class
         .as_deref()
         .is_some_and(|c| c.eq_ignore_ascii_case("voice-ca"))
-        && audio_attachments > 0
-        && call_id.as_deref().is_some_and(|c| !c.is_empty());
+        && call_id.as_deref().is_some_and(|c| !c.is_empty())
+        && audio.as_ref().is_some_and(|a| a.problem.is_none());
     VoicemailCheck {
         parsed: true,
         content_class,
-        audio_attachments,
+        audio_attachments: audio_parts.len(),
         call_id,
+        claimed_seconds,
+        audio,
         well_formed_voicemail,
     }
+}
+
+/// Parses a WAV file to its last sample (hound checks the RIFF/WAVE header
+/// and format; reading every sample finds a data chunk cut short) and
+/// compares its length with the claimed duration.
+pub fn check_wav(bytes: &[u8], claimed_seconds: Option<u64>) -> AudioCheck {
+    let mut check = AudioCheck {
+        bytes: bytes.len(),
+        ..AudioCheck::default()
+    };
+    let mut reader = match hound::WavReader::new(bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            check.problem = Some(format!("not a WAV file: {e}"));
+            return check;
+        }
+    };
+    let spec = reader.spec();
+    let kind = match spec.sample_format {
+        hound::SampleFormat::Int => "PCM",
+        hound::SampleFormat::Float => "IEEE float",
+    };
+    check.format = Some(format!(
+        "{kind} {}-bit {} Hz {} ch",
+        spec.bits_per_sample, spec.sample_rate, spec.channels
+    ));
+    let claimed_samples = u64::from(reader.len());
+    let read = match spec.sample_format {
+        hound::SampleFormat::Int => count_samples(reader.samples::<i32>()),
+        hound::SampleFormat::Float => count_samples(reader.samples::<f32>()),
+    };
+    let (present, error) = read;
+    let frames = present / u64::from(spec.channels.max(1));
+    let seconds = frames as f64 / f64::from(spec.sample_rate.max(1));
+    check.duration_ms = Some(frames.saturating_mul(1000) / u64::from(spec.sample_rate.max(1)));
+    if let Some(e) = error {
+        check.problem = Some(format!(
+            "data cut short: {present} of {claimed_samples} samples present ({e})"
+        ));
+    } else if present == 0 {
+        check.problem = Some("no samples".to_owned());
+    } else if let Some(claimed) = claimed_seconds
+        && (seconds - claimed as f64).abs() > DURATION_TOLERANCE
+    {
+        check.problem = Some(format!(
+            "{seconds:.2} s of audio, but X-VoiceMessageDuration says {claimed} s"
+        ));
+    }
+    check
+}
+
+fn count_samples<T, E: std::fmt::Display>(
+    samples: impl Iterator<Item = Result<T, E>>,
+) -> (u64, Option<String>) {
+    let mut n = 0u64;
+    for s in samples {
+        if let Err(e) = s {
+            return (n, Some(e.to_string()));
+        }
+        n += 1;
+    }
+    (n, None)
 }
 
 #[cfg(test)]
@@ -128,7 +220,7 @@ mod tests {
 MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n\
 --b\r\nContent-Type: text/plain\r\n\r\nhello\r\n\
 --b\r\nContent-Type: audio/wav\r\nContent-Disposition: attachment; filename=a.wav\r\n\
-Content-Transfer-Encoding: base64\r\n\r\nUklGRg==\r\n--b--\r\n";
+Content-Transfer-Encoding: base64\r\n\r\nUklGRiwAAABXQVZFZm10IBAAAAABAAEAQB8AAIA+AAACABAAZGF0YQgAAAABAAIAAwAEAA==\r\n--b--\r\n";
         let path = md.deliver(voicemail).unwrap();
         assert_eq!(path.parent().unwrap(), dir.path().join("new"));
         assert_eq!(std::fs::read(&path).unwrap(), voicemail);
@@ -142,5 +234,55 @@ Content-Transfer-Encoding: base64\r\n\r\nUklGRg==\r\n--b--\r\n";
         let plain = check_voicemail(b"Subject: hi\r\n\r\nbody\r\n");
         assert!(plain.parsed && !plain.well_formed_voicemail);
         assert_eq!(plain.audio_attachments, 0);
+    }
+
+    fn wav(seconds: u32) -> Vec<u8> {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut out = std::io::Cursor::new(Vec::new());
+        let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+        for i in 0..seconds * 8000 {
+            w.write_sample((i % 100) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn a_whole_wav_passes_and_a_broken_one_is_named() {
+        let good = wav(3);
+        let ok = check_wav(&good, Some(3));
+        assert_eq!(ok.problem, None, "{ok:?}");
+        assert_eq!(ok.format.as_deref(), Some("PCM 16-bit 8000 Hz 1 ch"));
+        assert_eq!(ok.duration_ms, Some(3000));
+
+        let cut = check_wav(&good[..good.len() / 2], Some(3));
+        assert!(
+            cut.problem
+                .as_deref()
+                .unwrap()
+                .starts_with("data cut short"),
+            "{cut:?}"
+        );
+        let random: Vec<u8> = (0..4000u32).map(|i| (i * 7919 % 251) as u8).collect();
+        let junk = check_wav(&random, None);
+        assert!(
+            junk.problem
+                .as_deref()
+                .unwrap()
+                .starts_with("not a WAV file"),
+            "{junk:?}"
+        );
+        let long = check_wav(&good, Some(10));
+        assert!(
+            long.problem.as_deref().unwrap().contains("says 10 s"),
+            "{long:?}"
+        );
+        let header_only = check_wav(&good[..44], None);
+        assert!(header_only.problem.is_some(), "{header_only:?}");
     }
 }

@@ -17,6 +17,7 @@ use lab_server::tls::ClientAuth;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
 
 /// SMTP + STARTTLS server that sends a Schannel-style CA list in its TLS
 /// CertificateRequest. Every flag may also be set in the --config TOML file
@@ -86,15 +87,32 @@ struct Args {
     /// Largest message in bytes [default: 26214400].
     #[arg(long)]
     max_message_size: Option<usize>,
-    /// Concurrent connections; the excess get 421 [default: 100].
+    /// Concurrent connections; the excess get 421 4.3.2 [default: 100].
     #[arg(long)]
     max_connections: Option<usize>,
-    /// Seconds a client may stay silent between commands [default: 300].
+    /// Concurrent connections from one client address; the excess get
+    /// 421 4.7.0 [default: 20].
+    #[arg(long)]
+    max_per_address: Option<usize>,
+    /// Seconds allowed for each command line once TLS is up [default: 300].
     #[arg(long)]
     idle_timeout: Option<u64>,
+    /// Seconds allowed for each command line before TLS [default: 30].
+    #[arg(long)]
+    pre_tls_timeout: Option<u64>,
+    /// Seconds allowed for the TLS handshake [default: 15].
+    #[arg(long)]
+    handshake_timeout: Option<u64>,
     /// Seconds allowed for one DATA transfer [default: 600].
     #[arg(long)]
     data_timeout: Option<u64>,
+    /// Seconds a session may last in all; then 421 4.4.2 [default: 900].
+    #[arg(long)]
+    session_lifetime: Option<u64>,
+    /// Bytes a session may send in all, messages included; then 451 4.7.28
+    /// [default: 4 x --max-message-size].
+    #[arg(long)]
+    max_session_bytes: Option<u64>,
     /// Seconds transactions in flight get at Ctrl-C or SIGTERM [default: 30].
     #[arg(long)]
     grace: Option<u64>,
@@ -139,8 +157,8 @@ fn parse<T: std::str::FromStr<Err = String>>(value: Option<&str>, default: T) ->
 
 async fn run(mut args: Args) -> Result<()> {
     if let Some(path) = args.config.clone() {
-        let text =
-            std::fs::read_to_string(&path).with_context(|| format!("config {}", path.display()))?;
+        let text = certgen::fsutil::read_capped_text(&path, certgen::fsutil::MAX_TEXT_FILE)
+            .with_context(|| format!("config {}", path.display()))?;
         let mut file: Args =
             toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
         merge!(
@@ -166,8 +184,13 @@ async fn run(mut args: Args) -> Result<()> {
             hostname,
             max_message_size,
             max_connections,
+            max_per_address,
             idle_timeout,
+            pre_tls_timeout,
+            handshake_timeout,
             data_timeout,
+            session_lifetime,
+            max_session_bytes,
             grace
         );
     }
@@ -215,12 +238,14 @@ async fn run(mut args: Args) -> Result<()> {
         settings.limits.max_message = n;
     }
     settings.max_connections = args.max_connections.unwrap_or(settings.max_connections);
-    if let Some(s) = args.idle_timeout {
-        settings.idle_timeout = Duration::from_secs(s);
-    }
-    if let Some(s) = args.data_timeout {
-        settings.data_timeout = Duration::from_secs(s);
-    }
+    settings.max_per_address = args.max_per_address.unwrap_or(settings.max_per_address);
+    let seconds = |flag: Option<u64>, default: Duration| flag.map_or(default, Duration::from_secs);
+    settings.idle_timeout = seconds(args.idle_timeout, settings.idle_timeout);
+    settings.pre_tls_timeout = seconds(args.pre_tls_timeout, settings.pre_tls_timeout);
+    settings.handshake_timeout = seconds(args.handshake_timeout, settings.handshake_timeout);
+    settings.data_timeout = seconds(args.data_timeout, settings.data_timeout);
+    settings.session_lifetime = seconds(args.session_lifetime, settings.session_lifetime);
+    settings.max_session_bytes = args.max_session_bytes.or(settings.max_session_bytes);
     let grace = Duration::from_secs(args.grace.unwrap_or(30));
 
     let server = Server::start(settings).await?;
@@ -232,28 +257,48 @@ async fn run(mut args: Args) -> Result<()> {
     let mut events = server.subscribe();
     let log_file = args.log.clone();
     let printer = tokio::spawn(async move {
-        while let Ok(ev) = events.recv().await {
-            let line = summary(&ev);
+        loop {
+            let line = match events.recv().await {
+                Ok(ev) => summary(&ev),
+                // A terminal slower than the connections: say what was
+                // skipped and go on (the events file has every one).
+                Err(RecvError::Lagged(n)) => {
+                    format!("({n} connection summaries skipped: the printer fell behind)")
+                }
+                Err(RecvError::Closed) => break,
+            };
             println!("{line}");
             if let Some(path) = &log_file {
-                append(path, &line);
+                append(path, &line).await;
             }
         }
     });
     wait_for_signal().await;
     println!("stopping: no new connections; up to {grace:?} for transactions in flight");
     server.shutdown(grace).await;
-    printer.abort();
+    // The server is gone, so the stream closes once the printer has shown
+    // the last sessions.
+    if tokio::time::timeout(Duration::from_secs(5), printer)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the printer did not finish within 5 s");
+    }
     Ok(())
 }
 
-fn append(path: &Path, line: &str) {
-    use std::io::Write;
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| writeln!(f, "{line}"));
+async fn append(path: &Path, line: &str) {
+    use tokio::io::AsyncWriteExt;
+    let written = async {
+        let mut f = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await?;
+        f.write_all(format!("{line}\n").as_bytes()).await?;
+        f.flush().await
+    }
+    .await;
     if let Err(e) = written {
         tracing::error!("log file {}: {e}", path.display());
     }

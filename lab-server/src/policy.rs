@@ -18,83 +18,7 @@ pub const RECORD_HEADER: usize = 5;
 /// Largest record plaintext: 2^14.
 pub const MAX_PLAINTEXT: usize = 16_384;
 
-/// Which names to advertise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Policy {
-    /// Every name; TLS splits the message across records. Refused past the
-    /// protocol limit.
-    Full,
-    /// Names in enumeration order while they fit the budget; the rest dropped.
-    Schannel,
-    /// No names at all (`SendTrustedIssuerList = 0`).
-    Omit,
-}
-
-/// What the budget is compared with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Accounting {
-    /// Sum over kept names of 2 + DER length (KB 933430's "list").
-    CaList,
-    /// The whole CertificateRequest handshake message, header included, so a
-    /// budget of 16,384 means "fits one record".
-    Message,
-}
-
-/// Enumeration order of the store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Order {
-    /// As loaded.
-    Store,
-    /// Ascending SHA-1 thumbprint: a model of registry enumeration order.
-    Thumbprint,
-    /// Ascending subject DER.
-    Subject,
-}
-
-/// TLS version, which decides how the names are framed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum TlsVersion {
-    /// TLS 1.2: certificate_authorities is a field of the plaintext message.
-    #[serde(rename = "1.2")]
-    Tls12,
-    /// TLS 1.3: an extension of the encrypted message, sharing the u16
-    /// extensions block with signature_algorithms.
-    #[serde(rename = "1.3")]
-    Tls13,
-}
-
-/// `FromStr` and `Display` for a settings enum from its spellings, so parsing,
-/// printing and the error's list of choices cannot drift apart.
-macro_rules! parse_enum {
-    ($ty:ty, $what:literal, $($text:literal => $val:expr),+) => {
-        impl std::str::FromStr for $ty {
-            type Err = String;
-            fn from_str(s: &str) -> Result<Self, String> {
-                match s {
-                    $($text => Ok($val),)+
-                    _ => Err(format!(concat!("unknown ", $what, " {:?}: expected {}"), s,
-                        [$($text),+].join(", "))),
-                }
-            }
-        }
-        impl std::fmt::Display for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                $(if *self == $val { return f.write_str($text); })+
-                Ok(())
-            }
-        }
-    };
-}
-
-pub(crate) use parse_enum;
-
-parse_enum!(Policy, "policy", "full" => Policy::Full, "schannel" => Policy::Schannel, "omit" => Policy::Omit);
-parse_enum!(Accounting, "accounting", "ca-list" => Accounting::CaList, "message" => Accounting::Message);
-parse_enum!(Order, "order", "store" => Order::Store, "thumbprint" => Order::Thumbprint, "subject" => Order::Subject);
-parse_enum!(TlsVersion, "TLS version", "1.2" => TlsVersion::Tls12, "1.3" => TlsVersion::Tls13);
+pub use crate::settings::{Accounting, Order, Policy, TlsVersion};
 
 /// The parts of the CertificateRequest that are not names, taken from the
 /// server's actual TLS configuration (never a constant).
@@ -379,4 +303,19 @@ pub fn plan(
         truncated: settings.policy == Policy::Schannel && sent.len() < entries.len(),
     };
     Ok(Plan { sent, report })
+}
+
+/// The one planning entry point for a whole store: the message shape of the
+/// lab's own rustls configuration for `version`, the store's entries and the
+/// plan, so no caller stitches the three by hand (and none can pair a plan
+/// with another version's shape).
+pub fn plan_store(
+    store: &certgen::Store,
+    settings: &Settings,
+    version: TlsVersion,
+    max_fragment: usize,
+    named: &[(String, usize)],
+) -> Result<Plan, PolicyError> {
+    let shape = crate::tls::message_shape(version);
+    plan(&entries(store), settings, &shape, max_fragment, named)
 }

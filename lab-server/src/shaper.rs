@@ -23,17 +23,7 @@ use certgen::wire::{
     HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST, MAX_PLAINTEXT, RECORD_HEADER_LEN, RecordHeader,
 };
 
-/// How the first flight is laid out in records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Layout {
-    /// Each handshake message starts a new record (Schannel, OpenSSL).
-    PerMessage,
-    /// rustls as is: the flight is one stream cut into records.
-    Coalesced,
-}
-
-crate::policy::parse_enum!(Layout, "record layout", "per-message" => Layout::PerMessage, "coalesced" => Layout::Coalesced);
+pub use crate::settings::Layout;
 
 /// The CertificateRequest as it went out.
 #[derive(Clone, Debug, PartialEq, Eq)]

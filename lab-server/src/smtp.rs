@@ -268,19 +268,27 @@ impl Session {
         for p in params.split_whitespace() {
             let (key, value) = p.split_once('=').unwrap_or((p, ""));
             match key.to_ascii_uppercase().as_str() {
-                "SIZE" => match value.parse::<u64>() {
-                    Ok(n) if n > self.cfg.limits.max_message as u64 => {
+                // RFC 1870: size-value is 1*20DIGIT. A valid value too large
+                // for u64 is still just too large: 552, not a syntax error.
+                "SIZE"
+                    if value.is_empty()
+                        || value.len() > 20
+                        || !value.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    return self.error(Reply::new(501, "5.5.4", "Bad SIZE parameter"));
+                }
+                "SIZE" => {
+                    let fits = value
+                        .parse::<u64>()
+                        .is_ok_and(|n| n <= self.cfg.limits.max_message as u64);
+                    if !fits {
                         return self.error(Reply::new(
                             552,
                             "5.3.4",
                             "Message size exceeds fixed limit",
                         ));
                     }
-                    Ok(_) => {}
-                    Err(_) => {
-                        return self.error(Reply::new(501, "5.5.4", "Bad SIZE parameter"));
-                    }
-                },
+                }
                 "BODY" if matches!(value.to_ascii_uppercase().as_str(), "7BIT" | "8BITMIME") => {}
                 _ => {
                     return self.error(Reply::new(
@@ -309,7 +317,10 @@ impl Session {
             return self.error(Reply::new(501, "5.5.4", "Syntax: RCPT TO:<address>"));
         }
         if self.to.len() >= self.cfg.limits.max_recipients {
-            return self.error(Reply::new(452, "4.5.3", "Too many recipients"));
+            // RFC 5321 4.5.3.1.10: the excess gets 452 and the transaction
+            // goes on with the accepted ones; it is no client error, so it
+            // never counts toward the error limit that closes the session.
+            return ok(Reply::new(452, "4.5.3", "Too many recipients"));
         }
         self.to.push(path);
         ok(Reply::new(250, "2.1.5", "Recipient OK"))
@@ -357,6 +368,51 @@ impl Session {
             Ok(id) => Reply::new(250, "2.0.0", format!("OK queued as {id}")),
             Err(why) => Reply::new(451, "4.3.0", format!("Local error in storage: {why}")),
         }
+    }
+
+    /// The session read more than its byte budget (Stalwart's reply): the
+    /// connection closes, nothing of an unfinished message is stored.
+    pub fn transfer_quota_exceeded(&self) -> (Reply, Next) {
+        (
+            Reply::new(451, "4.7.28", "Session exceeded transfer quota"),
+            Next::Close,
+        )
+    }
+
+    /// The session outlived its lifetime.
+    pub fn time_limit_exceeded(&self) -> (Reply, Next) {
+        (
+            Reply::new(
+                421,
+                "4.4.2",
+                "Session time limit exceeded, closing connection",
+            ),
+            Next::Close,
+        )
+    }
+
+    /// No complete command line arrived within the allowed time.
+    pub fn idle_timeout(&self) -> (Reply, Next) {
+        (
+            Reply::new(421, "4.4.2", "Idle timeout, closing connection"),
+            Next::Close,
+        )
+    }
+
+    /// The message did not arrive within the DATA timeout.
+    pub fn data_timeout(&self) -> (Reply, Next) {
+        (
+            Reply::new(421, "4.4.2", "DATA timeout, closing connection"),
+            Next::Close,
+        )
+    }
+
+    /// The server is stopping.
+    pub fn shutting_down(&self) -> (Reply, Next) {
+        (
+            Reply::new(421, "4.3.2", "Service shutting down"),
+            Next::Close,
+        )
     }
 
     /// Counts an error reply; past the limit the session ends with 421.

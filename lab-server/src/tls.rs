@@ -1,37 +1,21 @@
-//! TLS for the Hub: the rustls server configuration and the shaped stream.
+//! TLS for the Hub: the rustls server configuration and the shape of the
+//! CertificateRequest it produces.
 //!
 //! Like Schannel, the server verifies client chains against the whole store
 //! while advertising only the policy's list: `WebPkiClientVerifier` built on
 //! every root, with its root hints replaced by the planned names.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use rustls::SignatureScheme;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::ClientCertVerifier;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::policy::{MessageShape, TlsVersion};
-use crate::shaper::{Layout, Observed, Shaper};
 
-/// Whether the Hub asks for a client certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClientAuth {
-    /// Ask, and fail the handshake without one (the Hub's setting).
-    Required,
-    /// Ask, and accept a client without one.
-    Optional,
-    /// Do not ask (no CertificateRequest at all).
-    None,
-}
-
-crate::policy::parse_enum!(ClientAuth, "client auth", "required" => ClientAuth::Required, "optional" => ClientAuth::Optional, "none" => ClientAuth::None);
+pub use crate::settings::ClientAuth;
 
 /// Errors building the TLS configuration.
 #[derive(Debug, thiserror::Error)]
@@ -173,120 +157,4 @@ pub fn server_config(
     Ok((Arc::new(config), rejected))
 }
 
-/// What the shaper saw go out, shared with the connection, which keeps it
-/// when a failed handshake drops the stream: the incident's own connection is
-/// the one whose CertificateRequest matters most.
-#[derive(Clone, Debug, Default)]
-pub struct WireFacts {
-    /// The CertificateRequest as sent.
-    pub request: Option<Observed>,
-    /// The plaintext alert (level, description) that ended the flight.
-    pub alert: Option<[u8; 2]>,
-    /// Whether a ServerHello went out.
-    pub server_hello: bool,
-}
-
-/// A stream whose outbound bytes pass through a [`Shaper`]: TLS writes go
-/// through it, reads pass untouched.
-pub struct ShapedStream<S> {
-    inner: S,
-    shaper: Shaper,
-    facts: Arc<std::sync::Mutex<WireFacts>>,
-    out: Vec<u8>,
-    written: usize,
-}
-
-/// Output held before a write reports back-pressure.
-const HIGH_WATER: usize = 64 * 1024;
-
-impl<S> ShapedStream<S> {
-    /// Wraps `inner`; `facts` receives what the shaper sees go out.
-    pub fn new(
-        inner: S,
-        layout: Layout,
-        max_fragment: usize,
-        facts: Arc<std::sync::Mutex<WireFacts>>,
-    ) -> ShapedStream<S> {
-        ShapedStream {
-            inner,
-            shaper: Shaper::new(layout, max_fragment),
-            facts,
-            out: Vec::new(),
-            written: 0,
-        }
-    }
-}
-
-impl<S: AsyncWrite + Unpin> ShapedStream<S> {
-    /// Writes held output; Ready(Ok) when all of it is out.
-    fn drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.written < self.out.len() {
-            let pending = self.out.get(self.written..).unwrap_or_default();
-            match Pin::new(&mut self.inner).poll_write(cx, pending) {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
-                }
-                Poll::Ready(Ok(n)) => self.written += n,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        self.out.clear();
-        self.written = 0;
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for ShapedStream<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for ShapedStream<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        if this.out.len() - this.written >= HIGH_WATER {
-            match this.drain(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        let was_passthrough = this.shaper.is_passthrough();
-        this.shaper.feed(buf, &mut this.out);
-        if !was_passthrough && let Ok(mut facts) = this.facts.lock() {
-            facts.request = this.shaper.observed().cloned();
-            facts.alert = this.shaper.alert();
-            facts.server_hello = this.shaper.server_hello_sent();
-        }
-        // Push what we can now; the rest goes out on flush (tokio-rustls
-        // flushes after every handshake flight).
-        if let Poll::Ready(Err(e)) = this.drain(cx) {
-            return Poll::Ready(Err(e));
-        }
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.drain(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut self.inner).poll_flush(cx),
-            other => other,
-        }
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.drain(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut self.inner).poll_shutdown(cx),
-            other => other,
-        }
-    }
-}
+pub use crate::shaped::{ShapedStream, WireFacts};

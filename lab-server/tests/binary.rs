@@ -217,6 +217,22 @@ fn bad_settings_are_one_line_and_exit_2() {
         (&["--max-fragment", "20"][..], "--max-fragment 20"),
         (&["--tls", "1.1"][..], "unknown TLS version"),
         (&["--config", "/nonexistent.toml"][..], "/nonexistent.toml"),
+        // Each of these used to start a server that could serve nobody.
+        (
+            &["--idle-timeout", "0"][..],
+            "idle timeout must be above zero",
+        ),
+        (
+            &["--pre-tls-timeout", "0"][..],
+            "pre-TLS timeout must be above zero",
+        ),
+        (
+            &["--max-per-address", "0"][..],
+            "per-address connection limit",
+        ),
+        (&["--hostname", "hub\r\n250 forged"][..], "is not a domain"),
+        (&["--hostname", "hub lab"][..], "is not a domain"),
+        (&["--config", "/dev/zero"][..], "larger than 1048576 bytes"),
     ] {
         let (code, err) = base(flags);
         assert_eq!(code, Some(2), "{flags:?}: {err}");

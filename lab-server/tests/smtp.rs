@@ -133,7 +133,7 @@ fn commands_and_errors() {
 }
 
 #[test]
-fn too_many_recipients_and_errors() {
+fn too_many_recipients_get_452_and_the_transaction_goes_on() {
     let mut s = session(false);
     assert_eq!(codes(&mut s, &["EHLO a", "MAIL FROM:<a@b>"]), [250, 250]);
     for i in 0..100 {
@@ -142,16 +142,47 @@ fn too_many_recipients_and_errors() {
             250
         );
     }
-    assert_eq!(
-        s.command(b"RCPT TO:<r100@b>").0.lines[0],
-        "4.5.3 Too many recipients"
-    );
-    // The 101st recipient was the first error; ten more errors end the session.
-    for _ in 0..9 {
+    // RFC 5321 4.5.3.1.10: 50 more get 452 and the session stays open (they
+    // used to count as errors and close it with 421 after the tenth).
+    for i in 100..150 {
+        let (r, n) = s.command(format!("RCPT TO:<r{i}@b>").as_bytes());
+        assert_eq!((r.code, n), (452, Next::Command), "recipient {i}");
+        assert_eq!(r.lines[0], "4.5.3 Too many recipients");
+    }
+    assert_eq!(s.command(b"DATA").0.code, 354);
+    let mut d = DataReader::new(1000);
+    assert!(d.line(b".", true, false));
+    let envelope = s.data_received(&d).unwrap();
+    assert_eq!(envelope.to.len(), 100);
+    // Eleven real errors still end the session.
+    for _ in 0..10 {
         assert_eq!(s.command(b"BOGUS").1, Next::Command);
     }
     let (r, n) = s.command(b"BOGUS");
     assert_eq!((r.code, n), (421, Next::Close));
+}
+
+#[test]
+fn an_oversized_size_parameter_gets_552_not_501() {
+    let mut s = session(false);
+    assert_eq!(s.command(b"EHLO a").0.code, 250);
+    for (args, code) in [
+        ("SIZE=99999999999999999999", 552),
+        ("SIZE=18446744073709551616", 552),
+        ("SIZE=26214401", 552),
+        ("SIZE=999999999999999999999", 501),
+        ("SIZE=12x", 501),
+        ("SIZE=", 501),
+        ("SIZE=-1", 501),
+    ] {
+        let line = format!("MAIL FROM:<a@b> {args}");
+        let r = s.command(line.as_bytes()).0;
+        assert_eq!(r.code, code, "{line}: {r:?}");
+        if code == 552 {
+            assert_eq!(r.lines[0], "5.3.4 Message size exceeds fixed limit");
+        }
+    }
+    assert_eq!(s.command(b"MAIL FROM:<a@b> SIZE=26214400").0.code, 250);
 }
 
 #[test]

@@ -204,6 +204,14 @@ impl Smtp<TcpStream> {
         }
     }
 
+    /// Wraps a connected stream (without reading the greeting).
+    pub fn from_tcp(tcp: TcpStream, local: SocketAddr) -> Smtp<TcpStream> {
+        Smtp {
+            io: BufReader::new(tcp),
+            local,
+        }
+    }
+
     /// Connects and reads the 220 greeting.
     pub async fn greeted(addr: SocketAddr) -> Smtp<TcpStream> {
         let mut s = Smtp::connect(addr).await;

@@ -1,0 +1,349 @@
+//! One SMTP session over a connection: the command loop, DATA and STARTTLS,
+//! under the session's bounds (per-line timeouts, shorter before TLS; a
+//! lifetime; a byte budget).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use super::Shared;
+use super::connection::{Framed, Line};
+use super::{delivery, tls_facts};
+use crate::events::{ConnectionEvent, Exchange, now_rfc3339};
+use crate::smtp::{DataReader, Next, Reply, Session};
+use crate::tls::{ShapedStream, WireFacts};
+
+/// How a command loop ended.
+enum LoopEnd {
+    StartTls,
+    Closed(String),
+}
+
+/// Per-connection context for the command loop.
+struct Conn<'a> {
+    shared: &'a Shared,
+    session: Session,
+    event: ConnectionEvent,
+    shutdown: watch::Receiver<bool>,
+    /// When the session must end, whatever it is doing.
+    deadline: Instant,
+}
+
+/// What waiting for the next line produced.
+enum Wait {
+    Line(std::io::Result<Line>),
+    /// The per-line time ran out.
+    Idle,
+    /// The session's lifetime ran out.
+    Lifetime,
+    /// The server is stopping.
+    Shutdown,
+}
+
+impl Conn<'_> {
+    /// Time allowed for the next line: `per_line`, cut to what is left of the
+    /// session's lifetime. `None` when nothing is left.
+    fn allowance(&self, per_line: Duration) -> Option<(Duration, bool)> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        Some((per_line.min(left), left <= per_line))
+    }
+
+    /// Records an exchange in the event's bounded summary.
+    fn log(&mut self, command: String, reply: &Reply) {
+        self.event.record(Exchange {
+            command,
+            code: reply.code,
+            reply: reply.lines.first().cloned().unwrap_or_default(),
+        });
+    }
+}
+
+/// Serves one accepted connection and publishes its event.
+pub(super) async fn connection(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let mut conn = Conn {
+        shared: &shared,
+        session: Session::new(shared.session.clone()),
+        event: ConnectionEvent {
+            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+            peer: peer.to_string(),
+            started: now_rfc3339(),
+            ..ConnectionEvent::default()
+        },
+        shutdown,
+        deadline: Instant::now() + shared.session_lifetime,
+    };
+    let end = serve(tcp, &mut conn).await;
+    conn.event.end = end;
+    if let Some(sink) = &shared.sink {
+        // Bounded: a writer behind on a slow disk makes this wait, it does not
+        // let events pile up in memory.
+        let _ = sink.send(conn.event.clone()).await;
+    }
+    let _ = shared.events.send(conn.event);
+}
+
+async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
+    let mut plain = Framed::new(tcp, 0);
+    let greeting = conn.session.greeting();
+    if let Err(e) = plain.send(&greeting).await {
+        return format!("write failed: {e}");
+    }
+    match command_loop(&mut plain, conn).await {
+        LoopEnd::Closed(why) => return why,
+        LoopEnd::StartTls => {}
+    }
+    // RFC 3207 5: bytes the client sent after STARTTLS, before the handshake,
+    // belong to the plaintext session. Drop them (CVE-2011-0411).
+    conn.event.plaintext_discarded = plain.buffered();
+    let received = plain.received();
+    let tcp = plain.into_inner();
+    let facts = Arc::new(std::sync::Mutex::new(WireFacts::default()));
+    let shaped = ShapedStream::new(
+        tcp,
+        conn.shared.layout,
+        conn.shared.max_fragment,
+        facts.clone(),
+    );
+    let allowed = conn
+        .allowance(conn.shared.handshake_timeout)
+        .map_or(Duration::ZERO, |(d, _)| d);
+    let accepted = tokio::time::timeout(allowed, conn.shared.acceptor.accept(shaped)).await;
+    let facts = facts.lock().map(|f| f.clone()).unwrap_or_default();
+    conn.event.certificate_request = tls_facts::request_info(conn.shared, &facts);
+    let tls = match accepted {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            conn.event.handshake = Some(tls_facts::handshake_failure(&e, facts.alert));
+            return format!("TLS handshake failed: {e}");
+        }
+        Err(_) => {
+            conn.event.handshake = Some(tls_facts::handshake_timeout());
+            return "TLS handshake timed out".to_owned();
+        }
+    };
+    tls_facts::record_tls(&mut conn.event, &tls);
+    conn.session.tls_established();
+    let mut secure = Framed::new(tls, received);
+    let end = match command_loop(&mut secure, conn).await {
+        LoopEnd::Closed(why) => why,
+        LoopEnd::StartTls => "STARTTLS inside TLS".to_owned(),
+    };
+    let _ = secure.get_mut().shutdown().await;
+    end
+}
+
+/// Waits for the next line within `per_line` (cut to the session's lifetime),
+/// or for shutdown.
+async fn next_line<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Framed<S>,
+    conn: &mut Conn<'_>,
+    per_line: Duration,
+    watch_shutdown: bool,
+) -> Wait {
+    let Some((allowed, lifetime_bound)) = conn.allowance(per_line) else {
+        return Wait::Lifetime;
+    };
+    let max_line = conn.shared.session.limits.max_line;
+    let read = tokio::time::timeout(allowed, io.read_line(max_line));
+    let result = if watch_shutdown {
+        tokio::select! {
+            r = read => r,
+            _ = conn.shutdown.changed() => return Wait::Shutdown,
+        }
+    } else {
+        read.await
+    };
+    match result {
+        Ok(line) => Wait::Line(line),
+        Err(_) if lifetime_bound => Wait::Lifetime,
+        Err(_) => Wait::Idle,
+    }
+}
+
+/// Sends a closing reply and ends the loop.
+async fn close<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Framed<S>,
+    conn: &mut Conn<'_>,
+    (reply, _): (Reply, Next),
+    command: &str,
+    why: &str,
+) -> LoopEnd {
+    conn.log(command.to_owned(), &reply);
+    if io.send(&reply).await.is_ok() {
+        io.linger().await;
+    }
+    LoopEnd::Closed(why.to_owned())
+}
+
+async fn command_loop<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Framed<S>,
+    conn: &mut Conn<'_>,
+) -> LoopEnd {
+    loop {
+        // Before TLS the client has not authenticated: a short per-line
+        // timeout, so slow senders cannot hold slots for long.
+        let per_line = if conn.session.tls_active() {
+            conn.shared.idle_timeout
+        } else {
+            conn.shared.pre_tls_timeout.min(conn.shared.idle_timeout)
+        };
+        let line = match next_line(io, conn, per_line, true).await {
+            Wait::Line(line) => line,
+            Wait::Shutdown => {
+                let r = conn.session.shutting_down();
+                return close(io, conn, r, "<shutdown>", "server shutting down").await;
+            }
+            Wait::Idle => {
+                let r = conn.session.idle_timeout();
+                return close(io, conn, r, "<idle>", "idle timeout").await;
+            }
+            Wait::Lifetime => {
+                let r = conn.session.time_limit_exceeded();
+                return close(io, conn, r, "<lifetime>", "session lifetime exceeded").await;
+            }
+        };
+        if io.received() > conn.shared.session_bytes {
+            let r = conn.session.transfer_quota_exceeded();
+            return close(io, conn, r, "<quota>", "session byte budget exceeded").await;
+        }
+        let (reply, next, command) = match line {
+            Err(e) => return LoopEnd::Closed(format!("read failed: {e}")),
+            Ok(Line::Eof) => return LoopEnd::Closed("client closed the connection".into()),
+            Ok(Line::TooLong(_)) => {
+                let (r, n) = conn.session.line_too_long();
+                (r, n, "<line over the limit>".to_owned())
+            }
+            Ok(Line::Text(text, _)) => {
+                let (r, n) = conn.session.command(&text);
+                (r, n, printable(&text))
+            }
+        };
+        conn.log(command, &reply);
+        if let Err(e) = io.send(&reply).await {
+            return LoopEnd::Closed(format!("write failed: {e}"));
+        }
+        match next {
+            Next::Command => {}
+            Next::Close => return LoopEnd::Closed(format!("closed after {}", reply.code)),
+            Next::StartTls => return LoopEnd::StartTls,
+            Next::Data => {
+                if let Some(end) = receive_data(io, conn).await {
+                    return end;
+                }
+            }
+        }
+    }
+}
+
+/// How reading a message ended.
+enum DataEnd {
+    /// The end marker arrived.
+    Complete,
+    /// The connection must close with this reply (or none).
+    Abort(Option<(Reply, Next)>, &'static str),
+}
+
+/// Reads a message, stores it and replies. `Some` when the connection ends.
+async fn receive_data<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut Framed<S>,
+    conn: &mut Conn<'_>,
+) -> Option<LoopEnd> {
+    let shared = conn.shared;
+    let mut data = DataReader::new(shared.session.limits.max_message);
+    // The whole transfer is bounded by the DATA timeout, each line by the
+    // idle timeout, and both by the session's lifetime, so a client gone
+    // silent mid-DATA does not hold its slot.
+    let data_deadline = Instant::now() + shared.data_timeout;
+    let end = loop {
+        let left = data_deadline.saturating_duration_since(Instant::now());
+        let per_line = shared.idle_timeout.min(left);
+        if per_line.is_zero() {
+            break DataEnd::Abort(
+                Some(conn.session.data_timeout()),
+                "DATA timeout; nothing stored",
+            );
+        }
+        let line = match next_line(io, conn, per_line, false).await {
+            Wait::Line(line) => line,
+            Wait::Idle | Wait::Shutdown => {
+                break DataEnd::Abort(
+                    Some(conn.session.data_timeout()),
+                    "DATA timeout; nothing stored",
+                );
+            }
+            Wait::Lifetime => {
+                break DataEnd::Abort(
+                    Some(conn.session.time_limit_exceeded()),
+                    "session lifetime exceeded in DATA; nothing stored",
+                );
+            }
+        };
+        if io.received() > shared.session_bytes {
+            break DataEnd::Abort(
+                Some(conn.session.transfer_quota_exceeded()),
+                "session byte budget exceeded in DATA; nothing stored",
+            );
+        }
+        match line {
+            Err(_) => break DataEnd::Abort(None, "read failed in DATA; nothing stored"),
+            Ok(Line::Eof) => {
+                break DataEnd::Abort(None, "client closed the connection in DATA; nothing stored");
+            }
+            Ok(Line::TooLong(crlf)) => {
+                data.line(b"", crlf, true);
+            }
+            Ok(Line::Text(text, crlf)) => {
+                if data.line(&text, crlf, false) {
+                    break DataEnd::Complete;
+                }
+            }
+        }
+    };
+    if let DataEnd::Abort(reply, why) = end {
+        return Some(match reply {
+            Some(r) => close(io, conn, r, "<message>", why).await,
+            None => LoopEnd::Closed(why.to_owned()),
+        });
+    }
+    let reply = match conn.session.data_received(&data) {
+        Err(reply) => reply,
+        Ok(envelope) => {
+            let tls_active = conn.session.tls_active();
+            let stored =
+                delivery::deliver(shared, &mut conn.event, tls_active, envelope, data.body()).await;
+            conn.session
+                .stored(stored.as_deref().map_err(String::as_str))
+        }
+    };
+    conn.log(format!("<message, {} octets>", data.size()), &reply);
+    if let Err(e) = io.send(&reply).await {
+        return Some(LoopEnd::Closed(format!("write failed: {e}")));
+    }
+    None
+}
+
+/// A command for the log: control bytes escaped, long lines cut.
+pub(super) fn printable(bytes: &[u8]) -> String {
+    let text: String = String::from_utf8_lossy(bytes)
+        .chars()
+        .flat_map(char::escape_debug)
+        .collect();
+    match text.char_indices().nth(200) {
+        Some((i, _)) => format!("{}...", text.get(..i).unwrap_or_default()),
+        None => text,
+    }
+}
