@@ -530,3 +530,80 @@ impl DataReader {
         self.line_too_long
     }
 }
+
+/// A line as the [`LineFramer`] delivers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Line {
+    /// The line without its line end, and whether that end was CRLF (not a
+    /// bare LF).
+    Text(Vec<u8>, bool),
+    /// A line over the limit, consumed to its end and dropped, and whether
+    /// its end was CRLF. Only `<CRLF>.<CRLF>` ends DATA, so a cut line's
+    /// ending matters as much as a whole one's.
+    TooLong(bool),
+}
+
+/// Splits a byte stream into LF-terminated lines, holding at most `max`
+/// bytes of one line: a longer line is consumed to its end and reported as
+/// too long. Pure; the I/O layer feeds it whatever the socket gave.
+#[derive(Clone, Debug)]
+pub struct LineFramer {
+    max: usize,
+    line: Vec<u8>,
+    too_long: bool,
+    /// The last byte consumed, to tell CRLF from a bare LF across pieces.
+    last: Option<u8>,
+}
+
+impl LineFramer {
+    /// A framer for lines of at most `max` bytes, line end included.
+    pub fn new(max: usize) -> LineFramer {
+        LineFramer {
+            max,
+            line: Vec::new(),
+            too_long: false,
+            last: None,
+        }
+    }
+
+    /// Consumes `input` up to and including its first LF. Returns the bytes
+    /// consumed and, when a line ended, the line.
+    pub fn feed(&mut self, input: &[u8]) -> (usize, Option<Line>) {
+        let (take, done) = match input.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (input.len(), false),
+        };
+        let piece = input.get(..take).unwrap_or_default();
+        let before_lf = if done {
+            take.checked_sub(2)
+                .and_then(|i| piece.get(i))
+                .or(self.last.as_ref())
+        } else {
+            piece.last().or(self.last.as_ref())
+        };
+        let crlf = before_lf == Some(&b'\r');
+        self.last = piece.last().copied();
+        if !self.too_long {
+            self.line.extend_from_slice(piece);
+            if self.line.len() > self.max {
+                self.too_long = true;
+                self.line = Vec::new();
+            }
+        }
+        if !done {
+            return (take, None);
+        }
+        let line = if std::mem::take(&mut self.too_long) {
+            Line::TooLong(crlf)
+        } else {
+            let mut line = std::mem::take(&mut self.line);
+            line.pop();
+            if crlf {
+                line.pop();
+            }
+            Line::Text(line, crlf)
+        };
+        self.line = Vec::new();
+        (take, Some(line))
+    }
+}

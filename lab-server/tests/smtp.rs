@@ -249,3 +249,88 @@ proptest! {
         prop_assert_eq!(d.body(), want.as_bytes());
     }
 }
+
+mod framing {
+    use lab_server::smtp::{DataReader, Line, LineFramer};
+    use proptest::prelude::*;
+
+    /// Frames `input` fed in pieces of the given sizes; the trailing partial
+    /// line, if any, is dropped (as at end of stream).
+    fn frame(input: &[u8], max: usize, pieces: &[usize]) -> Vec<Line> {
+        let mut framer = LineFramer::new(max);
+        let mut lines = Vec::new();
+        let mut rest = input;
+        let mut sizes = pieces.iter().cycle();
+        while !rest.is_empty() {
+            let size = (*sizes.next().unwrap_or(&1)).clamp(1, rest.len());
+            let mut piece = &rest[..size];
+            while !piece.is_empty() {
+                let (used, line) = framer.feed(piece);
+                assert!(used >= 1 && used <= piece.len());
+                piece = &piece[used..];
+                lines.extend(line);
+            }
+            rest = &rest[size..];
+        }
+        lines
+    }
+
+    fn smtp_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(
+            prop::sample::select(vec![b'a', b'.', b'\r', b'\n', b'\n', b'.']),
+            0..200,
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn any_chunking_gives_the_same_lines(
+            input in smtp_bytes(),
+            max in 1usize..12,
+            pieces in prop::collection::vec(1usize..9, 1..6),
+        ) {
+            prop_assert_eq!(frame(&input, max, &pieces), frame(&input, max, &[input.len().max(1)]));
+        }
+
+        /// DATA ends exactly at the first <CRLF>.<CRLF> of the stream (the
+        /// CRLF of the DATA command counts), and nowhere else, whatever the
+        /// line lengths: the smuggling rule.
+        #[test]
+        fn data_ends_only_at_crlf_dot_crlf(
+            input in smtp_bytes(),
+            max in 3usize..12,
+        ) {
+            let lines = frame(&input, max, &[7]);
+            let mut data = DataReader::new(1 << 20);
+            let mut consumed = 0usize;
+            let mut ended_at = None;
+            // Reconstruct the offset each line ends at.
+            let mut offsets = Vec::new();
+            for (i, b) in input.iter().enumerate() {
+                if *b == b'\n' {
+                    offsets.push(i + 1);
+                }
+            }
+            for (line, end) in lines.iter().zip(offsets) {
+                let done = match line {
+                    Line::Text(t, crlf) => data.line(t, *crlf, false),
+                    Line::TooLong(crlf) => data.line(b"", *crlf, true),
+                };
+                consumed = end;
+                if done {
+                    ended_at = Some(consumed);
+                    break;
+                }
+            }
+            let stream = [b"\r\n".as_slice(), &input].concat();
+            let marker = stream
+                .windows(5)
+                .position(|w| w == b"\r\n.\r\n")
+                .map(|i| i + 5 - 2);
+            match ended_at {
+                Some(at) => prop_assert_eq!(Some(at), marker),
+                None => prop_assert!(marker.is_none() || marker.unwrap() > consumed),
+            }
+        }
+    }
+}

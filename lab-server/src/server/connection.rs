@@ -7,26 +7,12 @@ use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
 };
 
-use crate::smtp::Reply;
+use crate::smtp::{Line, LineFramer, Reply};
 
 /// How long, and how many bytes, a closing session reads and drops so its
 /// last reply is not destroyed by a reset.
 const LINGER_TIME: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
-
-/// A line read with a length limit.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Line {
-    /// The line without its line end, and whether that end was CRLF (not a
-    /// bare LF).
-    Text(Vec<u8>, bool),
-    /// A line over the limit, consumed to its end and dropped; whether its
-    /// end was CRLF. Only `<CRLF>.<CRLF>` ends DATA, so a cut line's ending
-    /// matters as much as a whole one's.
-    TooLong(bool),
-    /// The peer closed the stream.
-    Eof,
-}
 
 /// A buffered stream that reads lines and counts every byte consumed.
 pub(super) struct Framed<S> {
@@ -92,8 +78,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
 
     /// Reads one line (LF-terminated; CRLF stripped) keeping at most `max`
     /// bytes in memory: a longer line is consumed to its end and reported as
-    /// too long.
-    pub(super) async fn read_line(&mut self, max: usize) -> std::io::Result<Line> {
+    /// too long. `None` when the peer closed the stream (a partial last line
+    /// is dropped).
+    pub(super) async fn read_line(&mut self, max: usize) -> std::io::Result<Option<Line>> {
         let (line, consumed) = read_line(&mut self.io, max).await?;
         self.received = self.received.saturating_add(consumed);
         Ok(line)
@@ -102,68 +89,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
 
 /// [`Framed::read_line`] on any buffered reader; returns the line and the
 /// bytes consumed.
-async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> std::io::Result<(Line, u64)> {
-    let mut line = Vec::new();
-    let mut too_long = false;
+async fn read_line<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> std::io::Result<(Option<Line>, u64)> {
+    let mut framer = LineFramer::new(max);
     let mut consumed = 0u64;
-    // The byte before the LF, which may sit at the end of an earlier chunk.
-    let mut last: Option<u8> = None;
     loop {
         let chunk = r.fill_buf().await?;
         if chunk.is_empty() {
-            return Ok((Line::Eof, consumed));
+            return Ok((None, consumed));
         }
-        let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (chunk.len(), false),
-        };
-        let piece = chunk.get(..take).unwrap_or_default();
-        let before_lf = if done {
-            piece.len().checked_sub(2).and_then(|i| piece.get(i))
-        } else {
-            piece.last()
-        };
-        if done && take == 1 {
-            // The LF opens this chunk: the byte before it is the last one seen.
-        } else if let Some(&b) = before_lf {
-            last = Some(b);
-        }
-        if !too_long {
-            line.extend_from_slice(piece);
-            if line.len() > max {
-                too_long = true;
-                line = Vec::new();
-            }
-        }
+        let (take, line) = framer.feed(chunk);
         r.consume(take);
         consumed += take as u64;
-        if done {
-            break;
+        if line.is_some() {
+            return Ok((line, consumed));
         }
     }
-    if too_long {
-        return Ok((Line::TooLong(last == Some(b'\r')), consumed));
-    }
-    if line.ends_with(b"\n") {
-        line.pop();
-    }
-    let crlf = line.ends_with(b"\r");
-    if crlf {
-        line.pop();
-    }
-    Ok((Line::Text(line, crlf), consumed))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    async fn lines(input: &[u8], max: usize, chunk: usize) -> Vec<Line> {
+    async fn lines(input: &[u8], max: usize, chunk: usize) -> Vec<Option<Line>> {
         let mut r = tokio::io::BufReader::with_capacity(chunk, input);
         let mut out = Vec::new();
         loop {
             let (line, _) = read_line(&mut r, max).await.unwrap();
-            let eof = line == Line::Eof;
+            let eof = line.is_none();
             out.push(line);
             if eof {
                 return out;
@@ -177,21 +132,22 @@ mod tests {
             let long = [vec![b'x'; 20], b"\n".to_vec()].concat();
             assert_eq!(
                 lines(&long, 10, chunk).await,
-                vec![Line::TooLong(false), Line::Eof],
+                vec![Some(Line::TooLong(false)), None],
                 "bare LF, chunk {chunk}"
             );
             let long = [vec![b'x'; 20], b"\r\n".to_vec()].concat();
             assert_eq!(
                 lines(&long, 10, chunk).await,
-                vec![Line::TooLong(true), Line::Eof],
+                vec![Some(Line::TooLong(true)), None],
                 "CRLF, chunk {chunk}"
             );
             assert_eq!(
-                lines(b"ab\r\ncd\nef", 10, chunk).await,
+                lines(b"ab\r\ncd\n\nef", 10, chunk).await,
                 vec![
-                    Line::Text(b"ab".to_vec(), true),
-                    Line::Text(b"cd".to_vec(), false),
-                    Line::Eof
+                    Some(Line::Text(b"ab".to_vec(), true)),
+                    Some(Line::Text(b"cd".to_vec(), false)),
+                    Some(Line::Text(b"".to_vec(), false)),
+                    None
                 ],
                 "chunk {chunk}"
             );

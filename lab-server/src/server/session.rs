@@ -12,10 +12,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::Shared;
-use super::connection::{Framed, Line};
+use super::connection::Framed;
 use super::{delivery, tls_facts};
 use crate::events::{ConnectionEvent, Exchange, now_rfc3339};
-use crate::smtp::{DataReader, Next, Reply, Session};
+use crate::smtp::{DataReader, Line, Next, Reply, Session};
 use crate::tls::{ShapedStream, WireFacts};
 
 /// How a command loop ended.
@@ -36,7 +36,7 @@ struct Conn<'a> {
 
 /// What waiting for the next line produced.
 enum Wait {
-    Line(std::io::Result<Line>),
+    Line(std::io::Result<Option<Line>>),
     /// The per-line time ran out.
     Idle,
     /// The session's lifetime ran out.
@@ -222,12 +222,12 @@ async fn command_loop<S: AsyncRead + AsyncWrite + Unpin>(
         }
         let (reply, next, command) = match line {
             Err(e) => return LoopEnd::Closed(format!("read failed: {e}")),
-            Ok(Line::Eof) => return LoopEnd::Closed("client closed the connection".into()),
-            Ok(Line::TooLong(_)) => {
+            Ok(None) => return LoopEnd::Closed("client closed the connection".into()),
+            Ok(Some(Line::TooLong(_))) => {
                 let (r, n) = conn.session.line_too_long();
                 (r, n, "<line over the limit>".to_owned())
             }
-            Ok(Line::Text(text, _)) => {
+            Ok(Some(Line::Text(text, _))) => {
                 let (r, n) = conn.session.command(&text);
                 (r, n, printable(&text))
             }
@@ -300,13 +300,13 @@ async fn receive_data<S: AsyncRead + AsyncWrite + Unpin>(
         }
         match line {
             Err(_) => break DataEnd::Abort(None, "read failed in DATA; nothing stored"),
-            Ok(Line::Eof) => {
+            Ok(None) => {
                 break DataEnd::Abort(None, "client closed the connection in DATA; nothing stored");
             }
-            Ok(Line::TooLong(crlf)) => {
+            Ok(Some(Line::TooLong(crlf))) => {
                 data.line(b"", crlf, true);
             }
-            Ok(Line::Text(text, crlf)) => {
+            Ok(Some(Line::Text(text, crlf))) => {
                 if data.line(&text, crlf, false) {
                     break DataEnd::Complete;
                 }
