@@ -467,7 +467,8 @@ pub struct DataReader {
     too_big: bool,
     line_too_long: bool,
     done: bool,
-    /// Whether the previous line ended with CRLF (the DATA command's did).
+    /// Whether the previous line ended with CRLF (at first: the DATA
+    /// command's line).
     after_crlf: bool,
 }
 
@@ -482,6 +483,17 @@ impl DataReader {
             line_too_long: false,
             done: false,
             after_crlf: true,
+        }
+    }
+
+    /// A reader for the message after a DATA command line that ended with
+    /// CRLF (`crlf`) or with a bare LF. After a bare LF no `<CRLF>` comes
+    /// before a first "." line, so that line is content, as it is anywhere
+    /// else after a bare LF.
+    pub fn after_command(max_message: usize, crlf: bool) -> DataReader {
+        DataReader {
+            after_crlf: crlf,
+            ..DataReader::new(max_message)
         }
     }
 

@@ -225,6 +225,19 @@ fn only_crlf_dot_crlf_ends_data() {
     );
 }
 
+#[test]
+fn a_dot_right_after_a_bare_lf_data_command_is_content() {
+    // "DATA<LF>.<CRLF>": no <CRLF> before the dot, so no end marker.
+    let mut d = DataReader::after_command(1 << 20, false);
+    assert!(!d.line(b".", true, false));
+    assert!(d.line(b".", true, false), "<CRLF>.<CRLF> ends it");
+    assert_eq!(d.body(), b"\r\n".as_slice());
+    // After "DATA<CRLF>" the same dot ends the (empty) message.
+    let mut d = DataReader::after_command(1 << 20, true);
+    assert!(d.line(b".", true, false));
+    assert_eq!(d.body(), b"".as_slice());
+}
+
 proptest! {
     #[test]
     fn arbitrary_lines_never_panic(lines in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 0..30)) {

@@ -220,6 +220,9 @@ async fn command_loop<S: AsyncRead + AsyncWrite + Unpin>(
             let r = conn.session.transfer_quota_exceeded();
             return close(io, conn, r, "<quota>", "session byte budget exceeded").await;
         }
+        // The DATA command's line end is the first CRLF of the end marker
+        // only when it is a CRLF.
+        let command_crlf = matches!(line, Ok(Some(Line::Text(_, true))));
         let (reply, next, command) = match line {
             Err(e) => return LoopEnd::Closed(format!("read failed: {e}")),
             Ok(None) => return LoopEnd::Closed("client closed the connection".into()),
@@ -241,7 +244,7 @@ async fn command_loop<S: AsyncRead + AsyncWrite + Unpin>(
             Next::Close => return LoopEnd::Closed(format!("closed after {}", reply.code)),
             Next::StartTls => return LoopEnd::StartTls,
             Next::Data => {
-                if let Some(end) = receive_data(io, conn).await {
+                if let Some(end) = receive_data(io, conn, command_crlf).await {
                     return end;
                 }
             }
@@ -257,13 +260,15 @@ enum DataEnd {
     Abort(Option<(Reply, Next)>, &'static str),
 }
 
-/// Reads a message, stores it and replies. `Some` when the connection ends.
+/// Reads a message, stores it and replies; `data_crlf` tells whether the DATA
+/// command line ended with CRLF. `Some` when the connection ends.
 async fn receive_data<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut Framed<S>,
     conn: &mut Conn<'_>,
+    data_crlf: bool,
 ) -> Option<LoopEnd> {
     let shared = conn.shared;
-    let mut data = DataReader::new(shared.session.limits.max_message);
+    let mut data = DataReader::after_command(shared.session.limits.max_message, data_crlf);
     // The whole transfer is bounded by the DATA timeout, each line by the
     // idle timeout, and both by the session's lifetime, so a client gone
     // silent mid-DATA does not hold its slot.
