@@ -1,0 +1,302 @@
+//! The TLS 1.2 plaintext flight codecs: certgen's record and handshake
+//! headers, its CertificateRequest parser and `FlightReader`, and
+//! lab-server's record shaper built on them.
+//!
+//! Input: 6 bytes of settings, then a server's outbound byte stream.
+//!   [0] bit 0: shaper layout coalesced (else per-message)
+//!   [1..3] max_fragment, big-endian (the shaper clamps it)
+//!   [3..6] three cut points (value * len / 256) where the stream is split
+//!
+//! Asserts, against an independent walk of the stream's records: the reader
+//! reports exactly the stream's leading plaintext handshake records, the
+//! complete handshake messages they carry, and the bytes after the flight;
+//! the shaper's handshake bytes out equal the handshake bytes in, each
+//! message starting a record of at most max_fragment bytes (per-message) or
+//! the records passing unchanged (coalesced), and everything after the
+//! flight passing unchanged; chunking never changes either output; a
+//! CertificateRequest that parses encodes back to the same bytes.
+
+#![no_main]
+
+use certgen::wire::{
+    CertificateRequest12, FlightReader, FlightSink, HandshakeHeader, RecordHeader, write_ca_list,
+};
+use lab_server::shaper::{Layout, Shaper};
+use libfuzzer_sys::fuzz_target;
+
+const HANDSHAKE: u8 = 22;
+const CERTIFICATE_REQUEST: u8 = 13;
+
+/// The stream walked by hand: the leading complete plaintext handshake
+/// records, where they end, and whether a record that is not one follows.
+struct Model {
+    /// Payloads of the flight's records, in order.
+    handshake: Vec<u8>,
+    /// Offset after the flight's last complete handshake record.
+    flight_end: usize,
+    /// A whole record header that is not a plausible handshake record follows.
+    ended: bool,
+    /// Complete messages in `handshake`, as ranges.
+    messages: Vec<(usize, usize)>,
+}
+
+fn model(stream: &[u8]) -> Model {
+    let mut at = 0;
+    let mut handshake = Vec::new();
+    let ended = loop {
+        let Some(h) = stream.get(at..at + 5) else {
+            break false;
+        };
+        let (ty, v0) = (h[0], h[1]);
+        let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
+        let plausible = (20..=24).contains(&ty) && v0 == 3 && len <= 16_384 + 2048;
+        if !plausible || ty != HANDSHAKE {
+            break true;
+        }
+        let Some(payload) = stream.get(at + 5..at + 5 + len) else {
+            break false;
+        };
+        handshake.extend_from_slice(payload);
+        at += 5 + len;
+    };
+    let mut messages = Vec::new();
+    let mut m = 0;
+    while let Some(h) = handshake.get(m..m + 4) {
+        let len = usize::from(h[1]) << 16 | usize::from(h[2]) << 8 | usize::from(h[3]);
+        if m + 4 + len > handshake.len() {
+            break;
+        }
+        messages.push((m, m + 4 + len));
+        m += 4 + len;
+    }
+    Model {
+        handshake,
+        flight_end: at,
+        ended,
+        messages,
+    }
+}
+
+/// Everything a [`FlightReader`] told its sink.
+#[derive(Default, PartialEq, Debug)]
+struct Seen {
+    records: Vec<Vec<u8>>,
+    messages: Vec<(Vec<u8>, usize, [u8; 2])>,
+}
+
+impl FlightSink for Seen {
+    fn record(&mut self, raw: &[u8]) {
+        self.records.push(raw.to_vec());
+    }
+    fn message(&mut self, message: &[u8], records: usize, version: [u8; 2]) {
+        self.messages.push((message.to_vec(), records, version));
+    }
+}
+
+/// The stream cut at `cuts` (sorted offsets).
+fn pieces<'a>(stream: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    for &c in cuts.iter().chain([&stream.len()]) {
+        out.push(&stream[from..c]);
+        from = c;
+    }
+    out
+}
+
+fn read_flight(stream: &[u8], cuts: &[usize]) -> (FlightReader, Seen, Vec<u8>) {
+    let mut reader = FlightReader::new();
+    let mut seen = Seen::default();
+    let mut after = Vec::new();
+    let mut returned = 0;
+    for piece in pieces(stream, cuts) {
+        if let Some(rest) = reader.feed(piece, &mut seen) {
+            after.extend_from_slice(&rest);
+            returned += 1;
+        }
+        assert_eq!(reader.ended(), returned > 0);
+    }
+    (reader, seen, after)
+}
+
+fn shape(layout: Layout, max_fragment: usize, stream: &[u8], cuts: &[usize]) -> (Shaper, Vec<u8>) {
+    let mut shaper = Shaper::new(layout, max_fragment);
+    let mut out = Vec::new();
+    for piece in pieces(stream, cuts) {
+        shaper.feed(piece, &mut out);
+    }
+    (shaper, out)
+}
+
+/// A CertificateRequest body that parses encodes back to the same bytes.
+fn check_certificate_request(body: &[u8]) -> Option<CertificateRequest12> {
+    let cr = CertificateRequest12::parse(body)?;
+    let mut again = vec![u8::try_from(cr.cert_types.len()).expect("u8 vector")];
+    again.extend_from_slice(&cr.cert_types);
+    let schemes: Vec<u8> = cr
+        .sig_schemes
+        .iter()
+        .flat_map(|s| s.to_be_bytes())
+        .collect();
+    again.extend_from_slice(
+        &u16::try_from(schemes.len())
+            .expect("u16 vector")
+            .to_be_bytes(),
+    );
+    again.extend_from_slice(&schemes);
+    write_ca_list(&mut again, &cr.ca_names).expect("a parsed list encodes");
+    assert_eq!(again, body, "CertificateRequest round trip");
+    Some(cr)
+}
+
+fn check_headers(bytes: &[u8]) {
+    match RecordHeader::parse(bytes) {
+        Some(h) => {
+            let mut out = Vec::new();
+            RecordHeader::write(&mut out, h.content_type, h.version, h.len);
+            assert_eq!(out, bytes[..5]);
+        }
+        None => assert!(bytes.len() < 5),
+    }
+    match HandshakeHeader::parse(bytes) {
+        Some(h) => {
+            assert_eq!(h.msg_type, bytes[0]);
+            assert!(h.len < 1 << 24);
+            assert_eq!(h.len.to_be_bytes()[5..], bytes[1..4]);
+        }
+        None => assert!(bytes.len() < 4),
+    }
+}
+
+fuzz_target!(|input: &[u8]| {
+    check_headers(input);
+    check_certificate_request(input);
+    let Some((head, stream)) = input.split_first_chunk::<6>() else {
+        return;
+    };
+    let layout = if head[0] & 1 == 1 {
+        Layout::Coalesced
+    } else {
+        Layout::PerMessage
+    };
+    let max_fragment = usize::from(u16::from_be_bytes([head[1], head[2]]));
+    let mut cuts: Vec<usize> = head[3..]
+        .iter()
+        .map(|&b| usize::from(b) * stream.len() / 256)
+        .collect();
+    cuts.sort_unstable();
+
+    let m = model(stream);
+    let hs = &m.handshake;
+    let complete = m.messages.last().map_or(0, |r| r.1);
+
+    // FlightReader, whole and in pieces.
+    let (mut reader, seen, after) = read_flight(stream, &[]);
+    let (_, seen_cut, after_cut) = read_flight(stream, &cuts);
+    assert_eq!(seen, seen_cut, "chunking changed what the reader saw");
+    assert_eq!(
+        after, after_cut,
+        "chunking changed the bytes after the flight"
+    );
+    assert_eq!(reader.ended(), m.ended);
+    assert_eq!(seen.records.concat(), stream[..m.flight_end], "records");
+    let messages: Vec<&[u8]> = m.messages.iter().map(|&(a, b)| &hs[a..b]).collect();
+    let got: Vec<&[u8]> = seen.messages.iter().map(|(msg, _, _)| &msg[..]).collect();
+    assert_eq!(got, messages, "messages");
+    for (msg, records, _) in &seen.messages {
+        assert!(*records >= 1 && *records <= seen.records.len().max(1));
+        if msg[0] == CERTIFICATE_REQUEST {
+            check_certificate_request(&msg[4..]);
+        }
+    }
+    if m.ended {
+        assert_eq!(after, stream[m.flight_end..], "bytes after the flight");
+        assert_eq!(reader.take_partial().0, hs[complete..], "partial message");
+    } else {
+        assert!(after.is_empty());
+        let progress = reader.in_progress().map(|(h, _)| h);
+        assert_eq!(
+            progress,
+            HandshakeHeader::parse(&hs[complete..]),
+            "message in progress"
+        );
+    }
+
+    // The shaper.
+    let (shaper, out) = shape(layout, max_fragment, stream, &[]);
+    let (_, out_cut) = shape(layout, max_fragment, stream, &cuts);
+    assert_eq!(out, out_cut, "chunking changed the shaped stream");
+    assert_eq!(shaper.is_passthrough(), m.ended);
+    match layout {
+        Layout::Coalesced => {
+            let want = if m.ended {
+                stream
+            } else {
+                &stream[..m.flight_end]
+            };
+            assert_eq!(out, want, "coalesced changes nothing");
+        }
+        Layout::PerMessage => {
+            let max_payload = max_fragment.saturating_sub(5).clamp(1, 16_384);
+            let shaped = model(&out);
+            // Handshake bytes out = handshake bytes in (all of them once the
+            // flight ended, the complete messages until then).
+            let want = if m.ended { &hs[..] } else { &hs[..complete] };
+            assert_eq!(shaped.handshake, want, "handshake bytes changed");
+            assert_eq!(
+                out[shaped.flight_end..],
+                stream[if m.ended { m.flight_end } else { stream.len() }..],
+                "bytes after the flight changed"
+            );
+            // Every record within the fragment size; every message starts one.
+            let mut at = 0;
+            let mut starts = vec![0usize];
+            let mut pos = 0;
+            while at < shaped.flight_end {
+                let len = usize::from(u16::from_be_bytes([out[at + 3], out[at + 4]]));
+                assert!(
+                    len >= 1 && len <= max_payload,
+                    "record of {len} > {max_payload}"
+                );
+                pos += len;
+                starts.push(pos);
+                at += 5 + len;
+            }
+            for &(a, _) in &m.messages {
+                assert!(starts.contains(&a), "message at {a} starts mid-record");
+            }
+        }
+    }
+    let last_cr = m
+        .messages
+        .iter()
+        .rev()
+        .map(|&(a, b)| &hs[a..b])
+        .find(|msg| msg[0] == CERTIFICATE_REQUEST);
+    match (shaper.observed(), last_cr) {
+        (None, None) => {}
+        (Some(o), Some(msg)) => {
+            assert_eq!(o.message_bytes, msg.len());
+            assert_eq!(
+                o.ca_names,
+                CertificateRequest12::parse(&msg[4..]).map(|cr| cr.ca_names)
+            );
+        }
+        (o, msg) => panic!(
+            "observed {o:?}, CertificateRequest in the flight: {}",
+            msg.is_some()
+        ),
+    }
+    let alert = match stream.get(m.flight_end..) {
+        Some([21, _, _, 0, 2, level, description, ..]) if m.ended => Some([*level, *description]),
+        _ => None,
+    };
+    assert_eq!(shaper.alert(), alert);
+    // Past the flight, bytes pass unchanged.
+    if m.ended {
+        let mut shaper = shaper;
+        let mut more = Vec::new();
+        shaper.feed(b"\x17\x03\x03\x00\x01x", &mut more);
+        assert_eq!(more, b"\x17\x03\x03\x00\x01x");
+    }
+});
