@@ -208,3 +208,36 @@ AudioFile: x.wav\nReceivedTime: 2026-11-25T17:00:00Z\n";
     let h = Header::parse(missed).unwrap();
     assert_eq!(h.subject_line(), "Missed call from Unknown caller");
 }
+
+proptest! {
+    /// Any sequence of lines: the assembler never panics, and a reply it
+    /// returns is within the caps.
+    #[test]
+    fn reply_assembler_is_total_and_capped(
+        lines in prop::collection::vec(
+            prop_oneof![
+                "25[0-9][ -][ -~]{0,60}\r\n".prop_map(String::into_bytes),
+                (0usize..3000).prop_map(|n| format!("250-{}\r\n", "x".repeat(n)).into_bytes()),
+                (0usize..5000, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
+                prop::collection::vec(any::<u8>(), 0..40),
+            ],
+            0..130,
+        )
+    ) {
+        use um_sim::client::reply::{MAX_REPLY_BYTES, MAX_REPLY_LINES, ReplyAssembler};
+        let mut asm = ReplyAssembler::default();
+        let mut held = 0usize;
+        for line in &lines {
+            held += line.len();
+            match asm.push(line) {
+                Ok(Some(reply)) => {
+                    prop_assert!(reply.lines.len() <= MAX_REPLY_LINES);
+                    prop_assert!(held <= MAX_REPLY_BYTES);
+                    break;
+                }
+                Ok(None) => prop_assert!(held <= MAX_REPLY_BYTES),
+                Err(_) => break,
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@ use crate::profile::Profile;
 use crate::tap::{RuleViolation, Tap, TapStream};
 
 use super::attempt::{Attempt, Exchange, FailureClass};
-use super::reply::{Reply, read_reply};
+use super::reply::{Reply, ReplyError, read_reply};
 use super::tls::{Identity, client_config};
 
 /// Where and how to submit.
@@ -35,6 +35,44 @@ pub struct ClientSettings {
     pub io_timeout: Duration,
 }
 
+/// Why an exchange got no usable reply.
+#[derive(Debug)]
+struct ExchangeError {
+    /// What was sent.
+    label: String,
+    /// `None`: no reply within the timeout.
+    cause: Option<ReplyError>,
+    /// The timeout, for the message.
+    timeout: Duration,
+}
+
+impl ExchangeError {
+    /// The class UM's events give it: a reply over um-sim's caps is an
+    /// unexpected response (1185, `smtp-reply`); anything else a broken
+    /// connection.
+    fn class(&self) -> FailureClass {
+        match &self.cause {
+            Some(e) if e.is_over_cap() => FailureClass::SmtpReply,
+            _ => FailureClass::Connection,
+        }
+    }
+
+    /// Whether the server answered at all (a reply over the caps): then the
+    /// TLS handshake had succeeded.
+    fn server_spoke(&self) -> bool {
+        self.cause.as_ref().is_some_and(ReplyError::is_over_cap)
+    }
+}
+
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.cause {
+            Some(e) => write!(f, "{}: {e}", self.label),
+            None => write!(f, "{}: no reply within {:?}", self.label, self.timeout),
+        }
+    }
+}
+
 /// Sends a command (or data) and reads the reply, with a timeout.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut BufReader<S>,
@@ -42,7 +80,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     label: &str,
     bytes: &[u8],
     timeout: Duration,
-) -> Result<Reply, String> {
+) -> Result<Reply, ExchangeError> {
     let done = tokio::time::timeout(timeout, async {
         if !bytes.is_empty() {
             io.get_mut().write_all(bytes).await?;
@@ -51,6 +89,11 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         read_reply(io).await
     })
     .await;
+    let error = |cause| ExchangeError {
+        label: label.to_owned(),
+        cause,
+        timeout,
+    };
     match done {
         Ok(Ok(reply)) => {
             attempt.smtp.push(Exchange {
@@ -60,8 +103,8 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             });
             Ok(reply)
         }
-        Ok(Err(e)) => Err(format!("{label}: {e}")),
-        Err(_) => Err(format!("{label}: no reply within {timeout:?}")),
+        Ok(Err(e)) => Err(error(Some(e))),
+        Err(_) => Err(error(None)),
     }
 }
 
@@ -126,7 +169,7 @@ pub async fn submit(
                     let text = format!("{} answered {} {}", $label, r.code, r.lines.join(" / "));
                     return attempt.fail(FailureClass::SmtpReply, text);
                 }
-                Err(e) => return attempt.fail(FailureClass::Connection, e),
+                Err(e) => return attempt.fail(e.class(), e.to_string()),
             }
         };
     }
@@ -195,7 +238,7 @@ pub async fn submit(
             let text = format!("EHLO answered {} {}", r.code, r.lines.join(" / "));
             return attempt.fail(FailureClass::SmtpReply, text);
         }
-        Err(e) if tls13 => {
+        Err(e) if tls13 && !e.server_spoke() => {
             attempt.handshake = Some("failed".to_owned());
             let refused = attempt
                 .certificate
@@ -211,7 +254,7 @@ pub async fn submit(
                 format!("the server ended the TLS 1.3 handshake after our Finished: {e}"),
             );
         }
-        Err(e) => return attempt.fail(FailureClass::Connection, e),
+        Err(e) => return attempt.fail(e.class(), e.to_string()),
     }
     let mail = format!("MAIL FROM:<{}> SIZE={}\r\n", settings.from, message.len());
     expect!(&mut secure, "MAIL", mail.as_bytes(), 250);

@@ -1,0 +1,161 @@
+//! The `um-sim` binary against hostile peers and files: a server that never
+//! ends its reply, headers and audio that cannot be delivered. Each case must
+//! end in a clear error, with the item queued or in badvoicemail/, never in a
+//! panic or a process that grows without bound.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use um_sim::header::Header;
+
+fn um_sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_um-sim"))
+        .args(args)
+        .output()
+        .expect("um-sim runs")
+}
+
+fn files(dir: &Path, ext: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(ext))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A temporary folder with a lab PKI in `lab/` and a queue `q/` of `count`
+/// voicemails of 2 s.
+struct Lab {
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new(count: u32) -> Lab {
+        let dir = tempfile::tempdir().unwrap();
+        certgen::pki::generate(Some(3), certgen::KeyAlg::EcdsaP256)
+            .unwrap()
+            .save(&dir.path().join("lab"))
+            .unwrap();
+        let lab = Lab { dir };
+        if count > 0 {
+            let out = um_sim(&[
+                "enqueue",
+                "--queue",
+                &lab.s("q"),
+                "--count",
+                &count.to_string(),
+                "--seconds",
+                "2",
+                "--seed",
+                "9",
+            ]);
+            assert!(out.status.success(), "{out:?}");
+        }
+        lab
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn s(&self, rel: &str) -> String {
+        self.path(rel).to_string_lossy().into_owned()
+    }
+
+    /// `um-sim submit` to `server`, events in `ev.jsonl`.
+    fn submit(&self, server: &str, extra: &[&str]) -> Output {
+        let mut args = vec![
+            "submit".to_owned(),
+            "--queue".to_owned(),
+            self.s("q"),
+            "--server".to_owned(),
+            server.to_owned(),
+            "--cert".to_owned(),
+            self.s("lab/um.pem"),
+            "--key".to_owned(),
+            self.s("lab/um.key"),
+            "--server-ca".to_owned(),
+            self.s("lab/ca.pem"),
+            "--events".to_owned(),
+            self.s("ev.jsonl"),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        um_sim(&args)
+    }
+
+    fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.path("ev.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn headers(&self) -> Vec<String> {
+        files(&self.path("q"), ".txt")
+    }
+}
+
+/// A server that greets, then answers EHLO with "250-x" lines and never the
+/// last one, until the client hangs up. Returns its address and a handle that
+/// yields the bytes it wrote.
+fn endless_reply_server() -> (String, std::thread::JoinHandle<u64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let handle = std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else {
+            return 0;
+        };
+        let mut out = stream.try_clone().unwrap();
+        let _ = out.write_all(b"220 endless.lab.test ESMTP\r\n");
+        let mut line = String::new();
+        let _ = BufReader::new(stream).read_line(&mut line);
+        let chunk = b"250-x\r\n".repeat(1_000);
+        let mut written = 0u64;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline && out.write_all(&chunk).is_ok() {
+            written += chunk.len() as u64;
+        }
+        written
+    });
+    (addr, handle)
+}
+
+#[test]
+fn a_server_that_never_ends_its_reply_fails_the_attempt() {
+    let lab = Lab::new(1);
+    let (server, written) = endless_reply_server();
+    let started = Instant::now();
+    let out = lab.submit(&server, &["--timeout", "10"]);
+    let elapsed = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let ev = lab.events();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["failure"], "smtp-reply", "{:?}", ev[0]);
+    assert_eq!(ev[0]["event_id"], 1185);
+    let error = ev[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("EHLO") && error.contains("100 lines"),
+        "{error}"
+    );
+    // Cut at the cap, not at the 10 s timeout.
+    assert!(elapsed < Duration::from_secs(8), "took {elapsed:?}");
+    // The item stays queued with its attempt recorded.
+    let headers = lab.headers();
+    assert_eq!(headers.len(), 1);
+    let h =
+        Header::parse(&std::fs::read_to_string(lab.path("q").join(&headers[0])).unwrap()).unwrap();
+    assert_eq!(h.attempts, 1);
+    assert!(h.last_error.contains("100 lines"), "{}", h.last_error);
+    let _ = written.join();
+}
