@@ -215,9 +215,11 @@ async fn run(command: Command) -> Result<ExitCode> {
             let mut cooling = HashMap::new();
             let mut total = Summary::default();
             loop {
-                let (waiting, _) = q.scan()?;
+                // Counting only: scanning here would move malformed items to
+                // badvoicemail/ before the pass could count them.
+                let waiting = waiting(&q).await?;
                 let bar = certgen::progress::bar(
-                    waiting.len() as u64,
+                    waiting as u64,
                     "{spinner} voicemails {pos}/{len} [{bar:40}]",
                 );
                 let summary =
@@ -234,18 +236,22 @@ async fn run(command: Command) -> Result<ExitCode> {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
-            let (left, _) = q.scan()?;
+            let left = waiting(&q).await?;
             println!(
-                "delivered {}, still queued {}, moved to badvoicemail/ {}",
-                total.delivered,
-                left.len(),
-                total.bad
+                "delivered {}, still queued {left}, moved to badvoicemail/ {}",
+                total.delivered, total.bad
             );
-            Ok(if left.is_empty() && total.bad == 0 {
+            Ok(if left == 0 && total.bad == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             })
         }
     }
+}
+
+/// Items waiting in the queue, counted on the blocking pool (it reads a folder).
+async fn waiting(q: &Queue) -> Result<usize> {
+    let q = q.clone();
+    Ok(tokio::task::spawn_blocking(move || q.waiting()).await??)
 }

@@ -100,16 +100,7 @@ impl Queue {
     /// headers and missing audio are moved to `badvoicemail/` and returned as
     /// rejected.
     pub fn scan(&self) -> Result<(Vec<Item>, Vec<Rejected>), QueueError> {
-        let mut headers: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .map_err(io(&self.dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "txt"))
-            .filter(|p| {
-                !p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect();
-        headers.sort();
+        let headers = self.header_paths()?;
         let mut items = Vec::new();
         let mut rejected = Vec::new();
         for path in headers {
@@ -152,6 +143,29 @@ impl Queue {
             (&a.header.received_time, &a.guid).cmp(&(&b.header.received_time, &b.guid))
         });
         Ok((items, rejected))
+    }
+
+    /// How many items wait in the queue (header files), without reading or
+    /// moving any: what a progress bar or a final count needs, where
+    /// [`Queue::scan`] would move malformed items out of sight.
+    pub fn waiting(&self) -> Result<usize, QueueError> {
+        Ok(self.header_paths()?.len())
+    }
+
+    /// The header files in the queue folder, sorted (temporary files, whose
+    /// names start with a dot, excluded).
+    fn header_paths(&self) -> Result<Vec<PathBuf>, QueueError> {
+        let mut headers: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map_err(io(&self.dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "txt"))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        headers.sort();
+        Ok(headers)
     }
 
     /// Moves a delivered item to `sent/`.

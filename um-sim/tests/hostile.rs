@@ -100,9 +100,27 @@ impl Lab {
             .collect()
     }
 
+    fn reasons(&self) -> Vec<String> {
+        let bad = self.path("q/badvoicemail");
+        files(&bad, ".reason.txt")
+            .iter()
+            .map(|f| std::fs::read_to_string(bad.join(f)).unwrap())
+            .collect()
+    }
+
     fn headers(&self) -> Vec<String> {
         files(&self.path("q"), ".txt")
     }
+}
+
+/// A port nobody listens on.
+fn dead_server() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
 }
 
 /// A server that greets, then answers EHLO with "250-x" lines and never the
@@ -158,4 +176,21 @@ fn a_server_that_never_ends_its_reply_fails_the_attempt() {
     assert_eq!(h.attempts, 1);
     assert!(h.last_error.contains("100 lines"), "{}", h.last_error);
     let _ = written.join();
+}
+
+#[test]
+fn malformed_items_are_counted_and_exit_1() {
+    let lab = Lab::new(1);
+    let header = lab.path("q").join(&lab.headers()[0]);
+    std::fs::write(&header, "ContentType voicemail\n").unwrap();
+    let out = lab.submit(&dead_server(), &["--timeout", "5"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("delivered 0, still queued 0, moved to badvoicemail/ 1"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let reasons = lab.reasons();
+    assert_eq!(reasons.len(), 1);
+    assert!(reasons[0].contains("malformed header"), "{reasons:?}");
 }
