@@ -194,3 +194,57 @@ fn malformed_items_are_counted_and_exit_1() {
     assert_eq!(reasons.len(), 1);
     assert!(reasons[0].contains("malformed header"), "{reasons:?}");
 }
+
+/// Sets `key` in a header file (replacing its line).
+fn set_header(path: &Path, key: &str, value: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.split_once(':').is_some_and(|(k, _)| k == key) {
+            out.push_str(&format!("{key}: {value}\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn a_received_time_lettre_cannot_write_goes_to_badvoicemail() {
+    let lab = Lab::new(3);
+    let headers = lab.headers();
+    let q = lab.path("q");
+    // Before 1970, and after 9999 once the offset is applied.
+    set_header(&q.join(&headers[0]), "ReceivedTime", "1969-12-31T23:59:59Z");
+    set_header(
+        &q.join(&headers[1]),
+        "ReceivedTime",
+        "9999-12-31T23:59:59-23:59",
+    );
+    for run in 0..2 {
+        let out = lab.submit(&dead_server(), &["--timeout", "5"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "run {run}: {stderr}");
+        assert_eq!(out.status.code(), Some(1), "run {run}: {stdout}");
+        // The run went on with the good item: one attempt per run.
+        assert_eq!(lab.headers(), [headers[2].clone()], "run {run}");
+        let h = Header::parse(&std::fs::read_to_string(q.join(&headers[2])).unwrap()).unwrap();
+        assert_eq!(h.attempts, run + 1);
+        if run == 0 {
+            assert!(stdout.contains("moved to badvoicemail/ 2"), "{stdout}");
+        }
+    }
+    let reasons = lab.reasons();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.contains("ReceivedTime") && r.contains("1970")),
+        "{reasons:?}"
+    );
+    let bad = lab.path("q/badvoicemail");
+    assert_eq!(files(&bad, ".txt").len() - reasons.len(), 2);
+    assert_eq!(files(&bad, ".wav").len(), 2);
+}

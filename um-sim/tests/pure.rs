@@ -181,6 +181,21 @@ AudioFile: x.wav\nReceivedTime: 2026-11-25T17:00:00Z\n";
             6,
             "RFC 3339",
         ),
+        (
+            &good.replace("2026-11-25T17:00:00Z", "1969-12-31T23:59:59Z"),
+            6,
+            "between 1970-01-01 and 9999-12-31",
+        ),
+        (
+            &good.replace("2026-11-25T17:00:00Z", "1970-01-01T00:30:00+01:00"),
+            6,
+            "between 1970-01-01 and 9999-12-31",
+        ),
+        (
+            &good.replace("2026-11-25T17:00:00Z", "9999-12-31T23:59:59-00:01"),
+            6,
+            "between 1970-01-01 and 9999-12-31",
+        ),
         (&format!("{good}CallerId: 0800\n"), 7, "E.164"),
         (&format!("{good}CallId: 2\n"), 7, "twice"),
         (
@@ -202,6 +217,15 @@ AudioFile: x.wav\nReceivedTime: 2026-11-25T17:00:00Z\n";
         let e = Header::parse(bad).expect_err(bad);
         assert_eq!(e.line, line, "{bad}: {e}");
         assert!(e.to_string().contains(needle), "{bad}: {e}");
+    }
+    // The edges themselves are fine.
+    for edge in [
+        "1970-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59+05:00",
+    ] {
+        let text = good.replace("2026-11-25T17:00:00Z", edge);
+        assert!(Header::parse(&text).is_ok(), "{edge}");
     }
     // A missed call needs no audio.
     let missed = "ContentType: missedcall\nRecipient: a@b.test\nCallId: 1\nReceivedTime: 2026-11-25T17:00:00Z\n";
