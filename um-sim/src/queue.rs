@@ -20,6 +20,10 @@ pub const SENT: &str = "sent";
 /// Folder for items that cannot or could not be delivered.
 pub const BAD: &str = "badvoicemail";
 
+/// Largest header file read: [`certgen::fsutil::MAX_TEXT_FILE`] (1 MiB), far
+/// above any honest header (a few hundred bytes).
+pub const MAX_HEADER_FILE: u64 = certgen::fsutil::MAX_TEXT_FILE;
+
 /// Errors of queue operations.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -108,8 +112,15 @@ impl Queue {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let loaded = std::fs::read(&path)
-                .map_err(|e| e.to_string())
+            // Capped: a header file that is really a 10 GB dump goes to
+            // badvoicemail/ like any other malformed header.
+            let loaded = certgen::fsutil::read_capped(&path, MAX_HEADER_FILE)
+                .map_err(|e| match e {
+                    certgen::Error::TooLarge { limit, .. } => format!(
+                        "header file larger than {limit} bytes, the most um-sim reads (see the README)"
+                    ),
+                    other => other.to_string(),
+                })
                 .and_then(|b| String::from_utf8(b).map_err(|_| "header is not UTF-8".to_owned()))
                 .and_then(|t| Header::parse(&t).map_err(|e| format!("malformed header: {e}")));
             let verdict = loaded.and_then(|header| {

@@ -15,6 +15,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::audio::{self, AudioError};
 use crate::client::{self, Attempt, ClientSettings, Identity};
 use crate::events::{self, AttemptRecord};
 use crate::message;
@@ -172,7 +173,7 @@ async fn one(
     let attempt = match attempt(queue, settings, item).await? {
         Ok(attempt) => attempt,
         Err(e) => {
-            let reason = format!("cannot build the message: {e}");
+            let reason = e.to_string();
             queue.give_up(item, &reason)?;
             report(format!("moved {} to badvoicemail/: {reason}", item.guid));
             return Ok(Disposition::Bad);
@@ -230,31 +231,106 @@ async fn one(
     Ok(disposition)
 }
 
-/// One submission of a queued item: reads its audio, builds the message and
-/// submits it. On the server's 250 reply to DATA the item moves to `sent/`
-/// at once, before QUIT, which keeps the window for a duplicate after a crash
-/// as small as it can be. `Ok(Err(_))`: the message cannot be built from the
-/// item. A failed delivery is in the attempt; the caller records it.
+/// Why an item cannot be submitted. The text is the reason written beside it
+/// in `badvoicemail/`; the item's files decide it, so trying again would not
+/// help.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    /// The audio file is over [`audio::MAX_WAV_FILE`].
+    #[error("audio file {name}: larger than {limit} bytes, the most um-sim reads (see the README)")]
+    AudioTooLarge {
+        /// The audio file's name.
+        name: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// The audio failed the check.
+    #[error("audio file {name}: {error}")]
+    Audio {
+        /// The audio file's name.
+        name: String,
+        /// What is wrong with it.
+        error: AudioError,
+    },
+    /// The message could not be built.
+    #[error("cannot build the message: {0}")]
+    Message(#[from] message::MessageError),
+    /// Building the message panicked (a bug, but one this item's files set
+    /// off, so it would again on every run).
+    #[error("cannot build the message: um-sim failed on this item: {0}")]
+    Crashed(String),
+}
+
+/// Reads an item's audio (capped), checks it, and builds the message. Blocking
+/// file I/O and CPU work: run it on the blocking pool.
+/// `Ok(Err(_))`: the item cannot be submitted.
+pub fn prepare(item: &Item, from: &str) -> Result<Result<Vec<u8>, Unusable>, QueueError> {
+    let audio = match &item.audio_path {
+        Some(p) => {
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let bytes = match certgen::fsutil::read_capped(p, audio::MAX_WAV_FILE) {
+                Ok(bytes) => bytes,
+                Err(certgen::Error::TooLarge { limit, .. }) => {
+                    return Ok(Err(Unusable::AudioTooLarge { name, limit }));
+                }
+                Err(certgen::Error::Io { path, cause }) => {
+                    return Err(QueueError::Io { path, cause });
+                }
+                Err(other) => {
+                    return Err(QueueError::Io {
+                        path: p.clone(),
+                        cause: std::io::Error::other(other.to_string()),
+                    });
+                }
+            };
+            if let Err(error) = audio::check(&bytes, item.header.duration) {
+                return Ok(Err(Unusable::Audio { name, error }));
+            }
+            Some(bytes)
+        }
+        None => None,
+    };
+    Ok(message::build(&item.header, &item.guid, from, audio.as_deref()).map_err(Unusable::from))
+}
+
+/// One submission of a queued item: reads and checks its audio, builds the
+/// message (both on the blocking pool) and submits it. On the server's 250
+/// reply to DATA the item moves to `sent/` at once, before QUIT, which keeps
+/// the window for a duplicate after a crash as small as it can be.
+/// `Ok(Err(_))`: the item cannot be submitted (it stays where it is; the
+/// caller moves it to `badvoicemail/`). A failed delivery is in the attempt;
+/// the caller records it.
 pub async fn attempt(
     queue: &Queue,
     settings: &SubmitSettings,
     item: &Item,
-) -> Result<Result<Attempt, message::MessageError>, QueueError> {
-    let audio = match &item.audio_path {
-        Some(p) => Some(tokio::fs::read(p).await.map_err(|cause| QueueError::Io {
-            path: p.clone(),
-            cause,
-        })?),
-        None => None,
-    };
-    let msg = match message::build(
-        &item.header,
-        &item.guid,
-        &settings.client.from,
-        audio.as_deref(),
-    ) {
-        Ok(msg) => msg,
-        Err(e) => return Ok(Err(e)),
+) -> Result<Result<Attempt, Unusable>, QueueError> {
+    let (owned, from) = (item.clone(), settings.client.from.clone());
+    let msg = match tokio::task::spawn_blocking(move || prepare(&owned, &from)).await {
+        Ok(Ok(Ok(msg))) => msg,
+        Ok(Ok(Err(unusable))) => return Ok(Err(unusable)),
+        Ok(Err(e)) => return Err(e),
+        Err(join) => match join.try_into_panic() {
+            Ok(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                return Ok(Err(Unusable::Crashed(what)));
+            }
+            // Cancelled (the runtime is shutting down): not the item's fault.
+            Err(join) => {
+                return Err(QueueError::Io {
+                    path: item.header_path.clone(),
+                    cause: std::io::Error::other(join.to_string()),
+                });
+            }
+        },
     };
     // Filled by the hook the client calls on the 250 reply to DATA.
     let moved: std::sync::Mutex<Option<Result<PathBuf, QueueError>>> = std::sync::Mutex::new(None);

@@ -248,3 +248,118 @@ fn a_received_time_lettre_cannot_write_goes_to_badvoicemail() {
     assert_eq!(files(&bad, ".txt").len() - reasons.len(), 2);
     assert_eq!(files(&bad, ".wav").len(), 2);
 }
+
+/// A WAV file written with hound.
+fn write_wav(path: &Path, spec: hound::WavSpec, frames: u32) {
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for n in 0..frames * u32::from(spec.channels) {
+        match spec.sample_format {
+            hound::SampleFormat::Float => w.write_sample((n as f32 * 0.01).sin()).unwrap(),
+            hound::SampleFormat::Int => w.write_sample((n % 1000) as i16).unwrap(),
+        }
+    }
+    w.finalize().unwrap();
+}
+
+#[test]
+fn broken_audio_goes_to_badvoicemail_with_the_reason() {
+    let lab = Lab::new(6);
+    let q = lab.path("q");
+    let headers = lab.headers();
+    let audio = |i: usize| {
+        let h = Header::parse(&std::fs::read_to_string(q.join(&headers[i])).unwrap()).unwrap();
+        q.join(h.audio_file.unwrap())
+    };
+    // 0: truncated, as a copy cut short leaves it.
+    let bytes = std::fs::read(audio(0)).unwrap();
+    std::fs::write(audio(0), &bytes[..bytes.len() / 2]).unwrap();
+    // 1: random bytes.
+    std::fs::write(
+        audio(1),
+        (0..4_000u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    // 2: a sound WAV, but the header claims 30 s of the 2 s recorded.
+    set_header(&q.join(&headers[2]), "Duration", "30");
+    // 3: IEEE float samples, not PCM.
+    let float = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    write_wav(&audio(3), float, 16_000);
+    // 4: a recorder that never finished: the data chunk still says 0 bytes.
+    let mut unfinished = std::fs::read(audio(4)).unwrap();
+    unfinished[40..44].copy_from_slice(&[0, 0, 0, 0]);
+    std::fs::write(audio(4), unfinished).unwrap();
+    // 5 stays sound: it is tried and stays queued (no server).
+
+    let out = lab.submit(&dead_server(), &["--timeout", "5"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("moved to badvoicemail/ 5"), "{stdout}");
+    assert_eq!(lab.headers(), [headers[5].clone()]);
+    let bad = lab.path("q/badvoicemail");
+    let reason = |i: usize| {
+        let guid = headers[i].trim_end_matches(".txt");
+        std::fs::read_to_string(bad.join(format!("{guid}.reason.txt"))).unwrap()
+    };
+    for (i, needle) in [
+        (0, "truncated"),
+        (1, "not a WAV file"),
+        (2, "Duration 30"),
+        (3, "not PCM"),
+        (4, "never finished"),
+    ] {
+        let r = reason(i);
+        assert!(r.contains(needle), "item {i}: {r}");
+        assert!(r.contains(".wav"), "item {i} names the file: {r}");
+    }
+    // Only the sound item was tried.
+    assert_eq!(lab.events().len(), 1);
+    assert_eq!(files(&bad, ".wav").len(), 5);
+}
+
+#[test]
+fn oversized_header_and_audio_go_to_badvoicemail() {
+    let lab = Lab::new(2);
+    let q = lab.path("q");
+    let headers = lab.headers();
+    // A header of 1.5 MB (a valid one, padded by an unknown key).
+    let h0 = q.join(&headers[0]);
+    let mut text = std::fs::read_to_string(&h0).unwrap();
+    text.push_str(&format!("X-Pad: {}\n", "p".repeat(1_500_000)));
+    std::fs::write(&h0, text).unwrap();
+    // A WAV one byte over the cap (sparse: nothing is written).
+    let h1 = Header::parse(&std::fs::read_to_string(q.join(&headers[1])).unwrap()).unwrap();
+    let wav = std::fs::OpenOptions::new()
+        .write(true)
+        .open(q.join(h1.audio_file.unwrap()))
+        .unwrap();
+    wav.set_len(um_sim::audio::MAX_WAV_FILE + 1).unwrap();
+    drop(wav);
+
+    let out = lab.submit(&dead_server(), &["--timeout", "5"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(lab.headers().is_empty(), "{stdout}");
+    let reasons = lab.reasons();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("larger than 1048576 bytes")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains(&format!(
+            "larger than {} bytes",
+            um_sim::audio::MAX_WAV_FILE
+        ))),
+        "{reasons:?}"
+    );
+    assert!(lab.events().is_empty());
+}

@@ -265,3 +265,47 @@ proptest! {
         }
     }
 }
+
+/// A 0.1 s WAV as `enqueue` writes it (PCM 16-bit 8 kHz mono).
+fn small_wav() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    for n in 0..800i16 {
+        w.write_sample(n).unwrap();
+    }
+    w.finalize().unwrap();
+    out.into_inner()
+}
+
+proptest! {
+    /// The audio check is total: random bytes behind a RIFF/WAVE header, and
+    /// a sound WAV with bytes changed or cut, give facts or an error, and
+    /// facts only when the declared data is all there.
+    #[test]
+    fn audio_check_is_total(
+        tail in prop::collection::vec(any::<u8>(), 0..200),
+        edits in prop::collection::vec((0usize..1700, any::<u8>()), 0..6),
+        cut in 0usize..1700,
+        claimed in prop::option::of(0u32..5),
+    ) {
+        let mut random = b"RIFF\0\0\0\0WAVE".to_vec();
+        random.extend_from_slice(&tail);
+        let _ = um_sim::audio::check(&random, claimed);
+        let mut wav = small_wav();
+        for (at, b) in edits {
+            if let Some(x) = wav.get_mut(at) {
+                *x = b;
+            }
+        }
+        wav.truncate(cut.max(1));
+        if let Ok(facts) = um_sim::audio::check(&wav, claimed) {
+            prop_assert!(facts.data_bytes as usize <= wav.len());
+        }
+    }
+}
