@@ -392,11 +392,24 @@ async fn write_record(
         },
         attempt,
     };
-    if let Ok(mut line) = serde_json::to_vec(&record) {
-        line.push(b'\n');
-        let mut f = file.lock().await;
-        if f.write_all(&line).await.is_err() || f.flush().await.is_err() {
-            tracing::error!("cannot write the events file");
+    let mut line = match serde_json::to_vec(&record) {
+        Ok(line) => line,
+        Err(e) => {
+            tracing::error!(item = %item.guid, "cannot encode the attempt record: {e}");
+            return;
         }
+    };
+    line.push(b'\n');
+    let mut f = file.lock().await;
+    let written = match f.write_all(&line).await {
+        Ok(()) => f.flush().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        let path = settings
+            .events_file
+            .as_deref()
+            .map_or_else(String::new, |p| p.display().to_string());
+        tracing::error!(item = %item.guid, "cannot write the events file {path}: {e}");
     }
 }

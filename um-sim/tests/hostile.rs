@@ -72,6 +72,13 @@ impl Lab {
 
     /// `um-sim submit` to `server`, events in `ev.jsonl`.
     fn submit(&self, server: &str, extra: &[&str]) -> Output {
+        self.submit_cmd(server, &self.s("ev.jsonl"), extra)
+            .output()
+            .expect("um-sim runs")
+    }
+
+    /// The `um-sim submit` command, events in `events`.
+    fn submit_cmd(&self, server: &str, events: &str, extra: &[&str]) -> Command {
         let mut args = vec![
             "submit".to_owned(),
             "--queue".to_owned(),
@@ -85,11 +92,12 @@ impl Lab {
             "--server-ca".to_owned(),
             self.s("lab/ca.pem"),
             "--events".to_owned(),
-            self.s("ev.jsonl"),
+            events.to_owned(),
         ];
         args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        um_sim(&args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_um-sim"));
+        cmd.args(args).env_remove("RUST_LOG");
+        cmd
     }
 
     fn events(&self) -> Vec<serde_json::Value> {
@@ -362,4 +370,48 @@ fn oversized_header_and_audio_go_to_badvoicemail() {
         "{reasons:?}"
     );
     assert!(lab.events().is_empty());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_events_file_that_cannot_be_written_is_logged_on_stderr() {
+    let lab = Lab::new(1);
+    // Every write to /dev/full fails with ENOSPC.
+    let out = lab
+        .submit_cmd(&dead_server(), "/dev/full", &["--timeout", "5"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("/dev/full") && stderr.contains("No space left on device"),
+        "{stderr}"
+    );
+    // RUST_LOG decides what is logged: off means nothing.
+    let out = lab
+        .submit_cmd(&dead_server(), "/dev/full", &["--timeout", "5"])
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+#[test]
+fn a_closed_stdout_is_logged_not_a_panic() {
+    let lab = Lab::new(2);
+    // A pipe nobody reads: every write to it fails (EPIPE).
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = lab
+        .submit_cmd(&dead_server(), &lab.s("ev.jsonl"), &["--timeout", "5"])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("stdout"), "{stderr}");
+    // Both attempts were recorded all the same.
+    assert_eq!(lab.events().len(), 2);
 }
