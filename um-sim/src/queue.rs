@@ -38,6 +38,10 @@ pub enum QueueError {
     /// An item with this GUID exists already (the same seed used twice).
     #[error("item {0} already exists in the queue, sent/ or badvoicemail/ (same --seed twice?)")]
     Exists(String),
+    /// A file operation on the blocking pool did not finish (the runtime is
+    /// shutting down).
+    #[error("a queue operation was interrupted: {0}")]
+    Interrupted(String),
     /// The WAV writer failed.
     #[error("{}: {cause}", path.display())]
     Wav {

@@ -5,6 +5,12 @@
 //! LastError atomically and the item stays; when Attempts reaches the limit it
 //! moves to `badvoicemail/`. A crash at any moment loses nothing: at worst an
 //! item delivered just before the crash is sent again, with the same Message-ID.
+//!
+//! File work never runs on a runtime worker: reading and checking an item and
+//! building its message, the scan, moving an item (renames and fsyncs),
+//! rewriting its header and writing reason files all go to tokio's blocking
+//! pool; the events file is written through `tokio::fs`, which does the same
+//! (and is not fsynced: it is a log, not the queue's state).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -64,8 +70,12 @@ pub async fn pass(
     report: &Report,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Summary, QueueError> {
-    queue.sweep_orphans()?;
-    let (items, rejected) = queue.scan()?;
+    let q = queue.clone();
+    let (items, rejected) = blocking(move || {
+        q.sweep_orphans()?;
+        q.scan()
+    })
+    .await?;
     let mut summary = Summary {
         bad: rejected.len(),
         ..Summary::default()
@@ -174,7 +184,8 @@ async fn one(
         Ok(attempt) => attempt,
         Err(e) => {
             let reason = e.to_string();
-            queue.give_up(item, &reason)?;
+            let (q, it, why) = (queue.clone(), item.clone(), reason.clone());
+            blocking(move || q.give_up(&it, &why)).await?;
             report(format!("moved {} to badvoicemail/: {reason}", item.guid));
             return Ok(Disposition::Bad);
         }
@@ -185,21 +196,21 @@ async fn one(
         Disposition::Sent
     } else {
         let error = attempt.error.clone().unwrap_or_default();
-        let header = queue.record_failure(item, &error)?;
-        if header.attempts >= settings.max_attempts {
+        let max_attempts = settings.max_attempts;
+        let (q, it) = (queue.clone(), item.clone());
+        blocking(move || {
+            let header = q.record_failure(&it, &error)?;
+            if header.attempts < max_attempts {
+                return Ok(Disposition::Queued);
+            }
             let reason = format!(
                 "gave up after {} attempts; last error: {error}",
                 header.attempts
             );
-            let moved = Item {
-                header,
-                ..item.clone()
-            };
-            queue.give_up(&moved, &reason)?;
-            Disposition::Bad
-        } else {
-            Disposition::Queued
-        }
+            q.give_up(&Item { header, ..it }, &reason)?;
+            Ok(Disposition::Bad)
+        })
+        .await?
     };
     let when = events::now_rfc3339();
     match &event {
@@ -333,32 +344,46 @@ pub async fn attempt(
         },
     };
     // Filled by the hook the client calls on the 250 reply to DATA.
-    let moved: std::sync::Mutex<Option<Result<PathBuf, QueueError>>> = std::sync::Mutex::new(None);
-    let on_accepted = || {
-        if let Ok(mut slot) = moved.lock() {
-            *slot = Some(queue.mark_sent(item));
-        }
-    };
+    let mut moved: Option<Result<PathBuf, QueueError>> = None;
     let attempt = client::submit(
         &settings.client,
         &settings.identity,
         &settings.profile,
         &item.header.recipient,
         &msg,
-        &on_accepted,
+        async || {
+            let (queue, item) = (queue.clone(), item.clone());
+            moved = Some(blocking(move || queue.mark_sent(&item)).await);
+        },
     )
     .await;
     if attempt.delivered {
-        match moved.lock().ok().and_then(|mut m| m.take()) {
+        match moved {
             Some(result) => {
                 result?;
             }
             None => {
-                queue.mark_sent(item)?;
+                let (queue, item) = (queue.clone(), item.clone());
+                blocking(move || queue.mark_sent(&item)).await?;
             }
         }
     }
     Ok(Ok(attempt))
+}
+
+/// Runs a queue operation (renames, atomic writes, fsyncs) on the blocking
+/// pool, so a slow disk stalls neither a runtime worker nor the other items'
+/// sessions on it. A panic in the operation is a bug and panics on.
+async fn blocking<T: Send + 'static>(
+    op: impl FnOnce() -> Result<T, QueueError> + Send + 'static,
+) -> Result<T, QueueError> {
+    match tokio::task::spawn_blocking(op).await {
+        Ok(result) => result,
+        Err(join) => match join.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(join) => Err(QueueError::Interrupted(join.to_string())),
+        },
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -127,14 +127,16 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
 /// Submits one message. Never panics; every outcome is in the returned attempt.
 /// `on_accepted` runs the moment the server answers 250 to the message, before
 /// QUIT: the item leaves the queue then, which keeps the window for a
-/// duplicate after a crash as small as it can be.
+/// duplicate after a crash as small as it can be. It is async so that moving
+/// the item (renames and fsyncs) can wait on the blocking pool instead of
+/// stalling a runtime worker.
 pub async fn submit(
     settings: &ClientSettings,
     identity: &Identity,
     profile: &Profile,
     recipient: &str,
     message: &[u8],
-    on_accepted: &(dyn Fn() + Sync),
+    on_accepted: impl AsyncFnOnce(),
 ) -> Attempt {
     let mut attempt = Attempt::default();
     let tcp = match tokio::time::timeout(
@@ -265,7 +267,7 @@ pub async fn submit(
     let label = format!("<message, {} octets>", message.len());
     expect!(&mut secure, &label, &body, 250);
     attempt.delivered = true;
-    on_accepted();
+    on_accepted().await;
     // The message is the server's now; QUIT is a courtesy.
     let _ = exchange(&mut secure, &mut attempt, "QUIT", b"QUIT\r\n", t).await;
     let _ = secure.get_mut().shutdown().await;
