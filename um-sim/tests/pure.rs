@@ -309,3 +309,32 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Whatever ReceivedTime a header carries, a header that parses builds a
+    /// message or names why not: lettre's date formatting never panics.
+    #[test]
+    fn a_parsed_header_never_panics_the_message_builder(
+        h in header(),
+        year in 0u32..=9999,
+        day in 1u32..=28,
+        second in 0u32..60,
+        offset in prop::sample::select(vec!["Z", "+23:59", "-23:59", "+01:00", "-00:01"]),
+    ) {
+        let mut text = h.render();
+        text = text.replace(
+            "2026-11-25T17:00:00Z",
+            &format!("{year:04}-12-{day:02}T23:59:{second:02}{offset}"),
+        );
+        if let Ok(parsed) = Header::parse(&text) {
+            let audio = parsed.content_type == ContentType::Voicemail;
+            let wav = small_wav();
+            let _ = um_sim::message::build(
+                &parsed,
+                "guid",
+                "um@um.lab.test",
+                audio.then_some(wav.as_slice()),
+            );
+        }
+    }
+}
