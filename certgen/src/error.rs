@@ -31,10 +31,11 @@ pub enum Error {
         /// already says it, and a one-line report must not repeat it)
         problem: crate::bundle::PemError,
     },
-    /// An input file is larger than the lab reads (see [`crate::fsutil`]).
-    #[error("{}: larger than {limit} bytes, the most read from such a file", path.display())]
+    /// An input file (or a folder read as one store) is larger than the lab
+    /// reads (see [`crate::fsutil`]).
+    #[error("{}: larger than {limit} bytes, the most read from such an input", path.display())]
     TooLarge {
-        /// the file
+        /// the file or folder
         path: PathBuf,
         /// the cap, in bytes
         limit: u64,

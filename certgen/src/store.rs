@@ -231,6 +231,9 @@ impl Store {
 
     /// Loads a store from a PEM bundle, a DER certificate, a PKCS #7 file
     /// (.p7b/.p7c, DER or PEM) or a folder of such files (sorted by name).
+    ///
+    /// A file, or a folder's files together, past [`MAX_STORE_FILE`] is refused
+    /// ([`Error::TooLarge`]): a device or a huge dump must not exhaust memory.
     pub fn load(path: &Path) -> Result<Store, Error> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         let roots = if meta.is_dir() {
@@ -371,9 +374,29 @@ fn load_dir(dir: &Path) -> Result<Vec<Root>, Error> {
         ));
     }
     files.sort();
+    // A folder is one store: its files together get the cap of one store
+    // file. Their sizes are checked before anything is read; the running
+    // budget also covers files that grow, or that are devices behind a link.
+    let too_large = || Error::TooLarge {
+        path: dir.to_path_buf(),
+        limit: MAX_STORE_FILE,
+    };
+    let listed: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .fold(0, u64::saturating_add);
+    if listed > MAX_STORE_FILE {
+        return Err(too_large());
+    }
+    let mut budget = MAX_STORE_FILE;
     let mut roots = Vec::new();
     for f in files {
-        let bytes = read_capped(&f, MAX_STORE_FILE)?;
+        let bytes = read_capped(&f, budget).map_err(|e| match e {
+            Error::TooLarge { .. } => too_large(),
+            other => other,
+        })?;
+        budget = budget.saturating_sub(bytes.len() as u64);
         roots.extend(parse_file(&f, &bytes)?);
     }
     Ok(roots)

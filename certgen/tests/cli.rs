@@ -968,6 +968,50 @@ fn a_cut_or_corrupt_bundle_names_the_line() {
     assert_clean_failure(&out, "base64");
 }
 
+/// The cap on a store file (certgen::fsutil::MAX_STORE_FILE), as the error
+/// message prints it.
+const STORE_CAP: &str = "larger than 67108864 bytes";
+
+#[test]
+fn endless_or_huge_inputs_are_refused() {
+    // A device that never ends: refused once past the cap, not read until
+    // memory runs out.
+    let zero = Path::new("/dev/zero");
+    if zero.exists() {
+        let out = run(certgen().arg("inspect").arg(zero));
+        assert_clean_failure(&out, &format!("/dev/zero: {STORE_CAP}"));
+    }
+
+    // A sparse file one byte past 64 MiB: refused from its size, before reading.
+    let dir = tmp();
+    let d = dir.path();
+    let big = d.join("big.pem");
+    let file = fs::File::create(&big).expect("create");
+    file.set_len(64 * 1024 * 1024 + 1).expect("set_len");
+    drop(file);
+    let out = run(certgen().arg("inspect").arg(&big));
+    assert_clean_failure(&out, &format!("{}: {STORE_CAP}", path_str(&big)));
+    let out_dir = d.join("insert-big");
+    let out = run(certgen()
+        .args(["roots", "--count", "2", "--seed", "1", "--insert"])
+        .arg(&big)
+        .arg("--out")
+        .arg(&out_dir));
+    assert_clean_failure(&out, STORE_CAP);
+    assert_no_output(&out_dir);
+
+    // A folder is one store: its files together are capped too (here two
+    // sparse files of 40 MiB, each under the cap).
+    let folder = d.join("folder");
+    fs::create_dir(&folder).expect("mkdir");
+    for name in ["a.pem", "b.pem"] {
+        let f = fs::File::create(folder.join(name)).expect("create");
+        f.set_len(40 * 1024 * 1024).expect("set_len");
+    }
+    let out = run(certgen().arg("inspect").arg(&folder));
+    assert_clean_failure(&out, "67108864 bytes");
+}
+
 // ---------------------------------------------------------------------------
 // 8. fixed:LEN
 
