@@ -415,3 +415,211 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// The wire codec: total, and every error names its field.
+
+mod codec {
+    use certgen::wire::{
+        CertificateRequest12, DecodeError, Field, FlightReader, HandshakeHeader, MAX_HANDSHAKE_LEN,
+        RecordHeader, U24_MAX, write_ca_list,
+    };
+    use proptest::prelude::*;
+
+    /// A CertificateRequest body as a server writes it.
+    fn encode(cert_types: &[u8], sig_schemes: &[u16], names: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = vec![cert_types.len() as u8];
+        body.extend_from_slice(cert_types);
+        body.extend_from_slice(&(2 * sig_schemes.len() as u16).to_be_bytes());
+        for s in sig_schemes {
+            body.extend_from_slice(&s.to_be_bytes());
+        }
+        write_ca_list(&mut body, names).expect("small list");
+        body
+    }
+
+    fn request() -> impl Strategy<Value = (Vec<u8>, Vec<u16>, Vec<Vec<u8>>)> {
+        (
+            prop::collection::vec(any::<u8>(), 1..5),
+            prop::collection::vec(any::<u16>(), 1..10),
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 1..80), 0..6),
+        )
+    }
+
+    /// The fields of a CertificateRequest body.
+    fn is_request_field(f: Field) -> bool {
+        matches!(
+            f,
+            Field::CertificateTypes
+                | Field::SignatureAlgorithms
+                | Field::CertificateAuthorities
+                | Field::DistinguishedName(_)
+        )
+    }
+
+    /// A record whose payload starts a handshake message claiming `claim` bytes.
+    fn hostile(claim: usize, record: usize, records: usize) -> Vec<u8> {
+        let mut payload = vec![0u8; record];
+        payload[..4].copy_from_slice(&(claim as u32 | 13 << 24).to_be_bytes());
+        let mut wire = Vec::new();
+        for _ in 0..records {
+            RecordHeader::write(&mut wire, 22, [3, 3], record);
+            wire.extend_from_slice(&payload);
+        }
+        wire
+    }
+
+    struct Nothing;
+
+    impl certgen::wire::FlightSink for Nothing {
+        fn record(&mut self, _raw: &[u8]) {}
+        fn message(&mut self, _message: &[u8], _records: usize, _version: [u8; 2]) {}
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Arbitrary bytes give a value or a typed error that names its
+        /// field, from every decoder; never a panic.
+        #[test]
+        fn decoders_are_total_and_name_the_field(
+            bytes in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..600),
+                // A plausible start, so parsing goes deep.
+                (request(), prop::collection::vec(any::<u8>(), 0..8), any::<prop::sample::Index>())
+                    .prop_map(|((t, s, n), junk, cut)| {
+                        let mut b = encode(&t, &s, &n);
+                        b.truncate(cut.index(b.len() + 1));
+                        b.extend(junk);
+                        b
+                    }),
+            ],
+        ) {
+            match RecordHeader::parse(&bytes) {
+                Ok(h) => {
+                    prop_assert!(bytes.len() >= 5);
+                    if let Err(e) = h.check() {
+                        prop_assert!(matches!(e.field(), Field::RecordHeader | Field::RecordLength));
+                        prop_assert!(e.to_string().starts_with(&e.field().to_string()), "{}", e);
+                    }
+                }
+                Err(e) => prop_assert_eq!(e, DecodeError::Missing {
+                    field: Field::RecordHeader, needed: 5, available: bytes.len(),
+                }),
+            }
+            match HandshakeHeader::parse(&bytes) {
+                Ok(h) => prop_assert!(h.len <= MAX_HANDSHAKE_LEN),
+                Err(DecodeError::Missing { field: Field::HandshakeHeader, needed: 4, available }) => {
+                    prop_assert!(available < 4 && available == bytes.len());
+                }
+                Err(DecodeError::TooLong { field: Field::HandshakeLength, len, max }) => {
+                    prop_assert!(len > max && max == MAX_HANDSHAKE_LEN);
+                }
+                Err(other) => prop_assert!(false, "unexpected {:?}", other),
+            }
+            match CertificateRequest12::parse(&bytes) {
+                // What parses re-encodes to the same bytes: nothing skipped.
+                Ok(cr) => prop_assert_eq!(encode(&cr.cert_types, &cr.sig_schemes, &cr.ca_names), bytes),
+                Err(e) => {
+                    prop_assert!(is_request_field(e.field()), "{:?}", e);
+                    prop_assert!(e.to_string().contains(&e.field().to_string()), "{}", e);
+                    if let DecodeError::Missing { needed, available, .. } = e {
+                        prop_assert!(needed > available);
+                    }
+                }
+            }
+        }
+
+        /// A body cut short names the field the cut falls in; trailing bytes
+        /// are named as such; a name overrunning the list is named by number.
+        #[test]
+        fn certificate_request_errors_name_the_field(
+            (cert_types, sig_schemes, names) in request(),
+            cut in any::<prop::sample::Index>(),
+            trailing in 1usize..20,
+            overrun in any::<prop::sample::Index>(),
+        ) {
+            let body = encode(&cert_types, &sig_schemes, &names);
+            let cr = CertificateRequest12::parse(&body).expect("well formed");
+            prop_assert_eq!((&cr.cert_types, &cr.sig_schemes, &cr.ca_names), (&cert_types, &sig_schemes, &names));
+
+            let types_end = 1 + cert_types.len();
+            let schemes_end = types_end + 2 + 2 * sig_schemes.len();
+            let cut = cut.index(body.len());
+            let want = if cut < types_end {
+                Field::CertificateTypes
+            } else if cut < schemes_end {
+                Field::SignatureAlgorithms
+            } else {
+                Field::CertificateAuthorities
+            };
+            let err = CertificateRequest12::parse(&body[..cut]).expect_err("cut short");
+            prop_assert!(
+                matches!(err, DecodeError::Missing { field, needed, available } if field == want && needed > available),
+                "cut at {}: {:?}, want {:?}", cut, err, want
+            );
+
+            let mut long = body.clone();
+            long.extend(std::iter::repeat_n(0u8, trailing));
+            prop_assert_eq!(
+                CertificateRequest12::parse(&long),
+                Err(DecodeError::Trailing { field: Field::CertificateAuthorities, len: trailing })
+            );
+
+            if !names.is_empty() {
+                // Name k claims one byte more than the list still holds.
+                let k = overrun.index(names.len());
+                let at = schemes_end + 2 + names[..k].iter().map(|n| 2 + n.len()).sum::<usize>();
+                let left = body.len() - at - 2;
+                let mut bad = body.clone();
+                bad[at..at + 2].copy_from_slice(&(left as u16 + 1).to_be_bytes());
+                prop_assert_eq!(
+                    CertificateRequest12::parse(&bad),
+                    Err(DecodeError::Missing {
+                        field: Field::DistinguishedName(k + 1), needed: left + 1, available: left,
+                    })
+                );
+            }
+        }
+
+        /// Every u24 claim over the cap is refused, every other accepted.
+        #[test]
+        fn handshake_lengths_are_capped(len in 0..=U24_MAX, msg_type in any::<u8>()) {
+            let b = (len as u32).to_be_bytes();
+            let got = HandshakeHeader::parse(&[msg_type, b[1], b[2], b[3]]);
+            if len <= MAX_HANDSHAKE_LEN {
+                prop_assert_eq!(got.map(|h| (h.msg_type, h.len)), Ok((msg_type, len)));
+            } else {
+                prop_assert_eq!(got, Err(DecodeError::TooLong {
+                    field: Field::HandshakeLength, len, max: MAX_HANDSHAKE_LEN,
+                }));
+            }
+        }
+
+        /// A message claiming more than the cap ends the flight at the record
+        /// that carries the claim: the reader holds that record, not the claim,
+        /// however the bytes arrive.
+        #[test]
+        fn a_hostile_claim_is_never_buffered(
+            claim in (MAX_HANDSHAKE_LEN + 1)..=U24_MAX,
+            record in 4usize..=16_384,
+            records in 1usize..40,
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let wire = hostile(claim, record, records);
+            let cut = cut.index(wire.len() + 1);
+            let mut reader = FlightReader::new();
+            let mut rest = Vec::new();
+            for piece in [&wire[..cut], &wire[cut..]] {
+                rest.extend(reader.feed(piece, &mut Nothing).unwrap_or_default());
+            }
+            prop_assert!(reader.ended());
+            prop_assert_eq!(reader.error(), Some(&DecodeError::TooLong {
+                field: Field::HandshakeLength, len: claim, max: MAX_HANDSHAKE_LEN,
+            }));
+            prop_assert_eq!(reader.in_progress().map(|(h, n)| (h.len, n)), Some((claim, 1)));
+            prop_assert_eq!(rest.len(), (records - 1) * (5 + record));
+            prop_assert_eq!(reader.take_partial().0.len(), record);
+        }
+    }
+}
