@@ -108,7 +108,8 @@ fn has_algorithm(s: SignatureScheme) -> bool {
 pub fn server_config(
     inputs: TlsInputs<'_>,
 ) -> Result<(Arc<rustls::ServerConfig>, usize), TlsError> {
-    if !(32..=16_389).contains(&inputs.max_fragment) {
+    let fragments = certgen::wire::MIN_FRAGMENT..=certgen::wire::MAX_FRAGMENT;
+    if !fragments.contains(&inputs.max_fragment) {
         return Err(TlsError::Fragment(inputs.max_fragment));
     }
     let provider = provider();
