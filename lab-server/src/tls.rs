@@ -30,7 +30,11 @@ pub enum TlsError {
     #[error("none of the {0} roots in the store is usable as a trust anchor")]
     NoAnchors(usize),
     /// `--max-fragment` out of range.
-    #[error("--max-fragment {0} is out of range: 32..=16389 bytes, record header included")]
+    #[error(
+        "--max-fragment {0} is out of range: {min}..={max} bytes, record header included",
+        min = certgen::wire::MIN_FRAGMENT,
+        max = certgen::wire::MAX_FRAGMENT
+    )]
     Fragment(usize),
 }
 

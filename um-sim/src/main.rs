@@ -206,17 +206,20 @@ async fn run(command: Command) -> Result<ExitCode> {
             timeout,
             events,
         } => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
-                .with_context(|| format!("{}", cert.display()))?
+            let read = |path: &std::path::Path| {
+                certgen::fsutil::read_capped(path, certgen::fsutil::MAX_TEXT_FILE)
+            };
+            let cert_pem = read(&cert)?;
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
                 .collect::<Result<_, _>>()
                 .with_context(|| format!("{}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(&key)
+            let key_pem = read(&key)?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem)
                 .with_context(|| format!("{}: no usable private key", key.display()))?;
             let identity = Identity::new(chain, key)?;
             let mut roots = rustls::RootCertStore::empty();
-            for ca in CertificateDer::pem_file_iter(&server_ca)
-                .with_context(|| format!("{}", server_ca.display()))?
-            {
+            let ca_pem = read(&server_ca)?;
+            for ca in CertificateDer::pem_slice_iter(&ca_pem) {
                 let ca = ca.with_context(|| format!("{}", server_ca.display()))?;
                 roots
                     .add(ca)
