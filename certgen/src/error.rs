@@ -21,10 +21,21 @@ pub enum Error {
         /// what is wrong, and where in the file
         reason: String,
     },
-    /// An input file is larger than the lab reads (see [`crate::fsutil`]).
-    #[error("{}: larger than {limit} bytes, the most read from such a file", path.display())]
-    TooLarge {
+    /// A PEM file whose structure or base64 is broken (a bundle cut inside a
+    /// block, a corrupt line): the reason names the line.
+    #[error("{}: {problem}", path.display())]
+    Pem {
         /// the file
+        path: PathBuf,
+        /// what is wrong, and on which line (not a `source`: the message
+        /// already says it, and a one-line report must not repeat it)
+        problem: crate::bundle::PemError,
+    },
+    /// An input file (or a folder read as one store) is larger than the lab
+    /// reads (see [`crate::fsutil`]).
+    #[error("{}: larger than {limit} bytes, the most read from such an input", path.display())]
+    TooLarge {
+        /// the file or folder
         path: PathBuf,
         /// the cap, in bytes
         limit: u64,

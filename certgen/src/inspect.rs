@@ -5,7 +5,7 @@ use std::fmt::Write;
 use serde::Serialize;
 
 use crate::store::{Store, hex};
-use crate::wire::{JAVA_LIMIT, SCHANNEL_LIMIT, TLS12_LIMIT};
+use crate::wire::{JAVA_LIMIT, NAME_LEN_PREFIX, SCHANNEL_LIMIT, TLS12_LIMIT};
 
 /// A store summarised for the CA-list limits that break real peers.
 #[derive(Clone, Debug, Serialize)]
@@ -64,7 +64,7 @@ impl Inspection {
                 .roots()
                 .iter()
                 .take_while(|r| {
-                    used += 2 + r.subject_der().len();
+                    used += NAME_LEN_PREFIX + r.subject_der().len();
                     used <= limit
                 })
                 .count();

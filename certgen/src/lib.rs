@@ -5,9 +5,10 @@
 //! list fits Schannel's 16 KB, Java's 32 KB or TLS 1.2's 65,535 bytes. This
 //! crate models and encodes X.509 Names ([`name`]), draws seeded synthetic
 //! subjects ([`synth`]), mass-produces roots ([`roots`]), issues the lab PKI
-//! ([`pki`]), loads and saves stores ([`store`]) and reports their sizes
+//! ([`pki`]), loads and saves stores ([`store`], PEM bundles read strictly by [`bundle`]) and reports their sizes
 //! ([`inspect`], [`wire`]).
 
+pub mod bundle;
 pub mod error;
 pub mod fsutil;
 pub mod inspect;

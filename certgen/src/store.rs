@@ -231,6 +231,9 @@ impl Store {
 
     /// Loads a store from a PEM bundle, a DER certificate, a PKCS #7 file
     /// (.p7b/.p7c, DER or PEM) or a folder of such files (sorted by name).
+    ///
+    /// A file, or a folder's files together, past [`MAX_STORE_FILE`] is refused
+    /// ([`Error::TooLarge`]): a device or a huge dump must not exhaust memory.
     pub fn load(path: &Path) -> Result<Store, Error> {
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         let roots = if meta.is_dir() {
@@ -371,9 +374,29 @@ fn load_dir(dir: &Path) -> Result<Vec<Root>, Error> {
         ));
     }
     files.sort();
+    // A folder is one store: its files together get the cap of one store
+    // file. Their sizes are checked before anything is read; the running
+    // budget also covers files that grow, or that are devices behind a link.
+    let too_large = || Error::TooLarge {
+        path: dir.to_path_buf(),
+        limit: MAX_STORE_FILE,
+    };
+    let listed: u64 = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .fold(0, u64::saturating_add);
+    if listed > MAX_STORE_FILE {
+        return Err(too_large());
+    }
+    let mut budget = MAX_STORE_FILE;
     let mut roots = Vec::new();
     for f in files {
-        let bytes = read_capped(&f, MAX_STORE_FILE)?;
+        let bytes = read_capped(&f, budget).map_err(|e| match e {
+            Error::TooLarge { .. } => too_large(),
+            other => other,
+        })?;
+        budget = budget.saturating_sub(bytes.len() as u64);
         roots.extend(parse_file(&f, &bytes)?);
     }
     Ok(roots)
@@ -414,19 +437,29 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
     }
 }
 
+/// PEM: CERTIFICATE and PKCS7 blocks in file order, other blocks (keys)
+/// skipped. A cut or corrupt bundle is refused, naming the line, instead of
+/// loading the blocks before the damage as a smaller store.
 fn parse_pem(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
-    let items = pem::parse_many(bytes).map_err(|e| Error::malformed(path, format!("PEM: {e}")))?;
+    let pem_error = |problem| Error::Pem {
+        path: path.to_path_buf(),
+        problem,
+    };
+    let blocks = crate::bundle::blocks(bytes).map_err(pem_error)?;
     let mut roots = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
-        match item.tag() {
+    for block in blocks {
+        let at = |e: String| {
+            let (line, n, begin) = (block.line, block.index, block.begin());
+            Error::malformed(path, format!("line {line}: PEM block {n} ({begin}): {e}"))
+        };
+        match block.label {
             "CERTIFICATE" | "X509 CERTIFICATE" | "TRUSTED CERTIFICATE" => {
-                let n = i + 1;
-                let root = Root::from_der(item.into_contents())
-                    .map_err(|e| Error::malformed(path, format!("PEM block {n}: {e}")))?;
-                roots.push(root);
+                let der = block.decode().map_err(pem_error)?;
+                roots.push(Root::from_der(der).map_err(at)?);
             }
             "PKCS7" | "CERTIFICATE CHAIN" => {
-                roots.extend(parse_pkcs7(path, item.contents())?);
+                let der = block.decode().map_err(pem_error)?;
+                roots.extend(pkcs7_roots(&der).map_err(at)?);
             }
             _ => {}
         }
@@ -445,17 +478,21 @@ fn parse_pem(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
 /// the enumeration order, rejects duplicates and is quadratic), and the
 /// certificates' own bytes must be kept exactly for their thumbprints.
 fn parse_pkcs7(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
-    let certs =
-        pkcs7_certificates(bytes).map_err(|e| Error::malformed(path, format!("PKCS #7: {e}")))?;
+    pkcs7_roots(bytes).map_err(|e| Error::malformed(path, e))
+}
+
+/// The roots of a PKCS #7 SignedData; the reason as text for the caller to
+/// attach to a file name and position.
+fn pkcs7_roots(bytes: &[u8]) -> Result<Vec<Root>, String> {
+    let certs = pkcs7_certificates(bytes).map_err(|e| format!("PKCS #7: {e}"))?;
     if certs.is_empty() {
-        return Err(Error::malformed(path, "PKCS #7: no certificates inside"));
+        return Err("PKCS #7: no certificates inside".to_owned());
     }
     certs
         .into_iter()
         .enumerate()
         .map(|(i, der)| {
-            Root::from_der(der.to_vec())
-                .map_err(|e| Error::malformed(path, format!("PKCS #7 certificate {}: {e}", i + 1)))
+            Root::from_der(der.to_vec()).map_err(|e| format!("PKCS #7 certificate {}: {e}", i + 1))
         })
         .collect()
 }

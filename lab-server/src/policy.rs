@@ -8,15 +8,12 @@
 
 use serde::Serialize;
 
-/// Largest value of a TLS u16 length: the bound of certificate_authorities in
-/// TLS 1.2 and of the extensions block in TLS 1.3.
-pub const U16_MAX: usize = 0xffff;
-/// Bytes of handshake header (type + u24 length) before a message body.
-pub const HANDSHAKE_HEADER: usize = 4;
-/// Bytes of record header (type, version, u16 length).
-pub const RECORD_HEADER: usize = 5;
-/// Largest record plaintext: 2^14.
-pub const MAX_PLAINTEXT: usize = 16_384;
+/// The wire sizes the policy computes with, from certgen's one module of TLS
+/// constants (the names this module has always offered).
+pub use certgen::wire::{
+    HANDSHAKE_HEADER_LEN as HANDSHAKE_HEADER, MAX_PLAINTEXT, RECORD_HEADER_LEN as RECORD_HEADER,
+    U16_MAX,
+};
 
 pub use crate::settings::{Accounting, Order, Policy, TlsVersion};
 
@@ -93,7 +90,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             policy: Policy::Schannel,
-            budget: 16_384,
+            budget: certgen::wire::SCHANNEL_LIMIT,
             accounting: Accounting::CaList,
             order: Order::Store,
         }

@@ -15,12 +15,10 @@
 //! CertificateRequest looked like on the wire: its size, the records it
 //! spanned and the names it carried.
 
-/// Handshake type: server_hello.
-const HS_SERVER_HELLO: u8 = 2;
-
 use certgen::wire::{
     CONTENT_ALERT, CONTENT_HANDSHAKE, CertificateRequest12, FlightReader, FlightSink,
-    HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST, MAX_PLAINTEXT, RECORD_HEADER_LEN, RecordHeader,
+    HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST, HS_SERVER_HELLO, MAX_PLAINTEXT,
+    RECORD_HEADER_LEN, RecordHeader,
 };
 
 pub use crate::settings::Layout;
@@ -77,7 +75,7 @@ impl FlightSink for Emit {
                 records,
                 ca_names: message
                     .get(HANDSHAKE_HEADER_LEN..)
-                    .and_then(CertificateRequest12::parse)
+                    .and_then(|body| CertificateRequest12::parse(body).ok())
                     .map(|cr| cr.ca_names),
             });
         }

@@ -30,7 +30,11 @@ pub enum TlsError {
     #[error("none of the {0} roots in the store is usable as a trust anchor")]
     NoAnchors(usize),
     /// `--max-fragment` out of range.
-    #[error("--max-fragment {0} is out of range: 32..=16389 bytes, record header included")]
+    #[error(
+        "--max-fragment {0} is out of range: {min}..={max} bytes, record header included",
+        min = certgen::wire::MIN_FRAGMENT,
+        max = certgen::wire::MAX_FRAGMENT
+    )]
     Fragment(usize),
 }
 
@@ -108,7 +112,8 @@ fn has_algorithm(s: SignatureScheme) -> bool {
 pub fn server_config(
     inputs: TlsInputs<'_>,
 ) -> Result<(Arc<rustls::ServerConfig>, usize), TlsError> {
-    if !(32..=16_389).contains(&inputs.max_fragment) {
+    let fragments = certgen::wire::MIN_FRAGMENT..=certgen::wire::MAX_FRAGMENT;
+    if !fragments.contains(&inputs.max_fragment) {
         return Err(TlsError::Fragment(inputs.max_fragment));
     }
     let provider = provider();

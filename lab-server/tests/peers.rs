@@ -382,7 +382,7 @@ async fn read_first_flight(tcp: &mut TcpStream) -> (Vec<u8>, Vec<Record>, Vec<u8
     let mut parsed = 0;
     let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
     loop {
-        while let Some(h) = raw.get(parsed..).and_then(RecordHeader::parse) {
+        while let Ok(h) = RecordHeader::parse(raw.get(parsed..).unwrap_or_default()) {
             let Some(payload) =
                 raw.get(parsed + RECORD_HEADER_LEN..parsed + RECORD_HEADER_LEN + h.len)
             else {
@@ -418,7 +418,7 @@ async fn read_first_flight(tcp: &mut TcpStream) -> (Vec<u8>, Vec<Record>, Vec<u8
 fn messages(stream: &[u8]) -> Vec<(u8, usize, usize)> {
     let mut out = Vec::new();
     let mut at = 0;
-    while let Some(h) = stream.get(at..).and_then(HandshakeHeader::parse) {
+    while let Ok(h) = HandshakeHeader::parse(stream.get(at..).unwrap_or_default()) {
         let len = HANDSHAKE_HEADER_LEN + h.len;
         if at + len > stream.len() {
             break;

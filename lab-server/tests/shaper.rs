@@ -31,7 +31,7 @@ fn shaper_after(
 fn records(stream: &[u8]) -> Vec<(u8, &[u8])> {
     let mut out = Vec::new();
     let mut at = 0;
-    while let Some(h) = RecordHeader::parse(&stream[at..]) {
+    while let Ok(h) = RecordHeader::parse(&stream[at..]) {
         let Some(payload) = stream.get(at + 5..at + 5 + h.len) else {
             break;
         };
@@ -167,7 +167,7 @@ proptest! {
             pos += p.len();
         }
         let mut at = 0;
-        while let Some(h) = HandshakeHeader::parse(&stream[at..]) {
+        while let Ok(h) = HandshakeHeader::parse(&stream[at..]) {
             prop_assert!(starts.contains(&at), "message at {} starts mid-record", at);
             at += 4 + h.len;
         }

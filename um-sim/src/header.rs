@@ -165,6 +165,30 @@ pub fn is_e164(s: &str) -> bool {
     })
 }
 
+/// The first second a message's Date cannot carry: 10000-01-01T00:00:00Z.
+/// lettre writes the Date header through httpdate, which panics outside
+/// 1970-01-01T00:00:00Z ..= 9999-12-31T23:59:59Z (UTC); a header outside it is
+/// refused here, so it goes to badvoicemail/ instead of panicking every run.
+pub const DATE_LIMIT_UNIX: i64 = 253_402_300_800;
+
+/// A `ReceivedTime` value as the message's Date: RFC 3339, and within the
+/// dates a Date header can carry (1970-01-01 to 9999-12-31, UTC, after the
+/// offset is applied). The error says which rule failed.
+pub fn message_date(received_time: &str) -> Result<std::time::SystemTime, String> {
+    let t = time::OffsetDateTime::parse(
+        received_time,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|_| format!("ReceivedTime {received_time:?} is not RFC 3339"))?;
+    if t.unix_timestamp_nanos() < 0 || t.unix_timestamp() >= DATE_LIMIT_UNIX {
+        return Err(format!(
+            "ReceivedTime {received_time:?} is not between 1970-01-01 and 9999-12-31 (UTC), \
+             the dates a message's Date header can carry"
+        ));
+    }
+    Ok(std::time::SystemTime::from(t))
+}
+
 /// Whether a value can be written on one line.
 fn single_line(v: &str) -> bool {
     !v.contains(['\r', '\n'])
@@ -237,16 +261,7 @@ impl Header {
             required("Duration")?;
         }
         let (l, _, received_time) = required("ReceivedTime")?;
-        time::OffsetDateTime::parse(
-            received_time,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .map_err(|_| {
-            err(
-                *l,
-                format!("ReceivedTime {received_time:?} is not RFC 3339"),
-            )
-        })?;
+        message_date(received_time).map_err(|e| err(*l, e))?;
         let importance = match get("Importance").filter(|(_, _, v)| !v.is_empty()) {
             None => Importance::Normal,
             Some((l, _, v)) => v.parse().map_err(|e: String| err(*l, e))?,

@@ -5,11 +5,12 @@
 //! server's CertificateRequest the way a given TLS client stack does. It learns
 //! what the server advertised only from the bytes it received.
 //!
-//! Parts: the header format ([`header`]), the queue folder ([`queue`]), the
-//! voicemail message ([`message`]), client profiles ([`profile`]), the record
-//! tap ([`tap`]), the SMTP client ([`client`]), the submitter ([`submit`]) and
-//! UM events ([`events`]).
+//! Parts: the header format ([`header`]), the audio check ([`audio`]), the
+//! queue folder ([`queue`]), the voicemail message ([`message`]), client
+//! profiles ([`profile`]), the record tap ([`tap`]), the SMTP client
+//! ([`client`]), the submitter ([`submit`]) and UM events ([`events`]).
 
+pub mod audio;
 pub mod client;
 pub mod events;
 pub mod header;

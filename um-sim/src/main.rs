@@ -2,9 +2,11 @@
 //! folder; `submit` drains it over SMTP + STARTTLS with a client certificate.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -100,20 +102,56 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("um-sim: error: tokio runtime: {e}");
+            fail(&format!("tokio runtime: {e}"));
             return ExitCode::from(2);
         }
     };
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            let text = certgen::error::one_line(&format!("{e:#}"));
-            eprintln!("um-sim: error: {text}");
+            fail(&format!("{e:#}"));
             ExitCode::from(2)
         }
+    }
+}
+
+/// Logs to stderr, filtered by RUST_LOG (env-filter syntax; default
+/// `um_sim=warn`): without it, errors the submitter can only log (an events
+/// file it cannot write, a closed stdout) would be invisible.
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("um_sim=warn"));
+    // Fails only when a subscriber is already installed, which then logs.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// The one-line error report. Writing to stderr may fail too (closed): then
+/// there is nowhere left to say it, and the exit code speaks.
+fn fail(message: &str) {
+    let text = certgen::error::one_line(message);
+    let _ = writeln!(std::io::stderr(), "um-sim: error: {text}");
+}
+
+/// Prints a line on stdout. A stdout nobody reads (a closed pipe) is logged
+/// once instead of panicking, as println! would, and the run goes on.
+fn say(line: &str) {
+    static LOGGED: AtomicBool = AtomicBool::new(false);
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
+        && !LOGGED.swap(true, Ordering::Relaxed)
+    {
+        tracing::error!(
+            "cannot write to stdout: {e}; the run goes on, its results in the queue folder and the events file"
+        );
     }
 }
 
@@ -144,11 +182,11 @@ async fn run(command: Command) -> Result<ExitCode> {
                 sample_rate: 8_000,
             };
             let written = tokio::task::spawn_blocking(move || enqueue(&q, &spec)).await??;
-            println!(
+            say(&format!(
                 "queued {} voicemails of {seconds} s in {} (seed {seed})",
                 written.len(),
                 queue.display()
-            );
+            ));
             Ok(ExitCode::SUCCESS)
         }
         Command::Submit {
@@ -168,17 +206,20 @@ async fn run(command: Command) -> Result<ExitCode> {
             timeout,
             events,
         } => {
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
-                .with_context(|| format!("{}", cert.display()))?
+            let read = |path: &std::path::Path| {
+                certgen::fsutil::read_capped(path, certgen::fsutil::MAX_TEXT_FILE)
+            };
+            let cert_pem = read(&cert)?;
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
                 .collect::<Result<_, _>>()
                 .with_context(|| format!("{}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(&key)
+            let key_pem = read(&key)?;
+            let key = PrivateKeyDer::from_pem_slice(&key_pem)
                 .with_context(|| format!("{}: no usable private key", key.display()))?;
             let identity = Identity::new(chain, key)?;
             let mut roots = rustls::RootCertStore::empty();
-            for ca in CertificateDer::pem_file_iter(&server_ca)
-                .with_context(|| format!("{}", server_ca.display()))?
-            {
+            let ca_pem = read(&server_ca)?;
+            for ca in CertificateDer::pem_slice_iter(&ca_pem) {
                 let ca = ca.with_context(|| format!("{}", server_ca.display()))?;
                 roots
                     .add(ca)
@@ -211,13 +252,15 @@ async fn run(command: Command) -> Result<ExitCode> {
                 events_file: events,
             });
             let q = Queue::open(&queue)?;
-            let report: submit::Report = Arc::new(|line: String| println!("{line}"));
+            let report: submit::Report = Arc::new(|line: String| say(&line));
             let mut cooling = HashMap::new();
             let mut total = Summary::default();
             loop {
-                let (waiting, _) = q.scan()?;
+                // Counting only: scanning here would move malformed items to
+                // badvoicemail/ before the pass could count them.
+                let waiting = waiting(&q).await?;
                 let bar = certgen::progress::bar(
-                    waiting.len() as u64,
+                    waiting as u64,
                     "{spinner} voicemails {pos}/{len} [{bar:40}]",
                 );
                 let summary =
@@ -234,18 +277,22 @@ async fn run(command: Command) -> Result<ExitCode> {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
-            let (left, _) = q.scan()?;
-            println!(
-                "delivered {}, still queued {}, moved to badvoicemail/ {}",
-                total.delivered,
-                left.len(),
-                total.bad
-            );
-            Ok(if left.is_empty() && total.bad == 0 {
+            let left = waiting(&q).await?;
+            say(&format!(
+                "delivered {}, still queued {left}, moved to badvoicemail/ {}",
+                total.delivered, total.bad
+            ));
+            Ok(if left == 0 && total.bad == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
             })
         }
     }
+}
+
+/// Items waiting in the queue, counted on the blocking pool (it reads a folder).
+async fn waiting(q: &Queue) -> Result<usize> {
+    let q = q.clone();
+    Ok(tokio::task::spawn_blocking(move || q.waiting()).await??)
 }

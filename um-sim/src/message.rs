@@ -16,6 +16,9 @@ pub enum MessageError {
     /// lettre refused the message.
     #[error("message: {0}")]
     Build(#[from] lettre::error::Error),
+    /// A ReceivedTime that cannot be the message's Date.
+    #[error("{0}")]
+    Date(String),
     /// A content type lettre refuses.
     #[error("content type: {0}")]
     ContentType(#[from] lettre::message::header::ContentTypeErr),
@@ -50,12 +53,9 @@ pub fn build(
         .clone()
         .or_else(|| header.caller_id.clone())
         .unwrap_or_else(|| "Unknown caller".to_owned());
-    let date = time::OffsetDateTime::parse(
-        &header.received_time,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .map(std::time::SystemTime::from)
-    .unwrap_or_else(|_| std::time::SystemTime::now());
+    // Checked again here (Header::parse checks it too): lettre panics on a
+    // date it cannot write, and a Header can be built without parse.
+    let date = header::message_date(&header.received_time).map_err(MessageError::Date)?;
     let mut builder = Message::builder()
         .from(from_box)
         .to(parse(&header.recipient)?)
@@ -104,4 +104,46 @@ pub fn build(
         _ => builder.singlepart(SinglePart::plain(text))?,
     };
     Ok(message.formatted())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(received: &str) -> Header {
+        Header::parse(
+            "ContentType: missedcall\nRecipient: a@b.test\nCallId: 1\n\
+             ReceivedTime: 2026-11-25T17:00:00Z\n",
+        )
+        .map(|h| Header {
+            received_time: received.to_owned(),
+            ..h
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_date_lettre_cannot_write_is_an_error_not_a_panic() {
+        for bad in [
+            "1969-12-31T23:59:59Z",
+            "1969-12-31T23:59:59.999Z",
+            "0001-01-01T00:00:00Z",
+            "9999-12-31T23:59:59-23:59",
+        ] {
+            let built = std::panic::catch_unwind(|| {
+                build(&header(bad), "g", "um@um.lab.test", None).map(|_| ())
+            });
+            match built {
+                Ok(Err(e)) => assert!(e.to_string().contains("ReceivedTime"), "{bad}: {e}"),
+                Ok(Ok(())) => panic!("{bad}: built"),
+                Err(_) => panic!("{bad}: build panicked"),
+            }
+        }
+        for good in ["1970-01-01T00:00:00Z", "9999-12-31T23:59:59Z"] {
+            assert!(
+                build(&header(good), "g", "um@um.lab.test", None).is_ok(),
+                "{good}"
+            );
+        }
+    }
 }

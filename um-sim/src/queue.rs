@@ -20,6 +20,10 @@ pub const SENT: &str = "sent";
 /// Folder for items that cannot or could not be delivered.
 pub const BAD: &str = "badvoicemail";
 
+/// Largest header file read: [`certgen::fsutil::MAX_TEXT_FILE`] (1 MiB), far
+/// above any honest header (a few hundred bytes).
+pub const MAX_HEADER_FILE: u64 = certgen::fsutil::MAX_TEXT_FILE;
+
 /// Errors of queue operations.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -34,6 +38,10 @@ pub enum QueueError {
     /// An item with this GUID exists already (the same seed used twice).
     #[error("item {0} already exists in the queue, sent/ or badvoicemail/ (same --seed twice?)")]
     Exists(String),
+    /// A file operation on the blocking pool did not finish (the runtime is
+    /// shutting down).
+    #[error("a queue operation was interrupted: {0}")]
+    Interrupted(String),
     /// The WAV writer failed.
     #[error("{}: {cause}", path.display())]
     Wav {
@@ -100,16 +108,7 @@ impl Queue {
     /// headers and missing audio are moved to `badvoicemail/` and returned as
     /// rejected.
     pub fn scan(&self) -> Result<(Vec<Item>, Vec<Rejected>), QueueError> {
-        let mut headers: Vec<PathBuf> = std::fs::read_dir(&self.dir)
-            .map_err(io(&self.dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "txt"))
-            .filter(|p| {
-                !p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            })
-            .collect();
-        headers.sort();
+        let headers = self.header_paths()?;
         let mut items = Vec::new();
         let mut rejected = Vec::new();
         for path in headers {
@@ -117,8 +116,15 @@ impl Queue {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let loaded = std::fs::read(&path)
-                .map_err(|e| e.to_string())
+            // Capped: a header file that is really a 10 GB dump goes to
+            // badvoicemail/ like any other malformed header.
+            let loaded = certgen::fsutil::read_capped(&path, MAX_HEADER_FILE)
+                .map_err(|e| match e {
+                    certgen::Error::TooLarge { limit, .. } => format!(
+                        "header file larger than {limit} bytes, the most um-sim reads (see the README)"
+                    ),
+                    other => other.to_string(),
+                })
                 .and_then(|b| String::from_utf8(b).map_err(|_| "header is not UTF-8".to_owned()))
                 .and_then(|t| Header::parse(&t).map_err(|e| format!("malformed header: {e}")));
             let verdict = loaded.and_then(|header| {
@@ -152,6 +158,29 @@ impl Queue {
             (&a.header.received_time, &a.guid).cmp(&(&b.header.received_time, &b.guid))
         });
         Ok((items, rejected))
+    }
+
+    /// How many items wait in the queue (header files), without reading or
+    /// moving any: what a progress bar or a final count needs, where
+    /// [`Queue::scan`] would move malformed items out of sight.
+    pub fn waiting(&self) -> Result<usize, QueueError> {
+        Ok(self.header_paths()?.len())
+    }
+
+    /// The header files in the queue folder, sorted (temporary files, whose
+    /// names start with a dot, excluded).
+    fn header_paths(&self) -> Result<Vec<PathBuf>, QueueError> {
+        let mut headers: Vec<PathBuf> = std::fs::read_dir(&self.dir)
+            .map_err(io(&self.dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "txt"))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        headers.sort();
+        Ok(headers)
     }
 
     /// Moves a delivered item to `sent/`.

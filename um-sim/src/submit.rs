@@ -5,6 +5,12 @@
 //! LastError atomically and the item stays; when Attempts reaches the limit it
 //! moves to `badvoicemail/`. A crash at any moment loses nothing: at worst an
 //! item delivered just before the crash is sent again, with the same Message-ID.
+//!
+//! File work never runs on a runtime worker: reading and checking an item and
+//! building its message, the scan, moving an item (renames and fsyncs),
+//! rewriting its header and writing reason files all go to tokio's blocking
+//! pool; the events file is written through `tokio::fs`, which does the same
+//! (and is not fsynced: it is a log, not the queue's state).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,6 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::audio::{self, AudioError};
 use crate::client::{self, Attempt, ClientSettings, Identity};
 use crate::events::{self, AttemptRecord};
 use crate::message;
@@ -63,8 +70,12 @@ pub async fn pass(
     report: &Report,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Summary, QueueError> {
-    queue.sweep_orphans()?;
-    let (items, rejected) = queue.scan()?;
+    let q = queue.clone();
+    let (items, rejected) = blocking(move || {
+        q.sweep_orphans()?;
+        q.scan()
+    })
+    .await?;
     let mut summary = Summary {
         bad: rejected.len(),
         ..Summary::default()
@@ -172,8 +183,9 @@ async fn one(
     let attempt = match attempt(queue, settings, item).await? {
         Ok(attempt) => attempt,
         Err(e) => {
-            let reason = format!("cannot build the message: {e}");
-            queue.give_up(item, &reason)?;
+            let reason = e.to_string();
+            let (q, it, why) = (queue.clone(), item.clone(), reason.clone());
+            blocking(move || q.give_up(&it, &why)).await?;
             report(format!("moved {} to badvoicemail/: {reason}", item.guid));
             return Ok(Disposition::Bad);
         }
@@ -184,21 +196,21 @@ async fn one(
         Disposition::Sent
     } else {
         let error = attempt.error.clone().unwrap_or_default();
-        let header = queue.record_failure(item, &error)?;
-        if header.attempts >= settings.max_attempts {
+        let max_attempts = settings.max_attempts;
+        let (q, it) = (queue.clone(), item.clone());
+        blocking(move || {
+            let header = q.record_failure(&it, &error)?;
+            if header.attempts < max_attempts {
+                return Ok(Disposition::Queued);
+            }
             let reason = format!(
                 "gave up after {} attempts; last error: {error}",
                 header.attempts
             );
-            let moved = Item {
-                header,
-                ..item.clone()
-            };
-            queue.give_up(&moved, &reason)?;
-            Disposition::Bad
-        } else {
-            Disposition::Queued
-        }
+            q.give_up(&Item { header, ..it }, &reason)?;
+            Ok(Disposition::Bad)
+        })
+        .await?
     };
     let when = events::now_rfc3339();
     match &event {
@@ -230,59 +242,148 @@ async fn one(
     Ok(disposition)
 }
 
-/// One submission of a queued item: reads its audio, builds the message and
-/// submits it. On the server's 250 reply to DATA the item moves to `sent/`
-/// at once, before QUIT, which keeps the window for a duplicate after a crash
-/// as small as it can be. `Ok(Err(_))`: the message cannot be built from the
-/// item. A failed delivery is in the attempt; the caller records it.
+/// Why an item cannot be submitted. The text is the reason written beside it
+/// in `badvoicemail/`; the item's files decide it, so trying again would not
+/// help.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    /// The audio file is over [`audio::MAX_WAV_FILE`].
+    #[error("audio file {name}: larger than {limit} bytes, the most um-sim reads (see the README)")]
+    AudioTooLarge {
+        /// The audio file's name.
+        name: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// The audio failed the check.
+    #[error("audio file {name}: {error}")]
+    Audio {
+        /// The audio file's name.
+        name: String,
+        /// What is wrong with it.
+        error: AudioError,
+    },
+    /// The message could not be built.
+    #[error("cannot build the message: {0}")]
+    Message(#[from] message::MessageError),
+    /// Building the message panicked (a bug, but one this item's files set
+    /// off, so it would again on every run).
+    #[error("cannot build the message: um-sim failed on this item: {0}")]
+    Crashed(String),
+}
+
+/// Reads an item's audio (capped), checks it, and builds the message. Blocking
+/// file I/O and CPU work: run it on the blocking pool.
+/// `Ok(Err(_))`: the item cannot be submitted.
+pub fn prepare(item: &Item, from: &str) -> Result<Result<Vec<u8>, Unusable>, QueueError> {
+    let audio = match &item.audio_path {
+        Some(p) => {
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let bytes = match certgen::fsutil::read_capped(p, audio::MAX_WAV_FILE) {
+                Ok(bytes) => bytes,
+                Err(certgen::Error::TooLarge { limit, .. }) => {
+                    return Ok(Err(Unusable::AudioTooLarge { name, limit }));
+                }
+                Err(certgen::Error::Io { path, cause }) => {
+                    return Err(QueueError::Io { path, cause });
+                }
+                Err(other) => {
+                    return Err(QueueError::Io {
+                        path: p.clone(),
+                        cause: std::io::Error::other(other.to_string()),
+                    });
+                }
+            };
+            if let Err(error) = audio::check(&bytes, item.header.duration) {
+                return Ok(Err(Unusable::Audio { name, error }));
+            }
+            Some(bytes)
+        }
+        None => None,
+    };
+    Ok(message::build(&item.header, &item.guid, from, audio.as_deref()).map_err(Unusable::from))
+}
+
+/// One submission of a queued item: reads and checks its audio, builds the
+/// message (both on the blocking pool) and submits it. On the server's 250
+/// reply to DATA the item moves to `sent/` at once, before QUIT, which keeps
+/// the window for a duplicate after a crash as small as it can be.
+/// `Ok(Err(_))`: the item cannot be submitted (it stays where it is; the
+/// caller moves it to `badvoicemail/`). A failed delivery is in the attempt;
+/// the caller records it.
 pub async fn attempt(
     queue: &Queue,
     settings: &SubmitSettings,
     item: &Item,
-) -> Result<Result<Attempt, message::MessageError>, QueueError> {
-    let audio = match &item.audio_path {
-        Some(p) => Some(tokio::fs::read(p).await.map_err(|cause| QueueError::Io {
-            path: p.clone(),
-            cause,
-        })?),
-        None => None,
-    };
-    let msg = match message::build(
-        &item.header,
-        &item.guid,
-        &settings.client.from,
-        audio.as_deref(),
-    ) {
-        Ok(msg) => msg,
-        Err(e) => return Ok(Err(e)),
+) -> Result<Result<Attempt, Unusable>, QueueError> {
+    let (owned, from) = (item.clone(), settings.client.from.clone());
+    let msg = match tokio::task::spawn_blocking(move || prepare(&owned, &from)).await {
+        Ok(Ok(Ok(msg))) => msg,
+        Ok(Ok(Err(unusable))) => return Ok(Err(unusable)),
+        Ok(Err(e)) => return Err(e),
+        Err(join) => match join.try_into_panic() {
+            Ok(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                return Ok(Err(Unusable::Crashed(what)));
+            }
+            // Cancelled (the runtime is shutting down): not the item's fault.
+            Err(join) => {
+                return Err(QueueError::Io {
+                    path: item.header_path.clone(),
+                    cause: std::io::Error::other(join.to_string()),
+                });
+            }
+        },
     };
     // Filled by the hook the client calls on the 250 reply to DATA.
-    let moved: std::sync::Mutex<Option<Result<PathBuf, QueueError>>> = std::sync::Mutex::new(None);
-    let on_accepted = || {
-        if let Ok(mut slot) = moved.lock() {
-            *slot = Some(queue.mark_sent(item));
-        }
-    };
+    let mut moved: Option<Result<PathBuf, QueueError>> = None;
     let attempt = client::submit(
         &settings.client,
         &settings.identity,
         &settings.profile,
         &item.header.recipient,
         &msg,
-        &on_accepted,
+        async || {
+            let (queue, item) = (queue.clone(), item.clone());
+            moved = Some(blocking(move || queue.mark_sent(&item)).await);
+        },
     )
     .await;
     if attempt.delivered {
-        match moved.lock().ok().and_then(|mut m| m.take()) {
+        match moved {
             Some(result) => {
                 result?;
             }
             None => {
-                queue.mark_sent(item)?;
+                let (queue, item) = (queue.clone(), item.clone());
+                blocking(move || queue.mark_sent(&item)).await?;
             }
         }
     }
     Ok(Ok(attempt))
+}
+
+/// Runs a queue operation (renames, atomic writes, fsyncs) on the blocking
+/// pool, so a slow disk stalls neither a runtime worker nor the other items'
+/// sessions on it. A panic in the operation is a bug and panics on.
+async fn blocking<T: Send + 'static>(
+    op: impl FnOnce() -> Result<T, QueueError> + Send + 'static,
+) -> Result<T, QueueError> {
+    match tokio::task::spawn_blocking(op).await {
+        Ok(result) => result,
+        Err(join) => match join.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(join) => Err(QueueError::Interrupted(join.to_string())),
+        },
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -316,11 +417,24 @@ async fn write_record(
         },
         attempt,
     };
-    if let Ok(mut line) = serde_json::to_vec(&record) {
-        line.push(b'\n');
-        let mut f = file.lock().await;
-        if f.write_all(&line).await.is_err() || f.flush().await.is_err() {
-            tracing::error!("cannot write the events file");
+    let mut line = match serde_json::to_vec(&record) {
+        Ok(line) => line,
+        Err(e) => {
+            tracing::error!(item = %item.guid, "cannot encode the attempt record: {e}");
+            return;
         }
+    };
+    line.push(b'\n');
+    let mut f = file.lock().await;
+    let written = match f.write_all(&line).await {
+        Ok(()) => f.flush().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        let path = settings
+            .events_file
+            .as_deref()
+            .map_or_else(String::new, |p| p.display().to_string());
+        tracing::error!(item = %item.guid, "cannot write the events file {path}: {e}");
     }
 }

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use certgen::wire::{
-    CertificateRequest12, FlightReader, FlightSink, HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST,
+    ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE, CONTENT_ALERT, CertificateRequest12, FlightReader,
+    FlightSink, HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -143,7 +144,15 @@ pub struct RuleViolation {
 /// an oversized handshake message with unexpected_message (measured).
 fn alert_for(rule: Rule) -> Option<[u8; 7]> {
     match rule {
-        Rule::MaxBody(_) => Some([21, 3, 3, 0, 2, 2, 10]),
+        Rule::MaxBody(_) => Some([
+            CONTENT_ALERT,
+            3,
+            3,
+            0,
+            2,
+            ALERT_FATAL,
+            ALERT_UNEXPECTED_MESSAGE,
+        ]),
         Rule::OneRecord | Rule::IssuerListed => None,
     }
 }

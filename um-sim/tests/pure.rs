@@ -181,6 +181,21 @@ AudioFile: x.wav\nReceivedTime: 2026-11-25T17:00:00Z\n";
             6,
             "RFC 3339",
         ),
+        (
+            &good.replace("2026-11-25T17:00:00Z", "1969-12-31T23:59:59Z"),
+            6,
+            "between 1970-01-01 and 9999-12-31",
+        ),
+        (
+            &good.replace("2026-11-25T17:00:00Z", "1970-01-01T00:30:00+01:00"),
+            6,
+            "between 1970-01-01 and 9999-12-31",
+        ),
+        (
+            &good.replace("2026-11-25T17:00:00Z", "9999-12-31T23:59:59-00:01"),
+            6,
+            "between 1970-01-01 and 9999-12-31",
+        ),
         (&format!("{good}CallerId: 0800\n"), 7, "E.164"),
         (&format!("{good}CallId: 2\n"), 7, "twice"),
         (
@@ -203,8 +218,123 @@ AudioFile: x.wav\nReceivedTime: 2026-11-25T17:00:00Z\n";
         assert_eq!(e.line, line, "{bad}: {e}");
         assert!(e.to_string().contains(needle), "{bad}: {e}");
     }
+    // The edges themselves are fine.
+    for edge in [
+        "1970-01-01T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59+05:00",
+    ] {
+        let text = good.replace("2026-11-25T17:00:00Z", edge);
+        assert!(Header::parse(&text).is_ok(), "{edge}");
+    }
     // A missed call needs no audio.
     let missed = "ContentType: missedcall\nRecipient: a@b.test\nCallId: 1\nReceivedTime: 2026-11-25T17:00:00Z\n";
     let h = Header::parse(missed).unwrap();
     assert_eq!(h.subject_line(), "Missed call from Unknown caller");
+}
+
+proptest! {
+    /// Any sequence of lines: the assembler never panics, and a reply it
+    /// returns is within the caps.
+    #[test]
+    fn reply_assembler_is_total_and_capped(
+        lines in prop::collection::vec(
+            prop_oneof![
+                "25[0-9][ -][ -~]{0,60}\r\n".prop_map(String::into_bytes),
+                (0usize..3000).prop_map(|n| format!("250-{}\r\n", "x".repeat(n)).into_bytes()),
+                (0usize..5000, any::<u8>()).prop_map(|(n, b)| vec![b; n]),
+                prop::collection::vec(any::<u8>(), 0..40),
+            ],
+            0..130,
+        )
+    ) {
+        use um_sim::client::reply::{MAX_REPLY_BYTES, MAX_REPLY_LINES, ReplyAssembler};
+        let mut asm = ReplyAssembler::default();
+        let mut held = 0usize;
+        for line in &lines {
+            held += line.len();
+            match asm.push(line) {
+                Ok(Some(reply)) => {
+                    prop_assert!(reply.lines.len() <= MAX_REPLY_LINES);
+                    prop_assert!(held <= MAX_REPLY_BYTES);
+                    break;
+                }
+                Ok(None) => prop_assert!(held <= MAX_REPLY_BYTES),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// A 0.1 s WAV as `enqueue` writes it (PCM 16-bit 8 kHz mono).
+fn small_wav() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::new(&mut out, spec).unwrap();
+    for n in 0..800i16 {
+        w.write_sample(n).unwrap();
+    }
+    w.finalize().unwrap();
+    out.into_inner()
+}
+
+proptest! {
+    /// The audio check is total: random bytes behind a RIFF/WAVE header, and
+    /// a sound WAV with bytes changed or cut, give facts or an error, and
+    /// facts only when the declared data is all there.
+    #[test]
+    fn audio_check_is_total(
+        tail in prop::collection::vec(any::<u8>(), 0..200),
+        edits in prop::collection::vec((0usize..1700, any::<u8>()), 0..6),
+        cut in 0usize..1700,
+        claimed in prop::option::of(0u32..5),
+    ) {
+        let mut random = b"RIFF\0\0\0\0WAVE".to_vec();
+        random.extend_from_slice(&tail);
+        let _ = um_sim::audio::check(&random, claimed);
+        let mut wav = small_wav();
+        for (at, b) in edits {
+            if let Some(x) = wav.get_mut(at) {
+                *x = b;
+            }
+        }
+        wav.truncate(cut.max(1));
+        if let Ok(facts) = um_sim::audio::check(&wav, claimed) {
+            prop_assert!(facts.data_bytes as usize <= wav.len());
+        }
+    }
+}
+
+proptest! {
+    /// Whatever ReceivedTime a header carries, a header that parses builds a
+    /// message or names why not: lettre's date formatting never panics.
+    #[test]
+    fn a_parsed_header_never_panics_the_message_builder(
+        h in header(),
+        year in 0u32..=9999,
+        day in 1u32..=28,
+        second in 0u32..60,
+        offset in prop::sample::select(vec!["Z", "+23:59", "-23:59", "+01:00", "-00:01"]),
+    ) {
+        let mut text = h.render();
+        text = text.replace(
+            "2026-11-25T17:00:00Z",
+            &format!("{year:04}-12-{day:02}T23:59:{second:02}{offset}"),
+        );
+        if let Ok(parsed) = Header::parse(&text) {
+            let audio = parsed.content_type == ContentType::Voicemail;
+            let wav = small_wav();
+            let _ = um_sim::message::build(
+                &parsed,
+                "guid",
+                "um@um.lab.test",
+                audio.then_some(wav.as_slice()),
+            );
+        }
+    }
 }

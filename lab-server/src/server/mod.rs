@@ -114,7 +114,7 @@ impl Settings {
             policy: policy::Settings::default(),
             client_auth: ClientAuth::Required,
             tls_version: TlsVersion::Tls12,
-            max_fragment: 16_389,
+            max_fragment: certgen::wire::MAX_FRAGMENT,
             layout: Layout::PerMessage,
             keylog: false,
             maildir,

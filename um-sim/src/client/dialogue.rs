@@ -1,66 +1,20 @@
-//! um-sim's own SMTP client on tokio + tokio-rustls (lettre's transport cannot
-//! take a custom rustls client configuration): EHLO, STARTTLS, EHLO, MAIL,
-//! RCPT, DATA, QUIT, with TLS client authentication decided by the profile.
+//! The SMTP dialogue of one submission: connect, EHLO, STARTTLS, the TLS
+//! handshake under the record tap, EHLO, MAIL, RCPT, DATA, QUIT; and the
+//! sorting of a failure into the class UM's events distinguish.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rustls::client::ResolvesClientCert;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::sign::CertifiedKey;
-use serde::Serialize;
-use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
-};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::profile::{Profile, Rule};
-use crate::tap::{RuleViolation, SeenRequest, Tap, TapStream};
+use crate::profile::Profile;
+use crate::tap::{RuleViolation, Tap, TapStream};
 
-/// The client's certificate, key and issuer.
-#[derive(Clone, Debug)]
-pub struct Identity {
-    /// Certificate chain, leaf first.
-    pub chain: Vec<CertificateDer<'static>>,
-    /// Private key.
-    pub key: Arc<PrivateKeyDer<'static>>,
-    /// The leaf's issuer Name, DER: what `issuer-listed` looks for.
-    pub issuer: Vec<u8>,
-    /// The leaf's issuer as text.
-    pub issuer_text: String,
-}
-
-/// Errors setting the client up.
-#[derive(Debug, thiserror::Error)]
-pub enum SetupError {
-    /// The certificate could not be read.
-    #[error("client certificate: {0}")]
-    Certificate(String),
-    /// rustls refused the key or settings.
-    #[error("TLS: {0}")]
-    Rustls(#[from] rustls::Error),
-}
-
-impl Identity {
-    /// From a chain and key; the issuer is read from the leaf.
-    pub fn new(
-        chain: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
-    ) -> Result<Identity, SetupError> {
-        use x509_parser::prelude::{FromDer, X509Certificate};
-        let leaf = chain
-            .first()
-            .ok_or_else(|| SetupError::Certificate("no certificate in the file".to_owned()))?;
-        let (_, cert) = X509Certificate::from_der(leaf.as_ref())
-            .map_err(|e| SetupError::Certificate(e.to_string()))?;
-        Ok(Identity {
-            issuer: cert.issuer().as_raw().to_vec(),
-            issuer_text: cert.issuer().to_string(),
-            chain,
-            key: Arc::new(key),
-        })
-    }
-}
+use super::attempt::{Attempt, Exchange, FailureClass};
+use super::reply::{Reply, ReplyError, read_reply};
+use super::tls::{Identity, client_config};
 
 /// Where and how to submit.
 #[derive(Clone, Debug)]
@@ -81,157 +35,40 @@ pub struct ClientSettings {
     pub io_timeout: Duration,
 }
 
-/// What the client decided about its certificate.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct CertDecision {
-    /// Names rustls passed to the resolver (as the server sent them).
-    pub names: usize,
-    /// Whether our issuer was among them.
-    pub issuer_listed: bool,
-    /// Whether the certificate was sent.
-    pub certificate_sent: bool,
-}
-
-/// Presents the certificate as the profile says.
+/// Why an exchange got no usable reply.
 #[derive(Debug)]
-struct Resolver {
-    key: Arc<CertifiedKey>,
-    issuer: Vec<u8>,
-    profile: Profile,
-    decision: Arc<Mutex<Option<CertDecision>>>,
+struct ExchangeError {
+    /// What was sent.
+    label: String,
+    /// `None`: no reply within the timeout.
+    cause: Option<ReplyError>,
+    /// The timeout, for the message.
+    timeout: Duration,
 }
 
-impl ResolvesClientCert for Resolver {
-    fn resolve(
-        &self,
-        root_hint_subjects: &[&[u8]],
-        _sigschemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<CertifiedKey>> {
-        let send = self
-            .profile
-            .presents_certificate(root_hint_subjects, &self.issuer);
-        if let Ok(mut d) = self.decision.lock() {
-            *d = Some(CertDecision {
-                names: root_hint_subjects.len(),
-                issuer_listed: root_hint_subjects.contains(&self.issuer.as_slice()),
-                certificate_sent: send,
-            });
+impl ExchangeError {
+    /// The class UM's events give it: a reply over um-sim's caps is an
+    /// unexpected response (1185, `smtp-reply`); anything else a broken
+    /// connection.
+    fn class(&self) -> FailureClass {
+        match &self.cause {
+            Some(e) if e.is_over_cap() => FailureClass::SmtpReply,
+            _ => FailureClass::Connection,
         }
-        send.then(|| self.key.clone())
     }
 
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
-/// How an attempt failed, by the event UM would log.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FailureClass {
-    /// No server answered (UM event 1082).
-    NoServer,
-    /// The TLS handshake failed with no acceptable certificate to send: the
-    /// incident (event 1423, TlsApiFailureException).
-    NoAcceptableCertificate,
-    /// A record rule of the profile stopped the handshake (event 1423).
-    ProfileRule,
-    /// um-sim's own stack (rustls) could not take the server's flight: a
-    /// handshake message over 65,535 bytes, or tokio-rustls's 64 KB buffer.
-    OwnStackLimit,
-    /// Any other TLS failure (event 1423).
-    Tls,
-    /// An unexpected SMTP reply (event 1185).
-    SmtpReply,
-    /// The connection broke or timed out mid-session.
-    Connection,
-}
-
-/// One exchange on the wire.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Exchange {
-    /// What was sent (a placeholder for message data).
-    pub command: String,
-    /// Reply code.
-    pub code: u16,
-    /// Reply text, lines joined.
-    pub reply: String,
-}
-
-/// Everything about one submission attempt.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Attempt {
-    /// The CertificateRequest as the tap saw it on the wire (TLS 1.2).
-    pub certificate_request: Option<SeenRequest>,
-    /// TLS version negotiated.
-    pub tls_version: Option<String>,
-    /// What the client did about its certificate.
-    pub certificate: Option<CertDecision>,
-    /// `ok` or `failed`, once a handshake was tried.
-    pub handshake: Option<String>,
-    /// The rule that stopped the handshake, if one did.
-    pub rule: Option<Rule>,
-    /// SMTP exchanges.
-    pub smtp: Vec<Exchange>,
-    /// Set when the message was accepted (250 to DATA).
-    pub delivered: bool,
-    /// Failure class.
-    pub failure: Option<FailureClass>,
-    /// Failure detail.
-    pub error: Option<String>,
-}
-
-impl Attempt {
-    fn fail(mut self, class: FailureClass, error: impl Into<String>) -> Attempt {
-        self.failure = Some(class);
-        self.error = Some(error.into());
-        self
+    /// Whether the server answered at all (a reply over the caps): then the
+    /// TLS handshake had succeeded.
+    fn server_spoke(&self) -> bool {
+        self.cause.as_ref().is_some_and(ReplyError::is_over_cap)
     }
 }
 
-/// A reply: code and lines.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Reply {
-    /// Code.
-    pub code: u16,
-    /// Text of each line.
-    pub lines: Vec<String>,
-}
-
-/// Parses one reply line: code, whether it is the last line, the text.
-pub fn parse_reply_line(line: &str) -> Option<(u16, bool, &str)> {
-    let code: u16 = line.get(..3)?.parse().ok()?;
-    if !(200..600).contains(&code) {
-        return None;
-    }
-    match line.as_bytes().get(3) {
-        None => Some((code, true, "")),
-        Some(b' ') => Some((code, true, line.get(4..).unwrap_or_default())),
-        Some(b'-') => Some((code, false, line.get(4..).unwrap_or_default())),
-        Some(_) => None,
-    }
-}
-
-async fn read_reply<R: AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<Reply> {
-    let mut lines = Vec::new();
-    loop {
-        let mut line = Vec::new();
-        // Replies are short; a server sending megabytes without a newline is broken.
-        let n = (&mut *r).take(4096).read_until(b'\n', &mut line).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end();
-        let (code, last, rest) = parse_reply_line(text).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("not an SMTP reply: {text:?}"),
-            )
-        })?;
-        lines.push(rest.to_owned());
-        if last {
-            return Ok(Reply { code, lines });
+impl std::fmt::Display for ExchangeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.cause {
+            Some(e) => write!(f, "{}: {e}", self.label),
+            None => write!(f, "{}: no reply within {:?}", self.label, self.timeout),
         }
     }
 }
@@ -243,7 +80,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     label: &str,
     bytes: &[u8],
     timeout: Duration,
-) -> Result<Reply, String> {
+) -> Result<Reply, ExchangeError> {
     let done = tokio::time::timeout(timeout, async {
         if !bytes.is_empty() {
             io.get_mut().write_all(bytes).await?;
@@ -252,6 +89,11 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         read_reply(io).await
     })
     .await;
+    let error = |cause| ExchangeError {
+        label: label.to_owned(),
+        cause,
+        timeout,
+    };
     match done {
         Ok(Ok(reply)) => {
             attempt.smtp.push(Exchange {
@@ -261,8 +103,8 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             });
             Ok(reply)
         }
-        Ok(Err(e)) => Err(format!("{label}: {e}")),
-        Err(_) => Err(format!("{label}: no reply within {timeout:?}")),
+        Ok(Err(e)) => Err(error(Some(e))),
+        Err(_) => Err(error(None)),
     }
 }
 
@@ -285,14 +127,16 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
 /// Submits one message. Never panics; every outcome is in the returned attempt.
 /// `on_accepted` runs the moment the server answers 250 to the message, before
 /// QUIT: the item leaves the queue then, which keeps the window for a
-/// duplicate after a crash as small as it can be.
+/// duplicate after a crash as small as it can be. It is async so that moving
+/// the item (renames and fsyncs) can wait on the blocking pool instead of
+/// stalling a runtime worker.
 pub async fn submit(
     settings: &ClientSettings,
     identity: &Identity,
     profile: &Profile,
     recipient: &str,
     message: &[u8],
-    on_accepted: &(dyn Fn() + Sync),
+    on_accepted: impl AsyncFnOnce(),
 ) -> Attempt {
     let mut attempt = Attempt::default();
     let tcp = match tokio::time::timeout(
@@ -327,7 +171,7 @@ pub async fn submit(
                     let text = format!("{} answered {} {}", $label, r.code, r.lines.join(" / "));
                     return attempt.fail(FailureClass::SmtpReply, text);
                 }
-                Err(e) => return attempt.fail(FailureClass::Connection, e),
+                Err(e) => return attempt.fail(e.class(), e.to_string()),
             }
         };
     }
@@ -348,7 +192,12 @@ pub async fn submit(
     // TLS, with the tap under rustls and the profile deciding the certificate.
     let tap = Arc::new(Mutex::new(Tap::new(profile.clone())));
     let decision = Arc::new(Mutex::new(None));
-    let config = match client_config(settings, identity, profile, decision.clone()) {
+    let config = match client_config(
+        settings.server_roots.clone(),
+        identity,
+        profile,
+        decision.clone(),
+    ) {
         Ok(c) => c,
         Err(e) => return attempt.fail(FailureClass::Tls, e.to_string()),
     };
@@ -391,7 +240,7 @@ pub async fn submit(
             let text = format!("EHLO answered {} {}", r.code, r.lines.join(" / "));
             return attempt.fail(FailureClass::SmtpReply, text);
         }
-        Err(e) if tls13 => {
+        Err(e) if tls13 && !e.server_spoke() => {
             attempt.handshake = Some("failed".to_owned());
             let refused = attempt
                 .certificate
@@ -407,7 +256,7 @@ pub async fn submit(
                 format!("the server ended the TLS 1.3 handshake after our Finished: {e}"),
             );
         }
-        Err(e) => return attempt.fail(FailureClass::Connection, e),
+        Err(e) => return attempt.fail(e.class(), e.to_string()),
     }
     let mail = format!("MAIL FROM:<{}> SIZE={}\r\n", settings.from, message.len());
     expect!(&mut secure, "MAIL", mail.as_bytes(), 250);
@@ -418,35 +267,11 @@ pub async fn submit(
     let label = format!("<message, {} octets>", message.len());
     expect!(&mut secure, &label, &body, 250);
     attempt.delivered = true;
-    on_accepted();
+    on_accepted().await;
     // The message is the server's now; QUIT is a courtesy.
     let _ = exchange(&mut secure, &mut attempt, "QUIT", b"QUIT\r\n", t).await;
     let _ = secure.get_mut().shutdown().await;
     attempt
-}
-
-fn client_config(
-    settings: &ClientSettings,
-    identity: &Identity,
-    profile: &Profile,
-    decision: Arc<Mutex<Option<CertDecision>>>,
-) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let key = provider
-        .key_provider
-        .load_private_key(identity.key.clone_key())?;
-    let certified = Arc::new(CertifiedKey::new(identity.chain.clone(), key));
-    let resolver = Resolver {
-        key: certified,
-        issuer: identity.issuer.clone(),
-        profile: profile.clone(),
-        decision,
-    };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(settings.server_roots.clone())
-        .with_client_cert_resolver(Arc::new(resolver));
-    Ok(Arc::new(config))
 }
 
 /// Sorts a handshake failure into the class UM's events distinguish.
@@ -487,19 +312,6 @@ fn classify(e: &std::io::Error, attempt: &Attempt) -> (FailureClass, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reply_lines() {
-        assert_eq!(
-            parse_reply_line("250-PIPELINING"),
-            Some((250, false, "PIPELINING"))
-        );
-        assert_eq!(parse_reply_line("250 OK"), Some((250, true, "OK")));
-        assert_eq!(parse_reply_line("221"), Some((221, true, "")));
-        assert_eq!(parse_reply_line("2500"), None);
-        assert_eq!(parse_reply_line("abc"), None);
-        assert_eq!(parse_reply_line("999 x"), None);
-    }
 
     #[test]
     fn stuffing() {

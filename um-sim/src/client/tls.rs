@@ -1,0 +1,128 @@
+//! The client's TLS side: its identity, and the rustls configuration whose
+//! certificate resolver lets the profile decide, from the names the server
+//! listed, whether the certificate is presented.
+
+use std::sync::{Arc, Mutex};
+
+use rustls::client::ResolvesClientCert;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::CertifiedKey;
+use serde::Serialize;
+
+use crate::profile::Profile;
+
+/// The client's certificate, key and issuer.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// Certificate chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// Private key.
+    pub key: Arc<PrivateKeyDer<'static>>,
+    /// The leaf's issuer Name, DER: what `issuer-listed` looks for.
+    pub issuer: Vec<u8>,
+    /// The leaf's issuer as text.
+    pub issuer_text: String,
+}
+
+/// Errors setting the client up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The certificate could not be read.
+    #[error("client certificate: {0}")]
+    Certificate(String),
+    /// rustls refused the key or settings.
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+impl Identity {
+    /// From a chain and key; the issuer is read from the leaf.
+    pub fn new(
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Identity, SetupError> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let leaf = chain
+            .first()
+            .ok_or_else(|| SetupError::Certificate("no certificate in the file".to_owned()))?;
+        let (_, cert) = X509Certificate::from_der(leaf.as_ref())
+            .map_err(|e| SetupError::Certificate(e.to_string()))?;
+        Ok(Identity {
+            issuer: cert.issuer().as_raw().to_vec(),
+            issuer_text: cert.issuer().to_string(),
+            chain,
+            key: Arc::new(key),
+        })
+    }
+}
+
+/// What the client decided about its certificate.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CertDecision {
+    /// Names rustls passed to the resolver (as the server sent them).
+    pub names: usize,
+    /// Whether our issuer was among them.
+    pub issuer_listed: bool,
+    /// Whether the certificate was sent.
+    pub certificate_sent: bool,
+}
+
+/// Presents the certificate as the profile says.
+#[derive(Debug)]
+struct Resolver {
+    key: Arc<CertifiedKey>,
+    issuer: Vec<u8>,
+    profile: Profile,
+    decision: Arc<Mutex<Option<CertDecision>>>,
+}
+
+impl ResolvesClientCert for Resolver {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        let send = self
+            .profile
+            .presents_certificate(root_hint_subjects, &self.issuer);
+        if let Ok(mut d) = self.decision.lock() {
+            *d = Some(CertDecision {
+                names: root_hint_subjects.len(),
+                issuer_listed: root_hint_subjects.contains(&self.issuer.as_slice()),
+                certificate_sent: send,
+            });
+        }
+        send.then(|| self.key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// The rustls client configuration for one attempt: the server is verified
+/// against `server_roots`; the certificate goes out as the profile decides,
+/// and the decision is left in `decision` for the attempt record.
+pub(crate) fn client_config(
+    server_roots: Arc<rustls::RootCertStore>,
+    identity: &Identity,
+    profile: &Profile,
+    decision: Arc<Mutex<Option<CertDecision>>>,
+) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let key = provider
+        .key_provider
+        .load_private_key(identity.key.clone_key())?;
+    let certified = Arc::new(CertifiedKey::new(identity.chain.clone(), key));
+    let resolver = Resolver {
+        key: certified,
+        issuer: identity.issuer.clone(),
+        profile: profile.clone(),
+        decision,
+    };
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(server_roots)
+        .with_client_cert_resolver(Arc::new(resolver));
+    Ok(Arc::new(config))
+}
