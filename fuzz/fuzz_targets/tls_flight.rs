@@ -19,7 +19,8 @@
 #![no_main]
 
 use certgen::wire::{
-    CertificateRequest12, FlightReader, FlightSink, HandshakeHeader, RecordHeader, write_ca_list,
+    CertificateRequest12, DecodeError, Field, FlightReader, FlightSink, HandshakeHeader,
+    MAX_HANDSHAKE_LEN, MAX_RECORD_PAYLOAD, RecordHeader, write_ca_list,
 };
 use lab_server::shaper::{Layout, Shaper};
 use libfuzzer_sys::fuzz_target;
@@ -28,52 +29,71 @@ const HANDSHAKE: u8 = 22;
 const CERTIFICATE_REQUEST: u8 = 13;
 
 /// The stream walked by hand: the leading complete plaintext handshake
-/// records, where they end, and whether a record that is not one follows.
+/// records, where they end, and whether something that is not one follows.
 struct Model {
     /// Payloads of the flight's records, in order.
     handshake: Vec<u8>,
     /// Offset after the flight's last complete handshake record.
     flight_end: usize,
-    /// A whole record header that is not a plausible handshake record follows.
+    /// The flight ended: a whole record header that is not a plausible
+    /// handshake record follows, or a message claims more than the cap.
     ended: bool,
+    /// It ended on malformed input (not TLS, or a length over a cap) rather
+    /// than on a record of another content type.
+    malformed: bool,
     /// Complete messages in `handshake`, as ranges.
     messages: Vec<(usize, usize)>,
+}
+
+/// The handshake messages of `hs`: the complete ones, and whether the first
+/// incomplete one claims more than the cap.
+fn messages(hs: &[u8]) -> (Vec<(usize, usize)>, bool) {
+    let mut out = Vec::new();
+    let mut m = 0;
+    while let Some(h) = hs.get(m..m + 4) {
+        let len = usize::from(h[1]) << 16 | usize::from(h[2]) << 8 | usize::from(h[3]);
+        if len > MAX_HANDSHAKE_LEN {
+            return (out, true);
+        }
+        if m + 4 + len > hs.len() {
+            break;
+        }
+        out.push((m, m + 4 + len));
+        m += 4 + len;
+    }
+    (out, false)
 }
 
 fn model(stream: &[u8]) -> Model {
     let mut at = 0;
     let mut handshake = Vec::new();
-    let ended = loop {
+    let (ended, malformed) = loop {
         let Some(h) = stream.get(at..at + 5) else {
-            break false;
+            break (false, false);
         };
         let (ty, v0) = (h[0], h[1]);
         let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
-        let plausible = (20..=24).contains(&ty) && v0 == 3 && len <= 16_384 + 2048;
-        if !plausible || ty != HANDSHAKE {
-            break true;
+        if !(20..=24).contains(&ty) || v0 != 3 || len > 16_384 + 2048 {
+            break (true, true);
+        }
+        if ty != HANDSHAKE {
+            break (true, false);
         }
         let Some(payload) = stream.get(at + 5..at + 5 + len) else {
-            break false;
+            break (false, false);
         };
         handshake.extend_from_slice(payload);
         at += 5 + len;
-    };
-    let mut messages = Vec::new();
-    let mut m = 0;
-    while let Some(h) = handshake.get(m..m + 4) {
-        let len = usize::from(h[1]) << 16 | usize::from(h[2]) << 8 | usize::from(h[3]);
-        if m + 4 + len > handshake.len() {
-            break;
+        if messages(&handshake).1 {
+            break (true, true);
         }
-        messages.push((m, m + 4 + len));
-        m += 4 + len;
-    }
+    };
     Model {
+        messages: messages(&handshake).0,
         handshake,
         flight_end: at,
         ended,
-        messages,
+        malformed,
     }
 }
 
@@ -130,7 +150,21 @@ fn shape(layout: Layout, max_fragment: usize, stream: &[u8], cuts: &[usize]) -> 
 
 /// A CertificateRequest body that parses encodes back to the same bytes.
 fn check_certificate_request(body: &[u8]) -> Option<CertificateRequest12> {
-    let cr = CertificateRequest12::parse(body)?;
+    let cr = match CertificateRequest12::parse(body) {
+        Ok(cr) => cr,
+        Err(e) => {
+            let field_ok = match e.field() {
+                Field::CertificateTypes
+                | Field::SignatureAlgorithms
+                | Field::CertificateAuthorities => true,
+                Field::DistinguishedName(n) => n >= 1,
+                _ => false,
+            };
+            assert!(field_ok, "CertificateRequest error about {:?}", e.field());
+            check_error(&e);
+            return None;
+        }
+    };
     let mut again = vec![u8::try_from(cr.cert_types.len()).expect("u8 vector")];
     again.extend_from_slice(&cr.cert_types);
     let schemes: Vec<u8> = cr
@@ -149,22 +183,66 @@ fn check_certificate_request(body: &[u8]) -> Option<CertificateRequest12> {
     Some(cr)
 }
 
+/// A decode error is one line, and says how much was missing when it was.
+fn check_error(e: &DecodeError) {
+    let text = e.to_string();
+    assert!(!text.is_empty() && !text.contains('\n'), "{text:?}");
+    if let DecodeError::Missing {
+        needed, available, ..
+    } = e
+    {
+        assert!(needed > available, "{text}");
+    }
+}
+
 fn check_headers(bytes: &[u8]) {
     match RecordHeader::parse(bytes) {
-        Some(h) => {
+        Ok(h) => {
             let mut out = Vec::new();
             RecordHeader::write(&mut out, h.content_type, h.version, h.len);
             assert_eq!(out, bytes[..5]);
+            let plausible = (20..=24).contains(&h.content_type)
+                && h.version[0] == 3
+                && h.len <= MAX_RECORD_PAYLOAD;
+            assert_eq!(h.check().is_ok(), plausible);
+            assert_eq!(h.is_plausible(), plausible);
+            if let Err(e) = h.check() {
+                assert_eq!(
+                    e.field(),
+                    if matches!(e, DecodeError::TooLong { .. }) {
+                        Field::RecordLength
+                    } else {
+                        Field::RecordHeader
+                    }
+                );
+                check_error(&e);
+            }
         }
-        None => assert!(bytes.len() < 5),
+        Err(e) => {
+            assert!(bytes.len() < 5);
+            assert_eq!(e.field(), Field::RecordHeader);
+            check_error(&e);
+        }
     }
     match HandshakeHeader::parse(bytes) {
-        Some(h) => {
+        Ok(h) => {
             assert_eq!(h.msg_type, bytes[0]);
-            assert!(h.len < 1 << 24);
+            assert!(h.len <= MAX_HANDSHAKE_LEN);
             assert_eq!(h.len.to_be_bytes()[5..], bytes[1..4]);
         }
-        None => assert!(bytes.len() < 4),
+        Err(e) => {
+            let claim = bytes
+                .get(1..4)
+                .map(|l| usize::from(l[0]) << 16 | usize::from(l[1]) << 8 | usize::from(l[2]));
+            match claim {
+                None => assert_eq!(e.field(), Field::HandshakeHeader),
+                Some(len) => {
+                    assert!(len > MAX_HANDSHAKE_LEN);
+                    assert_eq!(e.field(), Field::HandshakeLength);
+                }
+            }
+            check_error(&e);
+        }
     }
 }
 
@@ -199,6 +277,15 @@ fuzz_target!(|input: &[u8]| {
         "chunking changed the bytes after the flight"
     );
     assert_eq!(reader.ended(), m.ended);
+    assert_eq!(
+        reader.error().is_some(),
+        m.malformed,
+        "error: {:?}",
+        reader.error()
+    );
+    if let Some(e) = reader.error() {
+        check_error(e);
+    }
     assert_eq!(seen.records.concat(), stream[..m.flight_end], "records");
     let messages: Vec<&[u8]> = m.messages.iter().map(|&(a, b)| &hs[a..b]).collect();
     let got: Vec<&[u8]> = seen.messages.iter().map(|(msg, _, _)| &msg[..]).collect();
@@ -214,12 +301,14 @@ fuzz_target!(|input: &[u8]| {
         assert_eq!(reader.take_partial().0, hs[complete..], "partial message");
     } else {
         assert!(after.is_empty());
-        let progress = reader.in_progress().map(|(h, _)| h);
-        assert_eq!(
-            progress,
-            HandshakeHeader::parse(&hs[complete..]),
-            "message in progress"
-        );
+        let progress = reader.in_progress().map(|(h, _)| (h.msg_type, h.len));
+        let claim = hs.get(complete..complete + 4).map(|h| {
+            (
+                h[0],
+                usize::from(h[1]) << 16 | usize::from(h[2]) << 8 | usize::from(h[3]),
+            )
+        });
+        assert_eq!(progress, claim, "message in progress");
     }
 
     // The shaper.
@@ -279,7 +368,9 @@ fuzz_target!(|input: &[u8]| {
             assert_eq!(o.message_bytes, msg.len());
             assert_eq!(
                 o.ca_names,
-                CertificateRequest12::parse(&msg[4..]).map(|cr| cr.ca_names)
+                CertificateRequest12::parse(&msg[4..])
+                    .ok()
+                    .map(|cr| cr.ca_names)
             );
         }
         (o, msg) => panic!(

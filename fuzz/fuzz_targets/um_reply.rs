@@ -1,15 +1,30 @@
-//! um-sim's SMTP reply parsing: `client::parse_reply_line` on every line of
-//! the input, the way the client reads a server's reply lines.
+//! um-sim's SMTP reply reading: `client::parse_reply_line` on every line of
+//! the input, and the capped multi-line reader (`client::reply::ReplyAssembler`
+//! fed the way the client's reader feeds it: lines read from a tokio byte
+//! reader with `take(MAX_REPLY_LINE + 1).read_until(b'\n')`, on a
+//! current-thread runtime built once).
+//!
+//! Input: the server's byte stream.
 //!
 //! Asserts: a line parses exactly when it starts with three digits forming a
-//! code in 200..=599 followed by nothing, a space or a hyphen; the result is
-//! that code, "last line" for a space or nothing, and the text after the
-//! separator; the line is rebuilt exactly from the result.
+//! code in 200..=599 followed by nothing, a space or a hyphen (an independent
+//! reading of RFC 5321's grammar), and is rebuilt exactly from the result;
+//! the assembler's replies are made of the lines read (continuation lines,
+//! then one last line, text as parsed), within the caps of 4,096 bytes a
+//! line, 100 lines and 64 KiB a reply; each refusal is the right one (the
+//! line over the cap, the 101st line, the byte past 64 KiB, a line that does
+//! not parse) and is one line of text; nothing is accepted past a refusal.
 
 #![no_main]
 
+use std::sync::OnceLock;
+
 use libfuzzer_sys::fuzz_target;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use um_sim::client::parse_reply_line;
+use um_sim::client::reply::{
+    MAX_REPLY_BYTES, MAX_REPLY_LINE, MAX_REPLY_LINES, Reply, ReplyAssembler, ReplyError,
+};
 
 /// The grammar, written out independently: Reply-code [ SP / "-" ] text.
 fn expected(line: &str) -> Option<(u16, bool, &str)> {
@@ -45,6 +60,101 @@ fn check_line(line: &str) {
     }
 }
 
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime")
+    })
+}
+
+/// One line as the client's reader takes it: at most one byte past the cap,
+/// up to and including LF.
+async fn next_line(r: &mut &[u8]) -> Vec<u8> {
+    let mut line = Vec::new();
+    let _ = (&mut *r)
+        .take(MAX_REPLY_LINE as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .await;
+    line
+}
+
+/// Reads replies until the stream ends or a reply is refused, checking each.
+async fn read_replies(mut r: &[u8]) {
+    'replies: while !r.is_empty() {
+        let mut assembler = ReplyAssembler::default();
+        // The raw lines of this reply so far, and their bytes.
+        let mut raws: Vec<Vec<u8>> = Vec::new();
+        let mut bytes = 0usize;
+        loop {
+            let raw = next_line(&mut r).await;
+            if raw.is_empty() {
+                break 'replies;
+            }
+            assert!(raw.len() <= MAX_REPLY_LINE + 1);
+            bytes += raw.len();
+            let text = String::from_utf8_lossy(&raw).trim_end().to_owned();
+            let parsed = parse_reply_line(&text).map(|(c, l, t)| (c, l, t.to_owned()));
+            match assembler.push(&raw) {
+                Ok(None) => {
+                    assert!(raw.len() <= MAX_REPLY_LINE && bytes <= MAX_REPLY_BYTES);
+                    assert!(raws.len() < MAX_REPLY_LINES);
+                    assert!(matches!(parsed, Some((_, false, _))), "{text:?} continues");
+                    raws.push(raw);
+                }
+                Ok(Some(reply)) => {
+                    assert!(raw.len() <= MAX_REPLY_LINE && bytes <= MAX_REPLY_BYTES);
+                    assert!(raws.len() < MAX_REPLY_LINES);
+                    let Some((code, true, last_text)) = parsed else {
+                        panic!("{text:?} ended a reply")
+                    };
+                    raws.push(raw);
+                    check_reply(&reply, &raws, code, &last_text);
+                    continue 'replies;
+                }
+                Err(e) => {
+                    check_refusal(&e, &raw, bytes, raws.len(), parsed.is_some());
+                    break 'replies;
+                }
+            }
+        }
+    }
+}
+
+fn check_reply(reply: &Reply, raws: &[Vec<u8>], code: u16, last_text: &str) {
+    assert_eq!(reply.code, code);
+    assert!((200..=599).contains(&reply.code));
+    assert_eq!(reply.lines.len(), raws.len());
+    assert!(!reply.lines.is_empty() && reply.lines.len() <= MAX_REPLY_LINES);
+    assert_eq!(reply.lines.last().map(String::as_str), Some(last_text));
+    for (raw, text) in raws.iter().zip(&reply.lines) {
+        let line = String::from_utf8_lossy(raw);
+        let (_, _, want) = parse_reply_line(line.trim_end()).expect("a line of the reply parses");
+        assert_eq!(text, want);
+    }
+}
+
+fn check_refusal(e: &ReplyError, raw: &[u8], bytes: usize, lines: usize, parses: bool) {
+    let msg = e.to_string();
+    assert!(!msg.is_empty() && !msg.contains(['\n', '\r']), "{msg:?}");
+    match e {
+        ReplyError::LineTooLong => assert!(raw.len() > MAX_REPLY_LINE),
+        ReplyError::TooLarge => {
+            assert!(raw.len() <= MAX_REPLY_LINE && bytes > MAX_REPLY_BYTES)
+        }
+        ReplyError::TooManyLines => {
+            assert!(bytes <= MAX_REPLY_BYTES && lines >= MAX_REPLY_LINES)
+        }
+        ReplyError::Malformed(_) => {
+            assert!(raw.len() <= MAX_REPLY_LINE && bytes <= MAX_REPLY_BYTES);
+            assert!(lines < MAX_REPLY_LINES && !parses);
+        }
+        ReplyError::Io(io) => panic!("I/O error from a slice: {io}"),
+    }
+    assert_eq!(e.is_over_cap(), !matches!(e, ReplyError::Malformed(_)));
+}
+
 fuzz_target!(|input: &[u8]| {
     let text = String::from_utf8_lossy(input);
     // Each line as the client sees it: up to LF, trailing whitespace trimmed.
@@ -52,4 +162,5 @@ fuzz_target!(|input: &[u8]| {
         check_line(raw.trim_end());
         check_line(raw);
     }
+    runtime().block_on(read_replies(input));
 });

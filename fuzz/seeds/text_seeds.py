@@ -164,3 +164,9 @@ write(
     "421 4.7.1 Client certificate required\n530 5.7.0 Must issue a STARTTLS command first\r\n"
     "552-5.3.4 Message size\r\n552 5.3.4 exceeds fixed limit\r\n999 x\r\n2500\r\nabc\r\n25\r\n",
 )
+# The reader's caps: a line just over 4,096 bytes, a reply of 101 lines, and
+# one near 64 KiB (the fuzzer grows it past the cap; run.sh allows 70,000-byte
+# inputs for um_reply).
+write("um_reply", "long_line", "250-" + "a" * 4093 + "\r\n250 OK\r\n")
+write("um_reply", "many_lines", "250-x\r\n" * 100 + "250 x\r\n")
+write("um_reply", "near_64k", ("250-" + "b" * 3994 + "\r\n") * 15 + "250 end\r\n")
