@@ -24,6 +24,7 @@ use certgen::wire::{
 };
 use lab_server::shaper::{Layout, Shaper};
 use libfuzzer_sys::fuzz_target;
+use um_sim::tap::Tap;
 
 const HANDSHAKE: u8 = 22;
 const CERTIFICATE_REQUEST: u8 = 13;
@@ -43,6 +44,8 @@ struct Model {
     malformed: bool,
     /// Complete messages in `handshake`, as ranges.
     messages: Vec<(usize, usize)>,
+    /// Records of the flight.
+    records: usize,
 }
 
 /// The handshake messages of `hs`: the complete ones, and whether the first
@@ -67,6 +70,7 @@ fn messages(hs: &[u8]) -> (Vec<(usize, usize)>, bool) {
 fn model(stream: &[u8]) -> Model {
     let mut at = 0;
     let mut handshake = Vec::new();
+    let mut records = 0;
     let (ended, malformed) = loop {
         let Some(h) = stream.get(at..at + 5) else {
             break (false, false);
@@ -84,6 +88,7 @@ fn model(stream: &[u8]) -> Model {
         };
         handshake.extend_from_slice(payload);
         at += 5 + len;
+        records += 1;
         if messages(&handshake).1 {
             break (true, true);
         }
@@ -94,6 +99,7 @@ fn model(stream: &[u8]) -> Model {
         flight_end: at,
         ended,
         malformed,
+        records,
     }
 }
 
@@ -385,9 +391,48 @@ fuzz_target!(|input: &[u8]| {
     assert_eq!(shaper.alert(), alert);
     // Past the flight, bytes pass unchanged.
     if m.ended {
-        let mut shaper = shaper;
+        let mut shaper = shaper.clone();
         let mut more = Vec::new();
         shaper.feed(b"\x17\x03\x03\x00\x01x", &mut more);
         assert_eq!(more, b"\x17\x03\x03\x00\x01x");
+    }
+
+    // um-sim's record tap reading what the shaper sent, as the client does:
+    // it sees the CertificateRequest the shaper says went out.
+    let shaped = model(&out);
+    let mut tap = Tap::new("lenient".parse().expect("a preset"));
+    for piece in pieces(&out, &cuts) {
+        assert_eq!(tap.feed(piece), Ok(()), "lenient never refuses");
+    }
+    let seen = tap.seen();
+    assert_eq!(
+        seen.handshake_records, shaped.records,
+        "records the tap read"
+    );
+    match (shaper.observed(), &seen.request) {
+        (None, None) => {}
+        (Some(o), Some(r)) => {
+            assert_eq!(r.body_bytes + 4, o.message_bytes);
+            assert_eq!(r.records, o.records, "records the request spanned");
+            assert_eq!(&r.ca_names, o.ca_names.as_ref().unwrap_or(&Vec::new()));
+            assert!(r.complete);
+        }
+        (o, r) => panic!("shaper observed {o:?}, tap saw {r:?}"),
+    }
+    // A body limit fires only on a CertificateRequest claiming more.
+    let limit = 1 + usize::from(head[3]) * 64;
+    let mut tap = Tap::new(format!("max-handshake={limit}").parse().expect("a profile"));
+    let verdict = pieces(&out, &cuts)
+        .into_iter()
+        .map(|p| tap.feed(p))
+        .find(Result::is_err);
+    if let Some(Err(rule)) = verdict {
+        assert_eq!(rule, um_sim::profile::Rule::MaxBody(limit));
+        let request = tap
+            .seen()
+            .request
+            .as_ref()
+            .expect("the request that broke it");
+        assert!(request.body_bytes > limit);
     }
 });
