@@ -67,7 +67,7 @@ enum Command {
     /// Analyse a real store: which policies and client stacks break, which
     /// roots are dropped, and the remediation.
     Analyze {
-        /// PEM bundle, folder or .p7b.
+        /// PEM bundle, folder, .p7b or .sst.
         #[arg(long)]
         store: PathBuf,
         /// The client certificate's issuer (PEM): its fate in the list.
