@@ -82,11 +82,7 @@ pub async fn run(
         lottery: Vec::new(),
         problems: Vec::new(),
     };
-    let seeds = if r.is_lottery() {
-        s.store.seeds.max(1)
-    } else {
-        1
-    };
+    let seeds = r.organisation_seeds();
     let mut orgs: std::collections::HashMap<u64, Lab> = std::collections::HashMap::new();
     for &size in &r.sizes {
         let mut lottery = Lottery {
@@ -96,7 +92,9 @@ pub async fn run(
             predicted_failures: 0,
         };
         for k in 0..seeds {
-            let seed = s.store.seed + k;
+            let seed = r.organisation_seed(k).ok_or_else(|| {
+                anyhow::anyhow!("store.seed {} + {k} passes the largest seed", s.store.seed)
+            })?;
             let point = if seeds > 1 {
                 let lab = match orgs.entry(seed) {
                     std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),

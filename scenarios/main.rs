@@ -152,12 +152,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     let total: u64 = scenarios
         .iter()
         .map(|r| {
-            let seeds = if r.is_lottery() {
-                r.scenario.store.seeds.max(1)
-            } else {
-                1
-            };
-            r.sizes.len() as u64 * (seeds + r.policies.len() as u64 - 1)
+            r.sizes.len() as u64 * (r.organisation_seeds() + r.policies.len() as u64 - 1)
                 + u64::from(r.scenario.break_point.is_some())
         })
         .sum();

@@ -9,6 +9,9 @@ use lab_server::shaper::Layout;
 use lab_server::tls::ClientAuth;
 use serde::Deserialize;
 
+/// Most organisations a Monte Carlo sweep measures per size (`store.seeds`).
+pub const MAX_SEEDS: u64 = 10_000;
+
 /// A scenario as written in its file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -300,7 +303,10 @@ impl Resolved {
         if s.client.voicemails == 0 || s.client.voicemails > 100 {
             return Err("client.voicemails must be 1..=100".into());
         }
-        Ok(Resolved {
+        if s.store.seeds == 0 || s.store.seeds > MAX_SEEDS {
+            return Err(format!("store.seeds must be 1..={MAX_SEEDS}"));
+        }
+        let resolved = Resolved {
             profile,
             ca,
             sizes,
@@ -312,11 +318,70 @@ impl Resolved {
             client: s.client.profile.parse()?,
             expect,
             scenario,
-        })
+        };
+        // Organisation k uses seed + k: every one of them must exist.
+        let last = resolved.organisation_seeds() - 1;
+        if resolved.organisation_seed(last).is_none() {
+            return Err(format!(
+                "store.seed {} + store.seeds {} - 1 passes {}, the largest seed; \
+                 lower store.seed",
+                resolved.scenario.store.seed,
+                resolved.scenario.store.seeds,
+                u64::MAX
+            ));
+        }
+        Ok(resolved)
     }
 
     /// Whether the CA's place varies with the seed (a Monte Carlo sweep).
     pub fn is_lottery(&self) -> bool {
         self.ca == Position::Thumbprint || self.policy.order == Order::Thumbprint
+    }
+
+    /// Organisations measured per size: `store.seeds` in a Monte Carlo sweep,
+    /// otherwise 1 (the CA's place does not depend on the seed).
+    pub fn organisation_seeds(&self) -> u64 {
+        if self.is_lottery() {
+            self.scenario.store.seeds.max(1)
+        } else {
+            1
+        }
+    }
+
+    /// The seed of organisation `k` (`store.seed + k`), or `None` when `k` is
+    /// not one of the scenario's organisations or the sum passes `u64::MAX`
+    /// (never wrapped: a wrapped seed would silently repeat organisation 0).
+    pub fn organisation_seed(&self, k: u64) -> Option<u64> {
+        if k >= self.organisation_seeds() {
+            return None;
+        }
+        self.scenario.store.seed.checked_add(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(store: &str) -> Scenario {
+        let text = format!("name = \"t\"\ndescription = \"d\"\n[store]\n{store}\n");
+        match toml::from_str(&text) {
+            Ok(s) => s,
+            Err(e) => panic!("{text}: {e}"),
+        }
+    }
+
+    #[test]
+    fn organisation_seeds_past_u64_are_refused() {
+        let s =
+            scenario("sizes = [11]\nseed = 18446744073709551615\nseeds = 2\nca = \"thumbprint\"");
+        let err = Resolved::new(s).expect_err("seed + 1 does not exist");
+        assert!(err.contains("store.seed"), "{err}");
+        // The last seed itself is fine when only one organisation is asked for.
+        let s =
+            scenario("sizes = [11]\nseed = 18446744073709551615\nseeds = 1\nca = \"thumbprint\"");
+        let r = Resolved::new(s).expect("one organisation");
+        assert_eq!(r.organisation_seed(0), Some(u64::MAX));
+        assert_eq!(r.organisation_seed(1), None);
     }
 }
