@@ -9,6 +9,28 @@ use lab_server::shaper::Layout;
 use lab_server::tls::ClientAuth;
 use serde::Deserialize;
 
+/// Longest scenario name: it becomes a file name in the report folder.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks that a scenario name is safe as a file name in the report folder
+/// (`<name>.svg`): 1 to [`MAX_NAME_LEN`] of `A-Z a-z 0-9 . _ -`, not starting
+/// with `.`. Anything else (`../x`, `a/b`, `..`) could write outside the folder
+/// or hide a file, so it is refused rather than rewritten.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || name.starts_with('.')
+        || !name.chars().all(allowed)
+    {
+        return Err(format!(
+            "name {name:?}: a scenario name becomes a file name in the report folder, so it \
+             must be 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 . _ - and not start with '.'"
+        ));
+    }
+    Ok(())
+}
+
 /// Most organisations a Monte Carlo sweep measures per size (`store.seeds`).
 pub const MAX_SEEDS: u64 = 10_000;
 
@@ -243,6 +265,7 @@ impl Resolved {
     /// Parses every setting of a scenario.
     pub fn new(scenario: Scenario) -> Result<Resolved, String> {
         let s = &scenario;
+        check_name(&s.name)?;
         let profile = match s.store.profile.as_str() {
             "mozilla" => Subjects::Mozilla,
             p => Subjects::Synthetic(p.parse().map_err(|e| format!("store.profile: {e}"))?),
@@ -383,5 +406,20 @@ mod tests {
         let r = Resolved::new(s).expect("one organisation");
         assert_eq!(r.organisation_seed(0), Some(u64::MAX));
         assert_eq!(r.organisation_seed(1), None);
+    }
+
+    #[test]
+    fn names_that_are_not_plain_file_names_are_refused() {
+        for bad in ["../x", "a/b", "..", ".hidden", "", "a b", "x\\y", "é"] {
+            let mut s = scenario("sizes = [11]");
+            s.name = bad.to_owned();
+            let err = Resolved::new(s).expect_err(bad);
+            assert!(err.contains("A-Z a-z 0-9"), "{bad:?}: {err}");
+        }
+        for good in ["seed-2013", "java_32k", "v1.2"] {
+            let mut s = scenario("sizes = [11]");
+            s.name = good.to_owned();
+            assert!(Resolved::new(s).is_ok(), "{good}");
+        }
     }
 }

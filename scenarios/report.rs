@@ -170,9 +170,15 @@ pub fn csv(results: &[ScenarioResult]) -> String {
     out
 }
 
-/// Writes `report.json`, `report.csv` and `<scenario>.svg` into `dir`.
+/// Writes `report.json`, `report.csv` and `<scenario>.svg` into `dir`; a
+/// scenario name that is not a plain file name (see
+/// [`crate::model::check_name`]) is refused before anything is written.
 pub fn write_folder(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<Vec<String>> {
     use certgen::fsutil::{Access, create_dir, write_atomic};
+    // Results built in code never went through the check at load.
+    for r in results {
+        crate::model::check_name(&r.name).map_err(anyhow::Error::msg)?;
+    }
     create_dir(dir)?;
     let mut written = Vec::new();
     let json = serde_json::to_vec_pretty(results)?;
@@ -191,4 +197,33 @@ pub fn write_folder(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<Ve
         written.push(name);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str) -> ScenarioResult {
+        ScenarioResult {
+            name: name.to_owned(),
+            description: "d".into(),
+            setup: "s".into(),
+            points: Vec::new(),
+            break_point: None,
+            lottery: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn write_folder_keeps_every_file_inside_the_folder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let report = dir.path().join("rep");
+        let err = write_folder(&report, &[result("../x")]);
+        assert!(err.is_err(), "a chart named ../x was written");
+        assert!(!dir.path().join("x.svg").exists(), "x.svg outside --report");
+        let written = write_folder(&report, &[result("ok")]).expect("a plain name");
+        assert!(written.contains(&"ok.svg".to_owned()));
+        assert!(report.join("ok.svg").is_file());
+    }
 }
