@@ -242,22 +242,31 @@ pub struct Resolved {
 
 /// A scenario file that cannot run.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {reason}", path.display())]
-pub struct ScenarioError {
-    /// The file.
-    pub path: std::path::PathBuf,
-    /// What is wrong.
-    pub reason: String,
+pub enum ScenarioError {
+    /// The file could not be read, is not UTF-8, or is larger than
+    /// [`certgen::fsutil::MAX_TEXT_FILE`] (the message names the file).
+    #[error(transparent)]
+    Read(#[from] certgen::Error),
+    /// The file was read but is not a valid scenario.
+    #[error("{}: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Resolved {
-    /// Reads and checks a scenario file.
+    /// Reads and checks a scenario file; at most
+    /// [`certgen::fsutil::MAX_TEXT_FILE`] bytes are read, so a wrong path
+    /// (a device, a huge dump) gets an error instead of exhausting memory.
     pub fn load(path: &Path) -> Result<Resolved, ScenarioError> {
-        let err = |reason: String| ScenarioError {
+        let err = |reason: String| ScenarioError::Invalid {
             path: path.to_owned(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let text = certgen::fsutil::read_capped_text(path, certgen::fsutil::MAX_TEXT_FILE)?;
         let scenario: Scenario = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
         Resolved::new(scenario).map_err(err)
     }
@@ -421,5 +430,21 @@ mod tests {
             s.name = good.to_owned();
             assert!(Resolved::new(s).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn a_scenario_file_past_the_text_cap_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("big.toml");
+        // A valid scenario, then a comment that takes the file past 1 MiB.
+        let mut text = String::from("name = \"big\"\ndescription = \"d\"\n[store]\nsizes = [11]\n");
+        text.push('#');
+        text.push_str(&"x".repeat(certgen::fsutil::MAX_TEXT_FILE as usize));
+        text.push('\n');
+        std::fs::write(&path, &text).expect("write");
+        let err = Resolved::load(&path).expect_err("a file over the cap");
+        assert!(err.to_string().contains("larger than"), "{err}");
+        std::fs::write(&path, &text[..200]).expect("write");
+        assert!(Resolved::load(&path).is_ok(), "the same file under the cap");
     }
 }
