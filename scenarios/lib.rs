@@ -1,12 +1,22 @@
 //! umlab: which trust-store size breaks voicemail delivery, measured over the
 //! wire. Scenario files ([`model`]) are run by the [`engine`]: every store is
 //! predicted from the encodings and measured with lab-server and um-sim over
-//! real TCP and TLS; [`report`] renders tables, JSON, CSV and charts.
+//! real TCP and TLS; [`report`] renders tables, JSON, CSV and charts;
+//! [`analyze`] judges a user's own store with the same prediction.
 
+pub mod analyze;
 pub mod chart;
 pub mod engine;
 pub mod model;
 pub mod report;
+
+// `BUILTIN`: every scenario file of `scenarios/`, embedded by build.rs.
+include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
+
+/// Seed of the lab PKI the `umlab` binary and the scenario tests use (the
+/// enterprise CA, the UM and Hub certificates): expectations such as the
+/// seed-2013 break point hold for this PKI.
+pub const PKI_SEED: u64 = 2013;
 
 use std::path::Path;
 
@@ -182,4 +192,32 @@ fn check(r: &Resolved, result: &mut ScenarioResult) {
         _ => {}
     }
     result.problems = problems;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_file_is_built_in_and_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+            .expect("scenarios folder")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 7, "{files:?}");
+        assert_eq!(BUILTIN.len(), files.len(), "built-ins vs files");
+        for ((name, text), file) in BUILTIN.iter().zip(&files) {
+            let on_disk = std::fs::read_to_string(file).expect("scenario file");
+            assert_eq!(Some(*name), file.file_name().and_then(|n| n.to_str()));
+            assert_eq!(*text, on_disk, "{name} is stale in the build");
+        }
+        let builtin = model::Resolved::builtin().expect("built-ins load");
+        for (r, file) in builtin.iter().zip(&files) {
+            let stem = file.file_stem().and_then(|s| s.to_str());
+            assert_eq!(Some(r.scenario.name.as_str()), stem, "name = file stem");
+        }
+    }
 }

@@ -195,6 +195,61 @@ fn one_usize() -> usize {
     1
 }
 
+/// An ad hoc sweep (`umlab sweep`): one setup over a range of store sizes.
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    /// First size.
+    pub from: usize,
+    /// Last size (included).
+    pub to: usize,
+    /// Step.
+    pub step: usize,
+    /// Subject profile.
+    pub profile: String,
+    /// Server policy.
+    pub policy: String,
+    /// Client profile.
+    pub client: String,
+    /// Where the enterprise CA sits.
+    pub ca: String,
+    /// Seed of the synthetic subjects.
+    pub seed: u64,
+}
+
+impl Scenario {
+    /// The scenario of an ad hoc sweep, named `sweep`, every other setting at
+    /// its default (checked by [`Resolved::new`] like any file).
+    pub fn sweep(w: Sweep) -> Scenario {
+        Scenario {
+            name: "sweep".into(),
+            description: "ad hoc sweep".into(),
+            store: StoreSpec {
+                profile: w.profile,
+                sizes: Vec::new(),
+                range: Some(RangeSpec {
+                    from: w.from,
+                    to: w.to,
+                    step: w.step,
+                }),
+                seed: w.seed,
+                seeds: one(),
+                ca: w.ca,
+                prune_to: None,
+            },
+            server: ServerSpec {
+                policy: w.policy,
+                ..ServerSpec::default()
+            },
+            client: ClientSpec {
+                profile: w.client,
+                ..ClientSpec::default()
+            },
+            break_point: None,
+            expect: Expect::default(),
+        }
+    }
+}
+
 /// Where the roots' subjects come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subjects {
@@ -269,6 +324,22 @@ impl Resolved {
         let text = certgen::fsutil::read_capped_text(path, certgen::fsutil::MAX_TEXT_FILE)?;
         let scenario: Scenario = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
         Resolved::new(scenario).map_err(err)
+    }
+
+    /// The built-in scenarios (every file of `scenarios/`, embedded in the
+    /// build), in file-name order.
+    pub fn builtin() -> Result<Vec<Resolved>, ScenarioError> {
+        crate::BUILTIN
+            .iter()
+            .map(|(name, text)| {
+                let err = |reason: String| ScenarioError::Invalid {
+                    path: std::path::PathBuf::from(name),
+                    reason,
+                };
+                let scenario: Scenario = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+                Resolved::new(scenario).map_err(err)
+            })
+            .collect()
     }
 
     /// Parses every setting of a scenario.
@@ -368,6 +439,16 @@ impl Resolved {
     /// Whether the CA's place varies with the seed (a Monte Carlo sweep).
     pub fn is_lottery(&self) -> bool {
         self.ca == Position::Thumbprint || self.policy.order == Order::Thumbprint
+    }
+
+    /// Stores a run measures (every organisation of every size under the
+    /// first policy, every size under the others, one for a break-point
+    /// search): the length of a progress bar.
+    pub fn planned_stores(&self) -> u64 {
+        let sizes = self.sizes.len() as u64;
+        let others = self.policies.len().saturating_sub(1) as u64;
+        sizes * (self.organisation_seeds() + others)
+            + u64::from(self.scenario.break_point.is_some())
     }
 
     /// Organisations measured per size: `store.seeds` in a Monte Carlo sweep,
