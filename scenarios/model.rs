@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use certgen::wire::{MAX_PLAINTEXT, RECORD_HEADER_LEN, SCHANNEL_LIMIT};
 use certgen::{Position, Profile};
 use lab_server::policy::{Accounting, Order, Policy, TlsVersion};
 use lab_server::shaper::Layout;
@@ -128,11 +129,11 @@ impl Default for ServerSpec {
         ServerSpec {
             policy: "schannel".into(),
             policies: Vec::new(),
-            budget: 16_384,
+            budget: SCHANNEL_LIMIT,
             accounting: "ca-list".into(),
             order: "store".into(),
             tls: "1.2".into(),
-            max_fragment: 16_389,
+            max_fragment: MAX_PLAINTEXT + RECORD_HEADER_LEN,
             layout: "per-message".into(),
             client_auth: "required".into(),
         }
