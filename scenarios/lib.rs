@@ -18,6 +18,7 @@ include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
 /// seed-2013 break point hold for this PKI.
 pub const PKI_SEED: u64 = 2013;
 
+use std::collections::hash_map::Entry;
 use std::path::Path;
 
 use serde::Serialize;
@@ -46,7 +47,8 @@ pub struct ScenarioResult {
 
 /// Runs one scenario file.
 pub async fn run_file(path: &Path, lab: &mut Lab) -> anyhow::Result<ScenarioResult> {
-    let resolved = Resolved::load(path)?;
+    let path = path.to_owned();
+    let resolved = tokio::task::spawn_blocking(move || Resolved::load(&path)).await??;
     run(&resolved, lab, &|_| {}).await
 }
 
@@ -107,8 +109,11 @@ pub async fn run(
             })?;
             let point = if seeds > 1 {
                 let lab = match orgs.entry(seed) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(Lab::new(seed)?),
+                    Entry::Occupied(e) => e.into_mut(),
+                    // Its own PKI: key generation, kept off the runtime's workers.
+                    Entry::Vacant(e) => {
+                        e.insert(tokio::task::spawn_blocking(move || Lab::new(seed)).await??)
+                    }
                 };
                 lab.point(r, size, seed).await?
             } else {

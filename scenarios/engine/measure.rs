@@ -5,16 +5,17 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use certgen::roots::{self, RootsSpec};
-use certgen::{KeyAlg, Root, Store};
+use certgen::{KeyAlg, Position, Root, Store};
 use lab_server::policy::TlsVersion;
 use lab_server::server::{Server, Settings};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use um_sim::client::{ClientSettings, Identity};
-use um_sim::queue::{EnqueueSpec, Queue, enqueue};
+use um_sim::queue::{EnqueueSpec, Item, Queue, enqueue};
 use um_sim::submit::SubmitSettings;
 
 use super::predict::{Setup, class_name, predict};
@@ -30,7 +31,75 @@ pub struct Lab {
     ca: Root,
     identity: Identity,
     roots: Arc<rustls::RootCertStore>,
-    synthetic: HashMap<(String, u64), Vec<Root>>,
+    synthetic: HashMap<(String, u64), Arc<Vec<Root>>>,
+}
+
+/// A store and the enterprise CA's index in it.
+type StoreAt = (Store, usize);
+
+/// Building one store, moved whole onto the blocking pool.
+struct StoreJob {
+    subjects: Subjects,
+    seed: u64,
+    size: usize,
+    ca: Root,
+    at: Position,
+    prune_to: Option<usize>,
+    cached: Option<Arc<Vec<Root>>>,
+}
+
+impl StoreJob {
+    /// The (perhaps longer) synthetic list to cache, the store and the CA's
+    /// index in it.
+    fn run(self) -> anyhow::Result<(Arc<Vec<Root>>, StoreAt)> {
+        let need = self.size.saturating_sub(1);
+        let have = self.cached.as_ref().map_or(0, |l| l.len());
+        let list = match (self.subjects, self.cached) {
+            (Subjects::Synthetic(_), Some(list)) if list.len() >= need => list,
+            (Subjects::Mozilla, Some(list)) => list,
+            (Subjects::Synthetic(profile), _) => {
+                // Grow geometrically: a sweep's stores are prefixes of one list.
+                let spec = RootsSpec {
+                    count: need.max(have * 2).max(64) as u64,
+                    seed: Some(self.seed),
+                    profile,
+                    key: KeyAlg::Ed25519,
+                    dn_only: true,
+                };
+                let (store, _) = roots::generate(&spec, &|_| {})?;
+                Arc::new(store.into_roots())
+            }
+            (Subjects::Mozilla, None) => {
+                let subjects = certgen::synth::mozilla_subjects();
+                let store = roots::with_subjects(&subjects, self.seed, KeyAlg::Ed25519)?;
+                Arc::new(store.into_roots())
+            }
+        };
+        if list.len() < need {
+            anyhow::bail!(
+                "{} has only {} roots; {} asked for",
+                self.subjects,
+                list.len(),
+                self.size
+            );
+        }
+        let mut store = Store::from_roots(list.iter().take(need).cloned().collect());
+        let at = store.insert(self.ca.clone(), self.at);
+        let built = match self.prune_to {
+            Some(budget) => {
+                let pruned = remediate(&store, budget, &[at]);
+                let kept = pruned.keep_store(&store);
+                let at = kept
+                    .roots()
+                    .iter()
+                    .position(|root| root.sha1() == self.ca.sha1())
+                    .unwrap_or(0);
+                (kept, at)
+            }
+            None => (store, at),
+        };
+        Ok((list, built))
+    }
 }
 
 impl Lab {
@@ -54,58 +123,26 @@ impl Lab {
 
     /// The store of `size` roots (the CA included) for a seed: a prefix of one
     /// generated list, cached per profile and seed, with the CA inserted.
-    pub fn store(
+    /// Generation runs on the blocking pool, never on a runtime worker.
+    pub async fn store(
         &mut self,
         r: &Resolved,
         size: usize,
         seed: u64,
     ) -> anyhow::Result<(Store, usize)> {
         let key = (r.profile.to_string(), seed);
-        let need = size.saturating_sub(1);
-        let have = self.synthetic.get(&key).map_or(0, Vec::len);
-        match r.profile {
-            Subjects::Synthetic(profile) if have < need => {
-                let spec = RootsSpec {
-                    count: need.max(have * 2).max(64) as u64,
-                    seed: Some(seed),
-                    profile,
-                    key: KeyAlg::Ed25519,
-                    dn_only: true,
-                };
-                let (store, _) = roots::generate(&spec, &|_| {})?;
-                self.synthetic.insert(key.clone(), store.into_roots());
-            }
-            Subjects::Mozilla if !self.synthetic.contains_key(&key) => {
-                let subjects = certgen::synth::mozilla_subjects();
-                let store = roots::with_subjects(&subjects, seed, KeyAlg::Ed25519)?;
-                self.synthetic.insert(key.clone(), store.into_roots());
-            }
-            _ => {}
-        }
-        let have = self.synthetic.get(&key).map_or(0, Vec::len);
-        if have < need {
-            anyhow::bail!("{} has only {have} roots; {size} asked for", r.profile);
-        }
-        let synthetic = self
-            .synthetic
-            .get(&key)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        let mut store = Store::from_roots(synthetic.iter().take(need).cloned().collect());
-        let at = store.insert(self.ca.clone(), r.ca);
-        match r.scenario.store.prune_to {
-            Some(budget) => {
-                let pruned = remediate(&store, budget, &[at]);
-                let kept = pruned.keep_store(&store);
-                let at = kept
-                    .roots()
-                    .iter()
-                    .position(|root| root.sha1() == self.ca.sha1())
-                    .unwrap_or(0);
-                Ok((kept, at))
-            }
-            None => Ok((store, at)),
-        }
+        let job = StoreJob {
+            subjects: r.profile,
+            seed,
+            size,
+            ca: self.ca.clone(),
+            at: r.ca,
+            prune_to: r.scenario.store.prune_to,
+            cached: self.synthetic.get(&key).cloned(),
+        };
+        let (list, built) = tokio::task::spawn_blocking(move || job.run()).await??;
+        self.synthetic.insert(key, list);
+        Ok(built)
     }
 
     /// Prediction and measurement for one store under the scenario's first policy.
@@ -121,7 +158,7 @@ impl Lab {
         size: usize,
         seed: u64,
     ) -> anyhow::Result<Point> {
-        let (store, ca_index) = self.store(r, size, seed)?;
+        let (store, ca_index) = self.store(r, size, seed).await?;
         let prediction = predict(&Setup::of(r), policy, &store, Some(self.ca.subject_der()));
         let mut point = Point::predicted(policy, seed, ca_index, &store, prediction);
         point.removed = size.saturating_sub(store.len());
@@ -131,8 +168,27 @@ impl Lab {
         Ok(point)
     }
 
+    /// Serves `store` and submits to it, in a temporary folder created and
+    /// removed on the blocking pool.
     async fn measure(
         &self,
+        r: &Resolved,
+        policy: &lab_server::policy::Settings,
+        store: Store,
+        ca_index: usize,
+        point: &mut Point,
+    ) -> anyhow::Result<Outcome> {
+        let dir = tokio::task::spawn_blocking(tempfile::tempdir).await??;
+        let outcome = self
+            .measure_in(dir.path(), r, policy, store, ca_index, point)
+            .await;
+        tokio::task::spawn_blocking(move || dir.close()).await??;
+        outcome
+    }
+
+    async fn measure_in(
+        &self,
+        dir: &Path,
         r: &Resolved,
         policy: &lab_server::policy::Settings,
         store: Store,
@@ -142,8 +198,7 @@ impl Lab {
         let chain = vec![CertificateDer::from(self.pki.hub.cert_der.clone())];
         let key = PrivateKeyDer::try_from(self.pki.hub.key.pkcs8_der()?.to_vec())
             .map_err(|e| anyhow::anyhow!("hub key: {e}"))?;
-        let dir = tempfile::tempdir()?;
-        let mut settings = Settings::new(store, chain, key, dir.path().join("maildir"));
+        let mut settings = Settings::new(store, chain, key, dir.join("maildir"));
         settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.named = vec![("enterprise CA".into(), ca_index)];
         settings.policy = *policy;
@@ -167,7 +222,6 @@ impl Lab {
                 .map(|_| "36885".to_owned()),
         );
         let mut events = server.subscribe();
-        let queue = Queue::open(&dir.path().join("queue"))?;
         let spec = EnqueueSpec {
             count: r.scenario.client.voicemails,
             seconds: 1,
@@ -175,7 +229,7 @@ impl Lab {
             seed: point.seed ^ point.size as u64,
             sample_rate: 8_000,
         };
-        enqueue(&queue, &spec)?;
+        let (queue, items) = prepare_queue(dir.join("queue"), spec).await?;
         let settings = SubmitSettings {
             client: ClientSettings {
                 server: server.local_addr().to_string(),
@@ -193,7 +247,6 @@ impl Lab {
             concurrency: 1,
             events_file: None,
         };
-        let (items, _) = queue.scan()?;
         let mut outcome = Outcome::Delivered;
         for item in items {
             let attempt = um_sim::submit::attempt(&queue, &settings, &item).await??;
@@ -231,5 +284,90 @@ impl Lab {
         }
         server.shutdown(Duration::from_secs(5)).await;
         Ok(outcome)
+    }
+}
+
+/// A queue folder holding `spec`'s voicemails, and its items: files written
+/// and synced on the blocking pool.
+async fn prepare_queue(dir: PathBuf, spec: EnqueueSpec) -> anyhow::Result<(Queue, Vec<Item>)> {
+    tokio::task::spawn_blocking(move || {
+        let queue = Queue::open(&dir)?;
+        enqueue(&queue, &spec)?;
+        let (items, _) = queue.scan()?;
+        Ok((queue, items))
+    })
+    .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::*;
+
+    /// Runs `make()` on a one-thread runtime beside a task that counts its
+    /// turns: work done inline on the runtime's thread leaves it no turn.
+    fn turns_of_others<F: Future>(make: impl FnOnce() -> F) -> (F::Output, u64) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let turns = Arc::new(AtomicU64::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (t, s) = (turns.clone(), stop.clone());
+            let ticker = tokio::spawn(async move {
+                while !s.load(Ordering::Relaxed) {
+                    t.fetch_add(1, Ordering::Relaxed);
+                    tokio::task::yield_now().await;
+                }
+            });
+            tokio::task::yield_now().await;
+            let before = turns.load(Ordering::Relaxed);
+            let out = make().await;
+            let during = turns.load(Ordering::Relaxed) - before;
+            stop.store(true, Ordering::Relaxed);
+            let _ = ticker.await;
+            (out, during)
+        })
+    }
+
+    fn scenario() -> Resolved {
+        let text = "name = \"t\"\ndescription = \"d\"\n[store]\nsizes = [11]\n";
+        let s: crate::model::Scenario = toml::from_str(text).expect("scenario");
+        Resolved::new(s).expect("resolved")
+    }
+
+    #[test]
+    fn store_building_runs_on_the_blocking_pool() {
+        let mut lab = Lab::new(1).expect("lab");
+        let r = scenario();
+        let (store, turns) = turns_of_others(|| lab.store(&r, 2_000, 7));
+        let (store, _) = store.expect("store");
+        assert_eq!(store.len(), 2_000);
+        assert!(
+            turns > 0,
+            "2,000 roots were generated on the runtime's thread"
+        );
+    }
+
+    #[test]
+    fn queue_files_are_written_on_the_blocking_pool() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let spec = EnqueueSpec {
+            count: 20,
+            seconds: 1,
+            to: "user@lab.test".into(),
+            seed: 1,
+            sample_rate: 8_000,
+        };
+        let (queued, turns) = turns_of_others(|| prepare_queue(dir.path().join("q"), spec));
+        let (_, items) = queued.expect("queue");
+        assert_eq!(items.len(), 20);
+        assert!(
+            turns > 0,
+            "20 voicemails were written and synced on the runtime's thread"
+        );
     }
 }
