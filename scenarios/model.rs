@@ -10,6 +10,9 @@ use lab_server::shaper::Layout;
 use lab_server::tls::ClientAuth;
 use serde::Deserialize;
 
+/// Largest store a scenario measures, in roots (the CA included).
+pub const MAX_STORE: usize = 20_000;
+
 /// Longest scenario name: it becomes a file name in the report folder.
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -364,8 +367,18 @@ impl Resolved {
         if sizes.is_empty() && s.break_point.is_none() {
             return Err("store: give sizes, a range or a break_point search".into());
         }
-        if sizes.iter().any(|&n| n == 0 || n > 20_000) {
-            return Err("store sizes must be 1..=20000 (the CA counts)".into());
+        if sizes.iter().any(|&n| n == 0 || n > MAX_STORE) {
+            return Err(format!(
+                "store sizes must be 1..={MAX_STORE} (the CA counts)"
+            ));
+        }
+        if let Some(bp) = s.break_point
+            && !(1 <= bp.from && bp.from < bp.to && bp.to <= MAX_STORE)
+        {
+            return Err(format!(
+                "break_point: need 1 <= from < to <= {MAX_STORE}, got from = {}, to = {}",
+                bp.from, bp.to
+            ));
         }
         let server = &s.server;
         let names = if server.policies.is_empty() {
@@ -528,5 +541,18 @@ mod tests {
         assert!(err.to_string().contains("larger than"), "{err}");
         std::fs::write(&path, &text[..200]).expect("write");
         assert!(Resolved::load(&path).is_ok(), "the same file under the cap");
+    }
+
+    #[test]
+    fn break_point_ranges_are_checked() {
+        for (from, to) in [(400, 11), (11, 11), (0, 355), (11, 1_000_000_000)] {
+            let mut s = scenario("sizes = [11]");
+            s.break_point = Some(BreakPointSpec { from, to });
+            let err = Resolved::new(s).expect_err("a range that cannot be bisected");
+            assert!(err.contains("break_point"), "{from}..{to}: {err}");
+        }
+        let mut s = scenario("sizes = [11]");
+        s.break_point = Some(BreakPointSpec { from: 11, to: 355 });
+        assert!(Resolved::new(s).is_ok());
     }
 }

@@ -29,6 +29,9 @@ pub async fn break_point(
     to: usize,
     seed: u64,
 ) -> anyhow::Result<Result<BreakPoint, String>> {
+    if from >= to {
+        return Ok(Err(format!("from ({from}) must be below to ({to})")));
+    }
     let mut probes = 2;
     let low = lab.point(r, from, seed).await?;
     if low.measured.failed() {
