@@ -10,6 +10,9 @@ use lab_server::shaper::Layout;
 use lab_server::tls::ClientAuth;
 use serde::Deserialize;
 
+/// Smallest record size lab-server shapes to (`max_fragment`, header included).
+pub const MIN_FRAGMENT: usize = 32;
+
 /// Largest store a scenario measures, in roots (the CA included).
 pub const MAX_STORE: usize = 20_000;
 
@@ -357,8 +360,10 @@ impl Resolved {
         let ca: Position = s.store.ca.parse().map_err(|e| format!("store.ca: {e}"))?;
         let mut sizes = s.store.sizes.clone();
         if let Some(r) = s.store.range {
-            if r.step == 0 || r.from > r.to {
-                return Err("store.range: need from <= to and step >= 1".into());
+            if r.step == 0 || r.from > r.to || r.to > MAX_STORE {
+                return Err(format!(
+                    "store.range: need from <= to <= {MAX_STORE} and step >= 1"
+                ));
             }
             sizes.extend((r.from..=r.to).step_by(r.step));
         }
@@ -381,6 +386,15 @@ impl Resolved {
             ));
         }
         let server = &s.server;
+        let records = MIN_FRAGMENT..=MAX_PLAINTEXT + RECORD_HEADER_LEN;
+        if !records.contains(&server.max_fragment) {
+            return Err(format!(
+                "server.max_fragment {}: a record is {}..={} bytes, its 5-byte header included",
+                server.max_fragment,
+                records.start(),
+                records.end()
+            ));
+        }
         let names = if server.policies.is_empty() {
             vec![server.policy.clone()]
         } else {
@@ -554,5 +568,19 @@ mod tests {
         let mut s = scenario("sizes = [11]");
         s.break_point = Some(BreakPointSpec { from: 11, to: 355 });
         assert!(Resolved::new(s).is_ok());
+    }
+
+    #[test]
+    fn ranges_and_record_sizes_out_of_bounds_are_refused() {
+        // Checked before the sizes are listed: this range has 2^64 of them.
+        let s = scenario("range = { from = 1, to = 18446744073709551615 }");
+        let err = Resolved::new(s).expect_err("a range past the largest store");
+        assert!(err.contains("store.range"), "{err}");
+        for frag in [0, 31, 16_390] {
+            let mut s = scenario("sizes = [11]");
+            s.server.max_fragment = frag;
+            let err = Resolved::new(s).expect_err("a record size lab-server refuses");
+            assert!(err.contains("server.max_fragment"), "{frag}: {err}");
+        }
     }
 }
