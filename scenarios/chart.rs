@@ -4,11 +4,20 @@
 use certgen::wire::{JAVA_LIMIT, SCHANNEL_LIMIT, TLS12_LIMIT};
 use plotters::prelude::*;
 
-use crate::ScenarioResult;
 use crate::engine::Point;
+use crate::{Error, Result, ScenarioResult};
 
 /// Renders the chart as SVG text.
-pub fn svg(r: &ScenarioResult) -> anyhow::Result<String> {
+pub fn svg(r: &ScenarioResult) -> Result<String> {
+    draw(r).map_err(|e| Error::Chart {
+        name: r.name.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// Draws the chart; plotters' errors carry the backend's type, so they
+/// leave boxed and become text.
+fn draw(r: &ScenarioResult) -> Result<String, Box<dyn std::error::Error>> {
     let mut points: Vec<&Point> = r.points.iter().collect();
     if let Some(Ok(bp)) = &r.break_point {
         points.push(&bp.below);

@@ -7,6 +7,7 @@
 pub mod analyze;
 pub mod chart;
 pub mod engine;
+pub mod error;
 pub mod model;
 pub mod report;
 
@@ -22,6 +23,8 @@ use std::collections::hash_map::Entry;
 use std::path::Path;
 
 use serde::Serialize;
+
+pub use crate::error::{Error, Result};
 
 use crate::engine::{BreakPoint, Lab, Lottery, Point};
 use crate::model::Resolved;
@@ -46,7 +49,7 @@ pub struct ScenarioResult {
 }
 
 /// Runs one scenario file.
-pub async fn run_file(path: &Path, lab: &mut Lab) -> anyhow::Result<ScenarioResult> {
+pub async fn run_file(path: &Path, lab: &mut Lab) -> Result<ScenarioResult> {
     let path = path.to_owned();
     let resolved = tokio::task::spawn_blocking(move || Resolved::load(&path)).await??;
     run(&resolved, lab, &|_| {}).await
@@ -62,7 +65,7 @@ pub async fn run(
     r: &Resolved,
     lab: &mut Lab,
     progress: &(dyn Fn(u64) + Sync),
-) -> anyhow::Result<ScenarioResult> {
+) -> Result<ScenarioResult> {
     let s = &r.scenario;
     let setup = format!(
         "store: {} subjects, seed {}, CA {}; server: policy {}, budget {} ({}), order {}, TLS {}, \
@@ -105,7 +108,10 @@ pub async fn run(
         };
         for k in 0..seeds {
             let seed = r.organisation_seed(k).ok_or_else(|| {
-                anyhow::anyhow!("store.seed {} + {k} passes the largest seed", s.store.seed)
+                Error::Invalid(format!(
+                    "store.seed {} + {k} passes the largest seed",
+                    s.store.seed
+                ))
             })?;
             let point = if seeds > 1 {
                 let lab = match orgs.entry(seed) {

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::ScenarioResult;
 use crate::engine::Point;
+use crate::{Error, Result, ScenarioResult};
 
 /// The text table of one scenario, with its break point and lottery.
 pub fn table(r: &ScenarioResult) -> String {
@@ -185,11 +185,11 @@ pub fn csv(results: &[ScenarioResult]) -> String {
 /// Writes `report.json`, `report.csv` and `<scenario>.svg` into `dir`; a
 /// scenario name that is not a plain file name (see
 /// [`crate::model::check_name`]) is refused before anything is written.
-pub fn write_folder(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<Vec<String>> {
+pub fn write_folder(dir: &Path, results: &[ScenarioResult]) -> Result<Vec<String>> {
     use certgen::fsutil::{Access, create_dir, write_atomic};
     // Results built in code never went through the check at load.
     for r in results {
-        crate::model::check_name(&r.name).map_err(anyhow::Error::msg)?;
+        crate::model::check_name(&r.name).map_err(Error::Invalid)?;
     }
     create_dir(dir)?;
     let mut written = Vec::new();

@@ -28,7 +28,7 @@ pub async fn break_point(
     from: usize,
     to: usize,
     seed: u64,
-) -> anyhow::Result<Result<BreakPoint, String>> {
+) -> crate::Result<Result<BreakPoint, String>> {
     if from >= to {
         return Ok(Err(format!("from ({from}) must be below to ({to})")));
     }

@@ -22,6 +22,7 @@ use super::predict::{Setup, class_name, predict};
 use super::remediate::remediate;
 use super::{Outcome, Point, compare};
 use crate::model::{Resolved, Subjects};
+use crate::{Error, Result};
 
 /// The lab's fixed parts: the PKI and the client's identity, and the
 /// synthetic roots generated so far (stores of one profile and seed are
@@ -51,7 +52,7 @@ struct StoreJob {
 impl StoreJob {
     /// The (perhaps longer) synthetic list to cache, the store and the CA's
     /// index in it.
-    fn run(self) -> anyhow::Result<(Arc<Vec<Root>>, StoreAt)> {
+    fn run(self) -> Result<(Arc<Vec<Root>>, StoreAt)> {
         let need = self.size.saturating_sub(1);
         let have = self.cached.as_ref().map_or(0, |l| l.len());
         let list = match (self.subjects, self.cached) {
@@ -76,12 +77,12 @@ impl StoreJob {
             }
         };
         if list.len() < need {
-            anyhow::bail!(
+            return Err(Error::Invalid(format!(
                 "{} has only {} roots; {} asked for",
                 self.subjects,
                 list.len(),
                 self.size
-            );
+            )));
         }
         let mut store = Store::from_roots(list.iter().take(need).cloned().collect());
         let at = store.insert(self.ca.clone(), self.at);
@@ -104,11 +105,11 @@ impl StoreJob {
 
 impl Lab {
     /// The lab PKI and client identity for a seed.
-    pub fn new(seed: u64) -> anyhow::Result<Lab> {
+    pub fn new(seed: u64) -> Result<Lab> {
         let pki = certgen::pki::generate(Some(seed), KeyAlg::EcdsaP256)?;
         let ca = pki.ca.root()?;
         let key = PrivateKeyDer::try_from(pki.um.key.pkcs8_der()?.to_vec())
-            .map_err(|e| anyhow::anyhow!("UM key: {e}"))?;
+            .map_err(|e| Error::Tls(format!("UM key: {e}")))?;
         let identity = Identity::new(vec![CertificateDer::from(pki.um.cert_der.clone())], key)?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from(pki.ca.cert_der.clone()))?;
@@ -124,12 +125,7 @@ impl Lab {
     /// The store of `size` roots (the CA included) for a seed: a prefix of one
     /// generated list, cached per profile and seed, with the CA inserted.
     /// Generation runs on the blocking pool, never on a runtime worker.
-    pub async fn store(
-        &mut self,
-        r: &Resolved,
-        size: usize,
-        seed: u64,
-    ) -> anyhow::Result<(Store, usize)> {
+    pub async fn store(&mut self, r: &Resolved, size: usize, seed: u64) -> Result<(Store, usize)> {
         let key = (r.profile.to_string(), seed);
         let job = StoreJob {
             subjects: r.profile,
@@ -146,7 +142,7 @@ impl Lab {
     }
 
     /// Prediction and measurement for one store under the scenario's first policy.
-    pub async fn point(&mut self, r: &Resolved, size: usize, seed: u64) -> anyhow::Result<Point> {
+    pub async fn point(&mut self, r: &Resolved, size: usize, seed: u64) -> Result<Point> {
         self.point_with(r, &r.policy, size, seed).await
     }
 
@@ -157,7 +153,7 @@ impl Lab {
         policy: &lab_server::policy::Settings,
         size: usize,
         seed: u64,
-    ) -> anyhow::Result<Point> {
+    ) -> Result<Point> {
         let (store, ca_index) = self.store(r, size, seed).await?;
         let prediction = predict(&Setup::of(r), policy, &store, Some(self.ca.subject_der()));
         let mut point = Point::predicted(policy, seed, ca_index, &store, prediction);
@@ -177,7 +173,7 @@ impl Lab {
         store: Store,
         ca_index: usize,
         point: &mut Point,
-    ) -> anyhow::Result<Outcome> {
+    ) -> Result<Outcome> {
         let dir = tokio::task::spawn_blocking(tempfile::tempdir).await??;
         let outcome = self
             .measure_in(dir.path(), r, policy, store, ca_index, point)
@@ -194,10 +190,10 @@ impl Lab {
         store: Store,
         ca_index: usize,
         point: &mut Point,
-    ) -> anyhow::Result<Outcome> {
+    ) -> Result<Outcome> {
         let chain = vec![CertificateDer::from(self.pki.hub.cert_der.clone())];
         let key = PrivateKeyDer::try_from(self.pki.hub.key.pkcs8_der()?.to_vec())
-            .map_err(|e| anyhow::anyhow!("hub key: {e}"))?;
+            .map_err(|e| Error::Tls(format!("hub key: {e}")))?;
         let mut settings = Settings::new(store, chain, key, dir.join("maildir"));
         settings.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         settings.named = vec![("enterprise CA".into(), ca_index)];
@@ -233,7 +229,8 @@ impl Lab {
         let settings = SubmitSettings {
             client: ClientSettings {
                 server: server.local_addr().to_string(),
-                server_name: ServerName::try_from("localhost")?,
+                server_name: ServerName::try_from("localhost")
+                    .map_err(|e| Error::Tls(format!("server name: {e}")))?,
                 server_roots: self.roots.clone(),
                 helo: "um.lab.test".into(),
                 from: "um@um.lab.test".into(),
@@ -289,7 +286,7 @@ impl Lab {
 
 /// A queue folder holding `spec`'s voicemails, and its items: files written
 /// and synced on the blocking pool.
-async fn prepare_queue(dir: PathBuf, spec: EnqueueSpec) -> anyhow::Result<(Queue, Vec<Item>)> {
+async fn prepare_queue(dir: PathBuf, spec: EnqueueSpec) -> Result<(Queue, Vec<Item>)> {
     tokio::task::spawn_blocking(move || {
         let queue = Queue::open(&dir)?;
         enqueue(&queue, &spec)?;
