@@ -11,14 +11,6 @@ pub mod error;
 pub mod model;
 pub mod report;
 
-// `BUILTIN`: every scenario file of `scenarios/`, embedded by build.rs.
-include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
-
-/// Seed of the lab PKI the `umlab` binary and the scenario tests use (the
-/// enterprise CA, the UM and Hub certificates): expectations such as the
-/// seed-2013 break point hold for this PKI.
-pub const PKI_SEED: u64 = 2013;
-
 use std::collections::hash_map::Entry;
 use std::path::Path;
 
@@ -28,6 +20,14 @@ pub use crate::error::{Error, Result};
 
 use crate::engine::{BreakPoint, Lab, Lottery, Point};
 use crate::model::Resolved;
+
+// `BUILTIN`: every scenario file of `scenarios/`, embedded by build.rs.
+include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
+
+/// Seed of the lab PKI the `umlab` binary and the scenario tests use (the
+/// enterprise CA, the UM and Hub certificates): expectations such as the
+/// seed-2013 break point hold for this PKI.
+pub const PKI_SEED: u64 = 2013;
 
 /// Everything a scenario run produced.
 #[derive(Clone, Debug, Serialize)]
