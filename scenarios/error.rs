@@ -22,9 +22,10 @@ pub enum Error {
     /// um-sim's queue folder.
     #[error(transparent)]
     Queue(#[from] um_sim::queue::QueueError),
-    /// um-sim could not build a voicemail from its queued files.
+    /// um-sim could not submit a queued voicemail at all (its files cannot
+    /// make a message); um-sim's own error, as text.
     #[error("voicemail: {0}")]
-    Message(#[from] um_sim::message::MessageError),
+    Voicemail(String),
     /// um-sim's client identity.
     #[error("um-sim: {0}")]
     Identity(#[from] um_sim::client::SetupError),

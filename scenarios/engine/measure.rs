@@ -246,7 +246,9 @@ impl Lab {
         };
         let mut outcome = Outcome::Delivered;
         for item in items {
-            let attempt = um_sim::submit::attempt(&queue, &settings, &item).await??;
+            let attempt = um_sim::submit::attempt(&queue, &settings, &item)
+                .await?
+                .map_err(|e| Error::Voicemail(e.to_string()))?;
             if let Some(ev) =
                 um_sim::events::for_attempt(&item.header_path, &settings.client.server, &attempt)
             {
