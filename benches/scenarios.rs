@@ -30,7 +30,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(async {
                 // A fresh lab each time: PKI, stores and servers all included.
-                let mut lab = Lab::new(2013).expect("lab");
+                let mut lab = Lab::new(umlab::PKI_SEED).expect("lab");
                 let bp = engine::break_point(&mut lab, &seed, 11, 355, 2013)
                     .await
                     .expect("search runs")
@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
     // Delivered voicemails per second: 20 per store, a new handshake each.
     let mut omit = scenario("fix-sendtrustedissuerlist");
     omit.scenario.client.voicemails = 20;
-    let mut lab = Lab::new(2013).expect("lab");
+    let mut lab = Lab::new(umlab::PKI_SEED).expect("lab");
     g.throughput(Throughput::Elements(20));
     g.bench_function("deliveries_per_second_355_roots", |b| {
         b.iter(|| {
@@ -70,7 +70,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("whole_default_run", |b| {
         b.iter(|| {
             rt.block_on(async {
-                let mut lab = Lab::new(2013).expect("lab");
+                let mut lab = Lab::new(umlab::PKI_SEED).expect("lab");
                 for r in &all {
                     let result = umlab::run(r, &mut lab, &|_| {}).await.expect("scenario");
                     assert!(result.problems.is_empty(), "{:?}", result.problems);

@@ -1,13 +1,23 @@
 //! The chart of a scenario: CA-list bytes and outcome versus store size, the
 //! 16 KB, 32 KB and 64 KB lines, the break point marked.
 
+use certgen::wire::{JAVA_LIMIT, SCHANNEL_LIMIT, TLS12_LIMIT};
 use plotters::prelude::*;
 
-use crate::ScenarioResult;
 use crate::engine::Point;
+use crate::{Error, Result, ScenarioResult};
 
 /// Renders the chart as SVG text.
-pub fn svg(r: &ScenarioResult) -> anyhow::Result<String> {
+pub fn svg(r: &ScenarioResult) -> Result<String> {
+    draw(r).map_err(|e| Error::Chart {
+        name: r.name.clone(),
+        reason: e.to_string(),
+    })
+}
+
+/// Draws the chart; plotters' errors carry the backend's type, so they
+/// leave boxed and become text.
+fn draw(r: &ScenarioResult) -> Result<String, Box<dyn std::error::Error>> {
     let mut points: Vec<&Point> = r.points.iter().collect();
     if let Some(Ok(bp)) = &r.break_point {
         points.push(&bp.below);
@@ -19,7 +29,8 @@ pub fn svg(r: &ScenarioResult) -> anyhow::Result<String> {
         .map(|p| p.store_list_bytes)
         .max()
         .unwrap_or(0)
-        .max(70_000) as f64
+        // Room for the 64 KB line however small the stores.
+        .max(TLS12_LIMIT + TLS12_LIMIT / 16) as f64
         * 1.05;
     let mut out = String::new();
     {
@@ -43,12 +54,16 @@ pub fn svg(r: &ScenarioResult) -> anyhow::Result<String> {
             .draw()?;
         for (limit, label, color) in [
             (
-                16_384.0,
+                SCHANNEL_LIMIT as f64,
                 "16 KB: Schannel cap, one record",
                 RGBColor(200, 120, 0),
             ),
-            (32_768.0, "32 KB: Java 17", RGBColor(150, 0, 150)),
-            (65_535.0, "64 KB: TLS 1.2 bound", RGBColor(200, 0, 0)),
+            (JAVA_LIMIT as f64, "32 KB: Java 17", RGBColor(150, 0, 150)),
+            (
+                TLS12_LIMIT as f64,
+                "64 KB: TLS 1.2 bound",
+                RGBColor(200, 0, 0),
+            ),
         ] {
             chart
                 .draw_series(LineSeries::new(
@@ -82,7 +97,10 @@ pub fn svg(r: &ScenarioResult) -> anyhow::Result<String> {
                 let rate = 100.0 * l.failures as f64 / l.runs.max(1) as f64;
                 Text::new(
                     format!("{rate:.0}% fail"),
-                    (l.size as f64 - max_x * 0.02, 16_384.0 + max_y * 0.04),
+                    (
+                        l.size as f64 - max_x * 0.02,
+                        SCHANNEL_LIMIT as f64 + max_y * 0.04,
+                    ),
                     ("sans-serif", 13).into_font().color(&BLACK),
                 )
             }))?;

@@ -1,19 +1,33 @@
 //! umlab: which trust-store size breaks voicemail delivery, measured over the
 //! wire. Scenario files ([`model`]) are run by the [`engine`]: every store is
 //! predicted from the encodings and measured with lab-server and um-sim over
-//! real TCP and TLS; [`report`] renders tables, JSON, CSV and charts.
+//! real TCP and TLS; [`report`] renders tables, JSON, CSV and charts;
+//! [`analyze`] judges a user's own store with the same prediction.
 
+pub mod analyze;
 pub mod chart;
 pub mod engine;
+pub mod error;
 pub mod model;
 pub mod report;
 
+use std::collections::hash_map::Entry;
 use std::path::Path;
 
 use serde::Serialize;
 
+pub use crate::error::{Error, Result};
+
 use crate::engine::{BreakPoint, Lab, Lottery, Point};
 use crate::model::Resolved;
+
+// `BUILTIN`: every scenario file of `scenarios/`, embedded by build.rs.
+include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
+
+/// Seed of the lab PKI the `umlab` binary and the scenario tests use (the
+/// enterprise CA, the UM and Hub certificates): expectations such as the
+/// seed-2013 break point hold for this PKI.
+pub const PKI_SEED: u64 = 2013;
 
 /// Everything a scenario run produced.
 #[derive(Clone, Debug, Serialize)]
@@ -35,8 +49,9 @@ pub struct ScenarioResult {
 }
 
 /// Runs one scenario file.
-pub async fn run_file(path: &Path, lab: &mut Lab) -> anyhow::Result<ScenarioResult> {
-    let resolved = Resolved::load(path)?;
+pub async fn run_file(path: &Path, lab: &mut Lab) -> Result<ScenarioResult> {
+    let path = path.to_owned();
+    let resolved = tokio::task::spawn_blocking(move || Resolved::load(&path)).await??;
     run(&resolved, lab, &|_| {}).await
 }
 
@@ -50,7 +65,7 @@ pub async fn run(
     r: &Resolved,
     lab: &mut Lab,
     progress: &(dyn Fn(u64) + Sync),
-) -> anyhow::Result<ScenarioResult> {
+) -> Result<ScenarioResult> {
     let s = &r.scenario;
     let setup = format!(
         "store: {} subjects, seed {}, CA {}; server: policy {}, budget {} ({}), order {}, TLS {}, \
@@ -82,11 +97,7 @@ pub async fn run(
         lottery: Vec::new(),
         problems: Vec::new(),
     };
-    let seeds = if r.is_lottery() {
-        s.store.seeds.max(1)
-    } else {
-        1
-    };
+    let seeds = r.organisation_seeds();
     let mut orgs: std::collections::HashMap<u64, Lab> = std::collections::HashMap::new();
     for &size in &r.sizes {
         let mut lottery = Lottery {
@@ -96,11 +107,19 @@ pub async fn run(
             predicted_failures: 0,
         };
         for k in 0..seeds {
-            let seed = s.store.seed + k;
+            let seed = r.organisation_seed(k).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "store.seed {} + {k} passes the largest seed",
+                    s.store.seed
+                ))
+            })?;
             let point = if seeds > 1 {
                 let lab = match orgs.entry(seed) {
-                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(e) => e.insert(Lab::new(seed)?),
+                    Entry::Occupied(e) => e.into_mut(),
+                    // Its own PKI: key generation, kept off the runtime's workers.
+                    Entry::Vacant(e) => {
+                        e.insert(tokio::task::spawn_blocking(move || Lab::new(seed)).await??)
+                    }
                 };
                 lab.point(r, size, seed).await?
             } else {
@@ -184,4 +203,32 @@ fn check(r: &Resolved, result: &mut ScenarioResult) {
         _ => {}
     }
     result.problems = problems;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scenario_file_is_built_in_and_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+            .expect("scenarios folder")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        assert!(files.len() >= 7, "{files:?}");
+        assert_eq!(BUILTIN.len(), files.len(), "built-ins vs files");
+        for ((name, text), file) in BUILTIN.iter().zip(&files) {
+            let on_disk = std::fs::read_to_string(file).expect("scenario file");
+            assert_eq!(Some(*name), file.file_name().and_then(|n| n.to_str()));
+            assert_eq!(*text, on_disk, "{name} is stale in the build");
+        }
+        let builtin = model::Resolved::builtin().expect("built-ins load");
+        for (r, file) in builtin.iter().zip(&files) {
+            let stem = file.file_stem().and_then(|s| s.to_str());
+            assert_eq!(Some(r.scenario.name.as_str()), stem, "name = file stem");
+        }
+    }
 }

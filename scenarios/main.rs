@@ -1,21 +1,17 @@
 //! `umlab`: which trust-store size breaks voicemail delivery, measured over
 //! the wire, for which server policy and client stack, why, and what fixes it.
+//! This file parses the command line and prints; the work is in the library.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
-use certgen::Store;
+use anyhow::Result;
+use certgen::wire::SCHANNEL_LIMIT;
 use clap::{Parser, Subcommand};
-use lab_server::policy::{self, MessageShape, Policy, Settings, TlsVersion};
-use umlab::engine::{Lab, remediate};
-use umlab::model::{Resolved, Scenario};
-use umlab::{ScenarioResult, report};
-
-include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
-
-/// Seed of the lab PKI (the enterprise CA, the UM and Hub certificates).
-const PKI_SEED: u64 = 2013;
+use umlab::analyze::{Request, analyze};
+use umlab::engine::Lab;
+use umlab::model::{Resolved, Scenario, Sweep};
+use umlab::{PKI_SEED, ScenarioResult, report};
 
 /// Reproduces the Schannel CA-list truncation failure family over real TLS and
 /// shows which trust-store size breaks voicemail delivery.
@@ -67,7 +63,7 @@ enum Command {
     /// Analyse a real store: which policies and client stacks break, which
     /// roots are dropped, and the remediation.
     Analyze {
-        /// PEM bundle, folder or .p7b.
+        /// PEM bundle, folder, .p7b or .sst.
         #[arg(long)]
         store: PathBuf,
         /// The client certificate's issuer (PEM): its fate in the list.
@@ -77,21 +73,14 @@ enum Command {
         #[arg(long)]
         must_keep: Vec<PathBuf>,
         /// Schannel's budget.
-        #[arg(long, default_value_t = 16_384)]
+        #[arg(long, default_value_t = SCHANNEL_LIMIT)]
         budget: usize,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("umlab: error: tokio runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match runtime.block_on(run(cli)) {
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!(
@@ -103,20 +92,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode> {
+fn run(cli: Cli) -> Result<ExitCode> {
     let scenarios: Vec<Resolved> = match cli.command {
-        None => BUILTIN
-            .iter()
-            .map(|(name, text)| {
-                let s: Scenario =
-                    toml::from_str(text).with_context(|| format!("built-in {name}"))?;
-                Resolved::new(s).map_err(|e| anyhow::anyhow!("built-in {name}: {e}"))
-            })
-            .collect::<Result<_>>()?,
+        None => Resolved::builtin()?,
         Some(Command::Run { files }) => files
             .iter()
-            .map(|f| Resolved::load(f).map_err(anyhow::Error::from))
-            .collect::<Result<_>>()?,
+            .map(|f| Resolved::load(f))
+            .collect::<Result<_, _>>()?,
         Some(Command::Sweep {
             from,
             to,
@@ -127,13 +109,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             ca,
             seed,
         }) => {
-            let text = format!(
-                "name = \"sweep\"\ndescription = \"ad hoc sweep\"\n[store]\nprofile = {profile:?}\n\
-                 range = {{ from = {from}, to = {to}, step = {step} }}\nseed = {seed}\nca = {ca:?}\n\
-                 [server]\npolicy = {policy:?}\n[client]\nprofile = {client:?}\n"
-            );
-            let s: Scenario = toml::from_str(&text)?;
-            vec![Resolved::new(s).map_err(anyhow::Error::msg)?]
+            let sweep = Sweep {
+                from,
+                to,
+                step,
+                profile,
+                policy,
+                client,
+                ca,
+                seed,
+            };
+            vec![Resolved::new(Scenario::sweep(sweep)).map_err(anyhow::Error::msg)?]
         }
         Some(Command::Analyze {
             store,
@@ -141,35 +127,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             must_keep,
             budget,
         }) => {
-            print!(
-                "{}",
-                analyze(&store, issuer.as_deref(), &must_keep, budget)?
-            );
+            let request = Request {
+                store,
+                issuer,
+                must_keep,
+                budget,
+            };
+            print!("{}", analyze(&request)?);
             return Ok(ExitCode::SUCCESS);
         }
     };
-    let mut lab = Lab::new(PKI_SEED)?;
-    let total: u64 = scenarios
-        .iter()
-        .map(|r| {
-            let seeds = if r.is_lottery() {
-                r.scenario.store.seeds.max(1)
-            } else {
-                1
-            };
-            r.sizes.len() as u64 * (seeds + r.policies.len() as u64 - 1)
-                + u64::from(r.scenario.break_point.is_some())
-        })
-        .sum();
-    let bar = certgen::progress::bar(total, "{spinner} {msg} stores {pos}/{len} [{bar:30}]");
-    let mut results: Vec<ScenarioResult> = Vec::new();
-    for r in &scenarios {
-        bar.set_message(r.scenario.name.clone());
-        let result = umlab::run(r, &mut lab, &|n| bar.inc(n)).await?;
-        bar.suspend(|| println!("{}", report::table(&result)));
-        results.push(result);
-    }
-    bar.finish_and_clear();
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| anyhow::anyhow!("tokio runtime: {e}"))?;
+    let results = runtime.block_on(measure(&scenarios))?;
     let written = report::write_folder(&cli.report, &results)?;
     println!("report: {} ({})", cli.report.display(), written.join(", "));
     let problems: usize = results.iter().map(|r| r.problems.len()).sum();
@@ -182,159 +152,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The verdict on a user's store: analytic, from the encodings (use
-/// lab-server with the store to see it on the wire).
-fn analyze(
-    path: &Path,
-    issuer: Option<&Path>,
-    must_keep: &[PathBuf],
-    budget: usize,
-) -> Result<String> {
-    use std::fmt::Write as _;
-    let store = Store::load(path)?;
-    let find = |file: &Path| -> Result<Vec<usize>> {
-        let mut at = Vec::new();
-        for root in Store::load(file)?.into_roots() {
-            match store
-                .roots()
-                .iter()
-                .position(|r| r.subject_der() == root.subject_der())
-            {
-                Some(i) => at.push(i),
-                None => bail!(
-                    "{}: {} is not in the store",
-                    file.display(),
-                    root.subject_text()
-                ),
-            }
-        }
-        Ok(at)
-    };
-    let issuer_at = issuer.map(find).transpose()?.unwrap_or_default();
-    let mut keep = issuer_at.clone();
-    for f in must_keep {
-        keep.extend(find(f)?);
+/// Runs every scenario, printing each table as it finishes.
+async fn measure(scenarios: &[Resolved]) -> Result<Vec<ScenarioResult>> {
+    let mut lab = tokio::task::spawn_blocking(|| Lab::new(PKI_SEED)).await??;
+    let total: u64 = scenarios.iter().map(Resolved::planned_stores).sum();
+    let bar = certgen::progress::bar(total, "{spinner} {msg} stores {pos}/{len} [{bar:30}]");
+    let mut results = Vec::new();
+    for r in scenarios {
+        bar.set_message(r.scenario.name.clone());
+        let result = umlab::run(r, &mut lab, &|n| bar.inc(n)).await?;
+        bar.suspend(|| println!("{}", report::table(&result)));
+        results.push(result);
     }
-    let entries = policy::entries(&store);
-    let shape: MessageShape = lab_server::tls::message_shape(TlsVersion::Tls12);
-    let mut out = String::new();
-    let list = store.ca_list_bytes();
-    writeln!(
-        out,
-        "store: {} ({} roots, {} bytes of names in TLS 1.2)",
-        path.display(),
-        store.len(),
-        list
-    )?;
-    let full_body = shape.body_len(list);
-    let schannel = Settings {
-        policy: Policy::Schannel,
-        budget,
-        ..Settings::default()
-    };
-    let plan = policy::plan(&entries, &schannel, &shape, 16_389, &[])?;
-    writeln!(
-        out,
-        "Schannel server (cap {budget}): sends {} of {} names ({} bytes){}",
-        plan.report.kept,
-        store.len(),
-        plan.report.list_bytes,
-        if plan.report.truncated {
-            "; event 36885, the rest is dropped"
-        } else {
-            "; nothing dropped"
-        }
-    )?;
-    let dropped: Vec<usize> = (0..store.len())
-        .filter(|i| !plan.sent.contains(i))
-        .collect();
-    if !dropped.is_empty() {
-        writeln!(out, "  dropped ({}), in store order:", dropped.len())?;
-        for &i in dropped.iter().take(10) {
-            if let Some(r) = store.roots().get(i) {
-                writeln!(out, "    {i:>5}: {}", r.subject_text())?;
-            }
-        }
-        if dropped.len() > 10 {
-            writeln!(out, "    ... and {} more", dropped.len() - 10)?;
-        }
-    }
-    for &i in &issuer_at {
-        let name = store
-            .roots()
-            .get(i)
-            .map(|r| r.subject_text())
-            .unwrap_or_default();
-        match plan.sent.iter().position(|&s| s == i) {
-            Some(k) => writeln!(
-                out,
-                "  issuer {name}: listed at position {k}: Schannel, Java and Exchange clients can authenticate"
-            )?,
-            None => writeln!(
-                out,
-                "  issuer {name}: DROPPED (store position {i}): Schannel, Exchange and Java clients send no certificate and fail (the incident)"
-            )?,
-        }
-    }
-    writeln!(
-        out,
-        "full list (OpenSSL or rustls server): {list} bytes of names, CertificateRequest body {full_body} bytes"
-    )?;
-    for (who, limit) in [
-        (
-            "Schannel client before the fragmentation update (one record)",
-            16_384 - 4,
-        ),
-        ("BoringSSL (16,384-byte body)", 16_384),
-        ("Java 17 (32,768-byte body)", 32_768),
-        ("TLS 1.2 itself (65,535 bytes of names)", 65_535),
-    ] {
-        let over = if who.starts_with("TLS") {
-            list > limit
-        } else {
-            full_body > limit
-        };
-        writeln!(out, "  {who}: {}", if over { "BREAKS" } else { "fits" })?;
-    }
-    let fix = remediate(&store, budget, &keep);
-    if plan.report.truncated {
-        if fix.fits {
-            writeln!(
-                out,
-                "remediation: remove {} root(s) (largest subjects first{}) to fit {budget} bytes ({} after); or set SendTrustedIssuerList = 0",
-                fix.remove.len(),
-                if keep.is_empty() {
-                    String::new()
-                } else {
-                    format!(", keeping {} required", keep.len())
-                },
-                fix.list_bytes_after
-            )?;
-            for &i in fix.remove.iter().take(20) {
-                if let Some(r) = store.roots().get(i) {
-                    writeln!(
-                        out,
-                        "  remove {:>4}: {} ({} bytes)",
-                        i,
-                        r.subject_text(),
-                        r.subject_der().len()
-                    )?;
-                }
-            }
-            if fix.remove.len() > 20 {
-                writeln!(out, "  ... and {} more", fix.remove.len() - 20)?;
-            }
-        } else {
-            writeln!(
-                out,
-                "remediation: the required roots alone exceed {budget} bytes; set SendTrustedIssuerList = 0"
-            )?;
-        }
-    } else {
-        writeln!(
-            out,
-            "verdict: the whole list fits {budget} bytes; no Schannel truncation"
-        )?;
-    }
-    Ok(out)
+    bar.finish_and_clear();
+    Ok(results)
 }

@@ -3,11 +3,43 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use certgen::wire::{MAX_PLAINTEXT, RECORD_HEADER_LEN, SCHANNEL_LIMIT};
 use certgen::{Position, Profile};
 use lab_server::policy::{Accounting, Order, Policy, TlsVersion};
 use lab_server::shaper::Layout;
 use lab_server::tls::ClientAuth;
 use serde::Deserialize;
+
+/// Smallest record size lab-server shapes to (`max_fragment`, header included).
+pub const MIN_FRAGMENT: usize = 32;
+
+/// Largest store a scenario measures, in roots (the CA included).
+pub const MAX_STORE: usize = 20_000;
+
+/// Longest scenario name: it becomes a file name in the report folder.
+pub const MAX_NAME_LEN: usize = 64;
+
+/// Checks that a scenario name is safe as a file name in the report folder
+/// (`<name>.svg`): 1 to [`MAX_NAME_LEN`] of `A-Z a-z 0-9 . _ -`, not starting
+/// with `.`. Anything else (`../x`, `a/b`, `..`) could write outside the folder
+/// or hide a file, so it is refused rather than rewritten.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if name.is_empty()
+        || name.len() > MAX_NAME_LEN
+        || name.starts_with('.')
+        || !name.chars().all(allowed)
+    {
+        return Err(format!(
+            "name {name:?}: a scenario name becomes a file name in the report folder, so it \
+             must be 1 to {MAX_NAME_LEN} of A-Z a-z 0-9 . _ - and not start with '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// Most organisations a Monte Carlo sweep measures per size (`store.seeds`).
+pub const MAX_SEEDS: u64 = 10_000;
 
 /// A scenario as written in its file.
 #[derive(Clone, Debug, Deserialize)]
@@ -103,11 +135,11 @@ impl Default for ServerSpec {
         ServerSpec {
             policy: "schannel".into(),
             policies: Vec::new(),
-            budget: 16_384,
+            budget: SCHANNEL_LIMIT,
             accounting: "ca-list".into(),
             order: "store".into(),
             tls: "1.2".into(),
-            max_fragment: 16_389,
+            max_fragment: MAX_PLAINTEXT + RECORD_HEADER_LEN,
             layout: "per-message".into(),
             client_auth: "required".into(),
         }
@@ -170,6 +202,61 @@ fn one_usize() -> usize {
     1
 }
 
+/// An ad hoc sweep (`umlab sweep`): one setup over a range of store sizes.
+#[derive(Clone, Debug)]
+pub struct Sweep {
+    /// First size.
+    pub from: usize,
+    /// Last size (included).
+    pub to: usize,
+    /// Step.
+    pub step: usize,
+    /// Subject profile.
+    pub profile: String,
+    /// Server policy.
+    pub policy: String,
+    /// Client profile.
+    pub client: String,
+    /// Where the enterprise CA sits.
+    pub ca: String,
+    /// Seed of the synthetic subjects.
+    pub seed: u64,
+}
+
+impl Scenario {
+    /// The scenario of an ad hoc sweep, named `sweep`, every other setting at
+    /// its default (checked by [`Resolved::new`] like any file).
+    pub fn sweep(w: Sweep) -> Scenario {
+        Scenario {
+            name: "sweep".into(),
+            description: "ad hoc sweep".into(),
+            store: StoreSpec {
+                profile: w.profile,
+                sizes: Vec::new(),
+                range: Some(RangeSpec {
+                    from: w.from,
+                    to: w.to,
+                    step: w.step,
+                }),
+                seed: w.seed,
+                seeds: one(),
+                ca: w.ca,
+                prune_to: None,
+            },
+            server: ServerSpec {
+                policy: w.policy,
+                ..ServerSpec::default()
+            },
+            client: ClientSpec {
+                profile: w.client,
+                ..ClientSpec::default()
+            },
+            break_point: None,
+            expect: Expect::default(),
+        }
+    }
+}
+
 /// Where the roots' subjects come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subjects {
@@ -217,29 +304,55 @@ pub struct Resolved {
 
 /// A scenario file that cannot run.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {reason}", path.display())]
-pub struct ScenarioError {
-    /// The file.
-    pub path: std::path::PathBuf,
-    /// What is wrong.
-    pub reason: String,
+pub enum ScenarioError {
+    /// The file could not be read, is not UTF-8, or is larger than
+    /// [`certgen::fsutil::MAX_TEXT_FILE`] (the message names the file).
+    #[error(transparent)]
+    Read(#[from] certgen::Error),
+    /// The file was read but is not a valid scenario.
+    #[error("{}: {reason}", path.display())]
+    Invalid {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Resolved {
-    /// Reads and checks a scenario file.
+    /// Reads and checks a scenario file; at most
+    /// [`certgen::fsutil::MAX_TEXT_FILE`] bytes are read, so a wrong path
+    /// (a device, a huge dump) gets an error instead of exhausting memory.
     pub fn load(path: &Path) -> Result<Resolved, ScenarioError> {
-        let err = |reason: String| ScenarioError {
+        let err = |reason: String| ScenarioError::Invalid {
             path: path.to_owned(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let text = certgen::fsutil::read_capped_text(path, certgen::fsutil::MAX_TEXT_FILE)?;
         let scenario: Scenario = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
         Resolved::new(scenario).map_err(err)
+    }
+
+    /// The built-in scenarios (every file of `scenarios/`, embedded in the
+    /// build), in file-name order.
+    pub fn builtin() -> Result<Vec<Resolved>, ScenarioError> {
+        crate::BUILTIN
+            .iter()
+            .map(|(name, text)| {
+                let err = |reason: String| ScenarioError::Invalid {
+                    path: std::path::PathBuf::from(name),
+                    reason,
+                };
+                let scenario: Scenario = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+                Resolved::new(scenario).map_err(err)
+            })
+            .collect()
     }
 
     /// Parses every setting of a scenario.
     pub fn new(scenario: Scenario) -> Result<Resolved, String> {
         let s = &scenario;
+        check_name(&s.name)?;
         let profile = match s.store.profile.as_str() {
             "mozilla" => Subjects::Mozilla,
             p => Subjects::Synthetic(p.parse().map_err(|e| format!("store.profile: {e}"))?),
@@ -247,8 +360,10 @@ impl Resolved {
         let ca: Position = s.store.ca.parse().map_err(|e| format!("store.ca: {e}"))?;
         let mut sizes = s.store.sizes.clone();
         if let Some(r) = s.store.range {
-            if r.step == 0 || r.from > r.to {
-                return Err("store.range: need from <= to and step >= 1".into());
+            if r.step == 0 || r.from > r.to || r.to > MAX_STORE {
+                return Err(format!(
+                    "store.range: need from <= to <= {MAX_STORE} and step >= 1"
+                ));
             }
             sizes.extend((r.from..=r.to).step_by(r.step));
         }
@@ -257,10 +372,29 @@ impl Resolved {
         if sizes.is_empty() && s.break_point.is_none() {
             return Err("store: give sizes, a range or a break_point search".into());
         }
-        if sizes.iter().any(|&n| n == 0 || n > 20_000) {
-            return Err("store sizes must be 1..=20000 (the CA counts)".into());
+        if sizes.iter().any(|&n| n == 0 || n > MAX_STORE) {
+            return Err(format!(
+                "store sizes must be 1..={MAX_STORE} (the CA counts)"
+            ));
+        }
+        if let Some(bp) = s.break_point
+            && !(1 <= bp.from && bp.from < bp.to && bp.to <= MAX_STORE)
+        {
+            return Err(format!(
+                "break_point: need 1 <= from < to <= {MAX_STORE}, got from = {}, to = {}",
+                bp.from, bp.to
+            ));
         }
         let server = &s.server;
+        let records = MIN_FRAGMENT..=MAX_PLAINTEXT + RECORD_HEADER_LEN;
+        if !records.contains(&server.max_fragment) {
+            return Err(format!(
+                "server.max_fragment {}: a record is {}..={} bytes, its 5-byte header included",
+                server.max_fragment,
+                records.start(),
+                records.end()
+            ));
+        }
         let names = if server.policies.is_empty() {
             vec![server.policy.clone()]
         } else {
@@ -300,7 +434,10 @@ impl Resolved {
         if s.client.voicemails == 0 || s.client.voicemails > 100 {
             return Err("client.voicemails must be 1..=100".into());
         }
-        Ok(Resolved {
+        if s.store.seeds == 0 || s.store.seeds > MAX_SEEDS {
+            return Err(format!("store.seeds must be 1..={MAX_SEEDS}"));
+        }
+        let resolved = Resolved {
             profile,
             ca,
             sizes,
@@ -312,11 +449,138 @@ impl Resolved {
             client: s.client.profile.parse()?,
             expect,
             scenario,
-        })
+        };
+        // Organisation k uses seed + k: every one of them must exist.
+        let last = resolved.organisation_seeds() - 1;
+        if resolved.organisation_seed(last).is_none() {
+            return Err(format!(
+                "store.seed {} + store.seeds {} - 1 passes {}, the largest seed; \
+                 lower store.seed",
+                resolved.scenario.store.seed,
+                resolved.scenario.store.seeds,
+                u64::MAX
+            ));
+        }
+        Ok(resolved)
     }
 
     /// Whether the CA's place varies with the seed (a Monte Carlo sweep).
     pub fn is_lottery(&self) -> bool {
         self.ca == Position::Thumbprint || self.policy.order == Order::Thumbprint
+    }
+
+    /// Stores a run measures (every organisation of every size under the
+    /// first policy, every size under the others, one for a break-point
+    /// search): the length of a progress bar.
+    pub fn planned_stores(&self) -> u64 {
+        let sizes = self.sizes.len() as u64;
+        let others = self.policies.len().saturating_sub(1) as u64;
+        sizes * (self.organisation_seeds() + others)
+            + u64::from(self.scenario.break_point.is_some())
+    }
+
+    /// Organisations measured per size: `store.seeds` in a Monte Carlo sweep,
+    /// otherwise 1 (the CA's place does not depend on the seed).
+    pub fn organisation_seeds(&self) -> u64 {
+        if self.is_lottery() {
+            self.scenario.store.seeds.max(1)
+        } else {
+            1
+        }
+    }
+
+    /// The seed of organisation `k` (`store.seed + k`), or `None` when `k` is
+    /// not one of the scenario's organisations or the sum passes `u64::MAX`
+    /// (never wrapped: a wrapped seed would silently repeat organisation 0).
+    pub fn organisation_seed(&self, k: u64) -> Option<u64> {
+        if k >= self.organisation_seeds() {
+            return None;
+        }
+        self.scenario.store.seed.checked_add(k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(store: &str) -> Scenario {
+        let text = format!("name = \"t\"\ndescription = \"d\"\n[store]\n{store}\n");
+        match toml::from_str(&text) {
+            Ok(s) => s,
+            Err(e) => panic!("{text}: {e}"),
+        }
+    }
+
+    #[test]
+    fn organisation_seeds_past_u64_are_refused() {
+        let s =
+            scenario("sizes = [11]\nseed = 18446744073709551615\nseeds = 2\nca = \"thumbprint\"");
+        let err = Resolved::new(s).expect_err("seed + 1 does not exist");
+        assert!(err.contains("store.seed"), "{err}");
+        // The last seed itself is fine when only one organisation is asked for.
+        let s =
+            scenario("sizes = [11]\nseed = 18446744073709551615\nseeds = 1\nca = \"thumbprint\"");
+        let r = Resolved::new(s).expect("one organisation");
+        assert_eq!(r.organisation_seed(0), Some(u64::MAX));
+        assert_eq!(r.organisation_seed(1), None);
+    }
+
+    #[test]
+    fn names_that_are_not_plain_file_names_are_refused() {
+        for bad in ["../x", "a/b", "..", ".hidden", "", "a b", "x\\y", "é"] {
+            let mut s = scenario("sizes = [11]");
+            s.name = bad.to_owned();
+            let err = Resolved::new(s).expect_err(bad);
+            assert!(err.contains("A-Z a-z 0-9"), "{bad:?}: {err}");
+        }
+        for good in ["seed-2013", "java_32k", "v1.2"] {
+            let mut s = scenario("sizes = [11]");
+            s.name = good.to_owned();
+            assert!(Resolved::new(s).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn a_scenario_file_past_the_text_cap_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("big.toml");
+        // A valid scenario, then a comment that takes the file past 1 MiB.
+        let mut text = String::from("name = \"big\"\ndescription = \"d\"\n[store]\nsizes = [11]\n");
+        text.push('#');
+        text.push_str(&"x".repeat(certgen::fsutil::MAX_TEXT_FILE as usize));
+        text.push('\n');
+        std::fs::write(&path, &text).expect("write");
+        let err = Resolved::load(&path).expect_err("a file over the cap");
+        assert!(err.to_string().contains("larger than"), "{err}");
+        std::fs::write(&path, &text[..200]).expect("write");
+        assert!(Resolved::load(&path).is_ok(), "the same file under the cap");
+    }
+
+    #[test]
+    fn break_point_ranges_are_checked() {
+        for (from, to) in [(400, 11), (11, 11), (0, 355), (11, 1_000_000_000)] {
+            let mut s = scenario("sizes = [11]");
+            s.break_point = Some(BreakPointSpec { from, to });
+            let err = Resolved::new(s).expect_err("a range that cannot be bisected");
+            assert!(err.contains("break_point"), "{from}..{to}: {err}");
+        }
+        let mut s = scenario("sizes = [11]");
+        s.break_point = Some(BreakPointSpec { from: 11, to: 355 });
+        assert!(Resolved::new(s).is_ok());
+    }
+
+    #[test]
+    fn ranges_and_record_sizes_out_of_bounds_are_refused() {
+        // Checked before the sizes are listed: this range has 2^64 of them.
+        let s = scenario("range = { from = 1, to = 18446744073709551615 }");
+        let err = Resolved::new(s).expect_err("a range past the largest store");
+        assert!(err.contains("store.range"), "{err}");
+        for frag in [0, 31, 16_390] {
+            let mut s = scenario("sizes = [11]");
+            s.server.max_fragment = frag;
+            let err = Resolved::new(s).expect_err("a record size lab-server refuses");
+            assert!(err.contains("server.max_fragment"), "{frag}: {err}");
+        }
     }
 }

@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::ScenarioResult;
 use crate::engine::Point;
+use crate::{Error, Result, ScenarioResult};
 
 /// The text table of one scenario, with its break point and lottery.
 pub fn table(r: &ScenarioResult) -> String {
@@ -135,7 +135,18 @@ fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
         .collect()
 }
 
-/// One CSV line per measured store, every scenario.
+/// A CSV field as RFC 4180 writes it: quoted (inner quotes doubled) when it
+/// holds a comma, a quote, CR or LF, so a spreadsheet reads one cell.
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_owned()
+    }
+}
+
+/// One CSV line per measured store, every scenario; fields quoted per RFC
+/// 4180 ([`csv_field`]).
 pub fn csv(results: &[ScenarioResult]) -> String {
     let mut out = String::from(
         "scenario,policy,size,seed,ca_index,store_list_bytes,list_bytes,names_sent,names_dropped,body_bytes,records,ca_listed,predicted,measured,agree\n",
@@ -146,33 +157,40 @@ pub fn csv(results: &[ScenarioResult]) -> String {
             _ => Vec::new(),
         };
         for p in r.points.iter().chain(bp) {
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                r.name,
-                p.policy,
-                p.size,
-                p.seed,
-                p.ca_index,
-                p.store_list_bytes,
-                p.list_bytes,
-                p.names_sent,
-                p.names_dropped,
-                p.body_bytes,
-                p.records,
-                p.ca_listed,
+            let fields = [
+                r.name.clone(),
+                p.policy.clone(),
+                p.size.to_string(),
+                p.seed.to_string(),
+                p.ca_index.to_string(),
+                p.store_list_bytes.to_string(),
+                p.list_bytes.to_string(),
+                p.names_sent.to_string(),
+                p.names_dropped.to_string(),
+                p.body_bytes.to_string(),
+                p.records.to_string(),
+                p.ca_listed.to_string(),
                 p.predicted.label(),
                 p.measured.label(),
-                p.disagreements.is_empty()
-            );
+                p.disagreements.is_empty().to_string(),
+            ];
+            let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+            out.push_str(&line.join(","));
+            out.push('\n');
         }
     }
     out
 }
 
-/// Writes `report.json`, `report.csv` and `<scenario>.svg` into `dir`.
-pub fn write_folder(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<Vec<String>> {
+/// Writes `report.json`, `report.csv` and `<scenario>.svg` into `dir`; a
+/// scenario name that is not a plain file name (see
+/// [`crate::model::check_name`]) is refused before anything is written.
+pub fn write_folder(dir: &Path, results: &[ScenarioResult]) -> Result<Vec<String>> {
     use certgen::fsutil::{Access, create_dir, write_atomic};
+    // Results built in code never went through the check at load.
+    for r in results {
+        crate::model::check_name(&r.name).map_err(Error::Invalid)?;
+    }
     create_dir(dir)?;
     let mut written = Vec::new();
     let json = serde_json::to_vec_pretty(results)?;
@@ -191,4 +209,67 @@ pub fn write_folder(dir: &Path, results: &[ScenarioResult]) -> anyhow::Result<Ve
         written.push(name);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(name: &str) -> ScenarioResult {
+        ScenarioResult {
+            name: name.to_owned(),
+            description: "d".into(),
+            setup: "s".into(),
+            points: Vec::new(),
+            break_point: None,
+            lottery: Vec::new(),
+            problems: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn write_folder_keeps_every_file_inside_the_folder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let report = dir.path().join("rep");
+        let err = write_folder(&report, &[result("../x")]);
+        assert!(err.is_err(), "a chart named ../x was written");
+        assert!(!dir.path().join("x.svg").exists(), "x.svg outside --report");
+        let written = write_folder(&report, &[result("ok")]).expect("a plain name");
+        assert!(written.contains(&"ok.svg".to_owned()));
+        assert!(report.join("ok.svg").is_file());
+    }
+
+    #[test]
+    fn csv_quotes_fields_per_rfc_4180() {
+        use crate::engine::{Outcome, Point};
+        let point = Point {
+            size: 11,
+            policy: "full,\"x\"".into(),
+            removed: 0,
+            seed: 1,
+            ca_index: 10,
+            store_list_bytes: 1,
+            list_bytes: 1,
+            names_sent: 1,
+            names_dropped: 0,
+            body_bytes: 1,
+            records: 1,
+            ca_listed: true,
+            predicted: Outcome::Delivered,
+            measured: Outcome::Failed("a\r\nb".into()),
+            server_events: Vec::new(),
+            um_events: Vec::new(),
+            disagreements: Vec::new(),
+        };
+        let mut r = result("a,\"b\"");
+        r.points.push(point);
+        let text = csv(&[r]);
+        let line = text.lines().nth(1).expect("a data line");
+        assert!(
+            line.starts_with(r#""a,""b""","full,""x""",11,1,10,"#),
+            "{line}"
+        );
+        assert!(text.contains("\"failed:a\r\nb\""), "{text}");
+        assert!(text.ends_with(",true\n"), "{text}");
+    }
 }

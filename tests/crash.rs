@@ -1,8 +1,8 @@
 //! `kill -9` of a submit never loses a voicemail.
 //!
 //! lab-server runs in-process with policy `omit` (so every delivery works);
-//! the real `um-sim submit --concurrency 2` drains a queue of voicemails of a
-//! few seconds each and is killed with SIGKILL while it submits (after the
+//! a um-sim submitter (`concurrency 2`) drains a queue of voicemails of a few
+//! seconds each and is killed with SIGKILL while it submits (after the
 //! server reported a random-ish number of stored messages, plus a random-ish
 //! delay), several rounds in a row; a last run drains the queue. After each
 //! kill every voicemail is in the server's Maildir or still queued (header and
@@ -10,20 +10,34 @@
 //! empty, and duplicates (the same Message-ID stored twice: delivered, then
 //! killed before leaving the queue) are counted, never lost.
 //!
+//! The submitter must be a process of its own to be killed, yet the root
+//! package cannot name um-sim's binary (`CARGO_BIN_EXE_*` covers only its own
+//! binaries) and a test must not run a nested `cargo build`. So this test
+//! binary (harness = false) re-executes itself with `UMLAB_CRASH_CHILD` set:
+//! `main` then runs um-sim's library exactly as `um-sim submit` does (one
+//! `submit::pass` over the queue, exit 0 when it is drained, 1 otherwise)
+//! instead of the tests.
+//!
 //! `UMLAB_CRASH_SEED=N` replays the kill schedule of a run.
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Lab, Rng, files_in, start_server, store_with};
+use common::{Lab, Rng, Running, files_in, start_server, store_with};
 use lab_server::policy::Policy;
+use libtest_mimic::{Arguments, Trial};
 use um_sim::header::Header;
 use um_sim::queue::{EnqueueSpec, Queue, enqueue};
+use um_sim::submit;
+
+/// Set in the environment of the re-executed test binary: be the submitter.
+const CHILD_ENV: &str = "UMLAB_CRASH_CHILD";
 
 /// Voicemails queued.
 const ITEMS: u64 = 60;
@@ -187,18 +201,72 @@ async fn drain_events(lab: &mut Lab, seen: &mut Seen, wait: Duration) -> usize {
     n
 }
 
-fn spawn_submit(lab: &Lab, queue: &Path, log: &Path) -> std::process::Child {
-    let mut args = lab.submit_args(queue, "schannel");
-    args.extend(["--concurrency".into(), "2".into()]);
-    let out = std::fs::File::create(log.with_extension("out")).expect("log file");
-    let err = std::fs::File::create(log.with_extension("err")).expect("log file");
-    Command::new(common::um_sim_bin())
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .expect("spawn um-sim")
+fn main() {
+    if std::env::var_os(CHILD_ENV).is_some() {
+        std::process::exit(child_submit());
+    }
+    let args = Arguments::from_args();
+    let trials = vec![Trial::test(
+        "kill_9_during_submit_never_loses_a_voicemail",
+        || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| format!("runtime: {e}"))?;
+            rt.block_on(kill_9_during_submit_never_loses_a_voicemail());
+            Ok(())
+        },
+    )];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// The child: `QUEUE SERVER` on the command line; submits the queue once as
+/// `um-sim submit --profile schannel --concurrency 2` does and exits 0 when
+/// it is drained, 1 when items remain, 2 on an error.
+fn child_submit() -> i32 {
+    let mut args = std::env::args().skip(1);
+    let (Some(queue), Some(server)) = (args.next(), args.next()) else {
+        eprintln!("usage: {CHILD_ENV}=1 <test binary> QUEUE SERVER");
+        return 2;
+    };
+    let run = async {
+        let settings = Arc::new(common::submit_settings(&server, "schannel", 2));
+        let q = Queue::open(Path::new(&queue))?;
+        let report: submit::Report = Arc::new(|line: String| println!("{line}"));
+        let summary = submit::pass(&q, &settings, &mut HashMap::new(), &report, &|_| {}).await?;
+        let (left, _) = q.scan()?;
+        println!(
+            "delivered {}, still queued {}, moved to badvoicemail/ {}",
+            summary.delivered,
+            left.len(),
+            summary.bad
+        );
+        Ok::<_, um_sim::queue::QueueError>(left.is_empty() && summary.bad == 0)
+    };
+    match tokio::runtime::Runtime::new().map(|rt| rt.block_on(run)) {
+        Ok(Ok(true)) => 0,
+        Ok(Ok(false)) => 1,
+        Ok(Err(e)) => {
+            eprintln!("submit: {e}");
+            2
+        }
+        Err(e) => {
+            eprintln!("runtime: {e}");
+            2
+        }
+    }
+}
+
+/// Starts the submitter: this test binary again, as the child.
+fn spawn_submit(lab: &Lab, queue: &Path) -> Running {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    common::start(
+        Command::new(exe)
+            .env(CHILD_ENV, "1")
+            .arg(queue)
+            .arg(lab.addr().to_string()),
+    )
 }
 
 fn seed() -> u64 {
@@ -226,10 +294,8 @@ fn assert_nothing_lost(when: &str, guids: &[String], stored: &Stored, q: &QueueS
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_submit_never_loses_a_voicemail() {
     let started = Instant::now();
-    common::um_sim_bin();
     let seed = seed();
     eprintln!("kill schedule seed {seed} (replay with UMLAB_CRASH_SEED={seed})");
     let mut rng = Rng::new(seed);
@@ -280,17 +346,16 @@ async fn kill_9_during_submit_never_loses_a_voicemail() {
         let threshold = rng.range(2, 8) as usize;
         let delay = Duration::from_millis(rng.range(0, 40));
         let round_started = Instant::now();
-        let mut child = spawn_submit(&lab, &queue, &work.path().join(format!("round-{round}")));
+        let mut child = spawn_submit(&lab, &queue);
         let mut stored_round = 0;
         let mut killed = false;
         let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for um-sim") {
+            if let Some(status) = child.try_status() {
                 break status;
             }
             if stored_round >= threshold {
                 tokio::time::sleep(delay).await;
-                child.kill().expect("SIGKILL");
-                let status = child.wait().expect("wait after kill");
+                let status = child.kill();
                 // It may have exited on its own just before the signal.
                 killed = status.signal() == Some(9);
                 break status;
@@ -314,11 +379,11 @@ async fn kill_9_during_submit_never_loses_a_voicemail() {
         if killed {
             kills += 1;
         } else {
-            let err = std::fs::read_to_string(work.path().join(format!("round-{round}.err")))
-                .unwrap_or_default();
+            let run = child.finish(ROUND_DEADLINE);
             assert!(
                 status.code().is_some_and(|c| c <= 1),
-                "round {round}: um-sim ended with {status:?}: {err}"
+                "round {round}: the submitter ended with {status:?}: {}",
+                run.dump()
             );
         }
         let stored = scan_maildir(&lab.maildir());
@@ -353,25 +418,23 @@ async fn kill_9_during_submit_never_loses_a_voicemail() {
 
     // The last run drains the queue.
     let final_started = Instant::now();
-    let mut child = spawn_submit(&lab, &queue, &work.path().join("final"));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for um-sim") {
-            break status;
+    let mut child = spawn_submit(&lab, &queue);
+    loop {
+        if child.try_status().is_some() {
+            break;
         }
         if final_started.elapsed() > ROUND_DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the last run did not finish within {ROUND_DEADLINE:?}");
+            let run = child.finish(Duration::ZERO);
+            panic!(
+                "the last run did not finish within {ROUND_DEADLINE:?}: {}",
+                run.dump()
+            );
         }
         drain_events(&mut lab, &mut seen, Duration::from_millis(50)).await;
-    };
+    }
     drain_events(&mut lab, &mut seen, Duration::from_millis(300)).await;
-    let out = std::fs::read_to_string(work.path().join("final.out")).unwrap_or_default();
-    let err = std::fs::read_to_string(work.path().join("final.err")).unwrap_or_default();
-    assert!(
-        status.success(),
-        "the last run failed: {status:?}\n--- stdout\n{out}\n--- stderr\n{err}"
-    );
+    let run = child.finish(ROUND_DEADLINE);
+    assert_eq!(run.code, Some(0), "the last run failed: {}", run.dump());
 
     let stored = scan_maildir(&lab.maildir());
     let qs = scan_queue(&queue, &guids);
@@ -381,7 +444,7 @@ async fn kill_9_during_submit_never_loses_a_voicemail() {
         "final run: {:.1}s, {}\n{kills} kill(s); {} message files for {} voicemails: \
          {} duplicate(s) {dup_ids:?}; server events reported {} stored; total {:.1}s",
         final_started.elapsed().as_secs_f64(),
-        out.lines().last().unwrap_or_default(),
+        run.stdout.lines().last().unwrap_or_default(),
         stored.files,
         guids.len(),
         stored.duplicates(),

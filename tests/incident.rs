@@ -6,15 +6,30 @@
 
 mod common;
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use certgen::Profile;
-use common::{EVENT_TIMEOUT, files_in, run_um_sim, start_server, store_with};
+use common::{EVENT_TIMEOUT, files_in, start_server, store_with};
 use lab_server::policy::Policy;
+use um_sim::queue::{EnqueueSpec, Queue, enqueue};
+use um_sim::submit::{self, Summary};
 
 const VOICEMAILS: u64 = 4;
 
-async fn run(policy: Policy) -> (common::Lab, common::Run, tempfile::TempDir) {
+/// What um-sim's submitter did: its summary and the lines it reported (the
+/// UM events a `um-sim submit` run prints).
+struct Submitted {
+    summary: Summary,
+    lines: Vec<String>,
+}
+
+impl Submitted {
+    fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+async fn run(policy: Policy) -> (common::Lab, Submitted, tempfile::TempDir) {
     // 354 realistic roots + the enterprise CA last = the incident's 355.
     let (store, ca) = store_with(354, Profile::Realistic);
     assert_eq!(store.len(), 355);
@@ -22,27 +37,35 @@ async fn run(policy: Policy) -> (common::Lab, common::Run, tempfile::TempDir) {
         .await
         .expect("lab-server starts");
     let q = tempfile::tempdir().expect("queue dir");
-    let queue = q.path().join("vm");
-    let enq = run_um_sim(
-        &[
-            "enqueue".into(),
-            "--queue".into(),
-            queue.display().to_string(),
-            "--count".into(),
-            VOICEMAILS.to_string(),
-            "--seconds".into(),
-            "2".into(),
-            "--seed".into(),
-            "1423".into(),
-        ],
-        Duration::from_secs(60),
-    );
-    assert_eq!(enq.code, Some(0), "{}", enq.dump());
-    let args = lab.submit_args(&queue, "schannel");
-    let submit = tokio::task::spawn_blocking(move || run_um_sim(&args, Duration::from_secs(120)))
+    let queue_dir = q.path().join("vm");
+    let queue = tokio::task::spawn_blocking(move || {
+        let queue = Queue::open(&queue_dir).expect("queue");
+        let spec = EnqueueSpec {
+            count: VOICEMAILS,
+            seconds: 2,
+            to: "user@lab.test".into(),
+            seed: 1423,
+            sample_rate: 8_000,
+        };
+        enqueue(&queue, &spec).expect("enqueue");
+        queue
+    })
+    .await
+    .expect("enqueue thread");
+    let settings = Arc::new(lab.submit_settings("schannel", 1));
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let report: submit::Report = Arc::new(move |line: String| {
+        if let Ok(mut l) = sink.lock() {
+            l.push(line);
+        }
+    });
+    let mut cooling = std::collections::HashMap::new();
+    let summary = submit::pass(&queue, &settings, &mut cooling, &report, &|_| {})
         .await
-        .expect("um-sim run");
-    (lab, submit, q)
+        .expect("a pass over the queue");
+    let lines = lines.lock().map(|l| l.clone()).unwrap_or_default();
+    (lab, Submitted { summary, lines }, q)
 }
 
 fn count(dir: &std::path::Path, ext: &str) -> usize {
@@ -68,17 +91,20 @@ async fn schannel_policy_leaves_every_voicemail_queued_with_1423() {
             .iter()
             .any(|l| l.contains("Event ID:      36885"))
     );
-    assert_eq!(submit.code, Some(1), "{}", submit.dump());
+    let text = submit.text();
     assert_eq!(
-        submit.stdout.matches("Event ID:      1423").count(),
+        (submit.summary.delivered, submit.summary.queued),
+        (0, VOICEMAILS as usize),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("Event ID:      1423").count(),
         VOICEMAILS as usize,
-        "{}",
-        submit.dump()
+        "{text}"
     );
     assert!(
-        submit
-            .stdout
-            .contains("TlsApiFailureException: A TLS API failure occurred. Error = 0x80090301")
+        text.contains("TlsApiFailureException: A TLS API failure occurred. Error = 0x80090301"),
+        "{text}"
     );
     assert_eq!(
         count(&queue, "txt"),
@@ -107,8 +133,17 @@ async fn omit_delivers_every_voicemail_with_audio_and_headers() {
         lab.server.startup_log().is_empty(),
         "no 36885 without truncation"
     );
-    assert_eq!(submit.code, Some(0), "{}", submit.dump());
-    assert!(!submit.stdout.contains("Event ID:"), "{}", submit.dump());
+    let text = submit.text();
+    assert_eq!(
+        (
+            submit.summary.delivered,
+            submit.summary.queued,
+            submit.summary.bad
+        ),
+        (VOICEMAILS as usize, 0, 0),
+        "{text}"
+    );
+    assert!(!text.contains("Event ID:"), "{text}");
     assert_eq!(count(&queue, "txt"), 0);
     assert_eq!(count(&queue.join("sent"), "txt"), VOICEMAILS as usize);
     for _ in 0..VOICEMAILS {

@@ -21,8 +21,9 @@
 //!   `issuer-listed` (no certificate unless the enterprise CA, last in the
 //!   store, is listed or the list is empty).
 //!
-//! Measurement: lab-server in-process (one server per store and policy), the
-//! real um-sim binary submitting one queued voicemail per profile, its JSON
+//! Measurement: lab-server in-process (one server per store and policy),
+//! um-sim's library submitting one queued voicemail per profile over TCP
+//! (`um_sim::submit::attempt`, what `um-sim submit` runs per item), its
 //! attempt record (outcome, failure class, rule, the tap's view of the
 //! CertificateRequest, the certificate decision) and the server's connection
 //! event. Any disagreement fails the test with prediction and measurement.
@@ -35,11 +36,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use certgen::Store;
-use common::{Json, Lab, ca_subject, fixed_store, run_um_sim, start_server};
+use common::{Lab, ca_subject, fixed_store, start_server};
 use lab_server::events::ConnectionEvent;
 use lab_server::policy::{Policy, PolicyError, TlsVersion};
 use lab_server::server::StartError;
 use tokio::sync::Semaphore;
+use um_sim::client::{Attempt, FailureClass};
+use um_sim::profile::Rule;
 use um_sim::queue::{EnqueueSpec, Queue, enqueue};
 
 /// Schannel's budget: bytes of names (KB 933430).
@@ -465,67 +468,58 @@ fn check_report(lab: &Lab, p: &Plan, problems: &mut Vec<String>) {
     }
 }
 
-/// What um-sim's attempt record says.
+/// What um-sim's attempt says.
 struct Measured {
-    code: Option<i32>,
     outcome: Outcome,
-    record: Json,
+    attempt: Attempt,
 }
 
-fn parse_outcome(rec: &Json) -> Outcome {
-    if rec.get("delivered").bool() == Some(true) {
+fn outcome_of(a: &Attempt) -> Outcome {
+    if a.delivered {
         return Outcome::Delivered;
     }
-    match rec.get("failure").str() {
-        Some("no-acceptable-certificate") => Outcome::NoCertificate,
-        Some("own-stack-limit") => Outcome::OwnStack,
-        Some("profile-rule") => {
-            let rule = rec.get("rule");
-            match (rule.get("rule").str(), rule.get("limit").uint()) {
-                (Some("one-record"), _) => Outcome::OneRecord,
-                (Some("max-body"), Some(n)) => Outcome::MaxBody(n),
-                _ => Outcome::Other(format!("profile-rule with rule {rule:?}")),
-            }
-        }
-        other => Outcome::Other(format!(
-            "{}: {}",
-            other.unwrap_or("?"),
-            rec.get("error").str().unwrap_or("")
+    match (a.failure, a.rule) {
+        (Some(FailureClass::NoAcceptableCertificate), _) => Outcome::NoCertificate,
+        (Some(FailureClass::OwnStackLimit), _) => Outcome::OwnStack,
+        (Some(FailureClass::ProfileRule), Some(Rule::OneRecord)) => Outcome::OneRecord,
+        (Some(FailureClass::ProfileRule), Some(Rule::MaxBody(n))) => Outcome::MaxBody(n),
+        (failure, rule) => Outcome::Other(format!(
+            "{failure:?} (rule {rule:?}): {}",
+            a.error.as_deref().unwrap_or("")
         )),
     }
 }
 
 async fn submit_once(lab: &Lab, profile: &str, tpl: &Template) -> (Measured, String) {
     let work = tempfile::tempdir_in(lab.dir.path()).expect("run dir");
-    let queue = work.path().join("queue");
-    std::fs::create_dir_all(&queue).expect("queue dir");
-    for f in &tpl.files {
-        std::fs::copy(f, queue.join(f.file_name().expect("file name"))).expect("copy item");
-    }
-    let events = work.path().join("attempts.jsonl");
-    let mut args = lab.submit_args(&queue, profile);
-    args.extend(["--events".into(), events.display().to_string()]);
-    let run = tokio::task::spawn_blocking(move || run_um_sim(&args, Duration::from_secs(60)))
+    let dir = work.path().join("queue");
+    let files = tpl.files.clone();
+    let (queue, item) = tokio::task::spawn_blocking(move || {
+        std::fs::create_dir_all(&dir).expect("queue dir");
+        for f in &files {
+            std::fs::copy(f, dir.join(f.file_name().expect("file name"))).expect("copy item");
+        }
+        let queue = Queue::open(&dir).expect("queue");
+        let (mut items, rejected) = queue.scan().expect("scan");
+        assert!(rejected.is_empty() && items.len() == 1, "{rejected:?}");
+        let item = items.pop().expect("the item");
+        (queue, item)
+    })
+    .await
+    .expect("queue thread");
+    let settings = lab.submit_settings(profile, 1);
+    let attempt = um_sim::submit::attempt(&queue, &settings, &item)
         .await
-        .expect("um-sim runner");
-    let text = std::fs::read_to_string(&events).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let (outcome, record) = match lines.as_slice() {
-        [line] => match Json::parse(line) {
-            Ok(rec) => (parse_outcome(&rec), rec),
-            Err(e) => (Outcome::Other(format!("bad event line: {e}")), Json::Null),
-        },
-        _ => (
-            Outcome::Other(format!("{} attempt records", lines.len())),
-            Json::Null,
-        ),
-    };
-    let dump = format!("attempt record: {}\num-sim {}", text.trim(), run.dump());
+        .expect("queue I/O")
+        .expect("the message builds");
+    let dump = format!(
+        "attempt: {}",
+        serde_json::to_string(&attempt).unwrap_or_default()
+    );
     (
         Measured {
-            code: run.code,
-            outcome,
-            record,
+            outcome: outcome_of(&attempt),
+            attempt,
         },
         dump,
     )
@@ -555,10 +549,6 @@ async fn run_cell(
         ));
     }
     let delivered = m.outcome == Outcome::Delivered;
-    let want_code = if delivered { Some(0) } else { Some(1) };
-    if m.code != want_code {
-        problems.push(format!("exit code {:?}, expected {want_code:?}", m.code));
-    }
     check_tap(&m, p, &mut problems);
     check_decision(&m, p, &c, &mut problems);
     match &server {
@@ -596,38 +586,39 @@ async fn run_cell(
 
 /// The record tap's view of the CertificateRequest.
 fn check_tap(m: &Measured, p: &Plan, problems: &mut Vec<String>) {
-    let cr = m.record.get("certificate_request");
-    if cr.is_null() {
+    let Some(cr) = &m.attempt.certificate_request else {
         // um-sim's own stack may stop reading before the message is whole.
         if m.outcome != Outcome::OwnStack {
             problems.push("the tap saw no CertificateRequest".into());
         }
         return;
+    };
+    if cr.body_bytes != p.body {
+        problems.push(format!(
+            "tap body_bytes {}, predicted B = {}",
+            cr.body_bytes, p.body
+        ));
     }
-    let body = cr.get("body_bytes").uint();
-    let records = cr.get("records").uint().unwrap_or(0);
-    let complete = cr.get("complete").bool() == Some(true);
-    if body != Some(p.body) {
-        problems.push(format!("tap body_bytes {body:?}, predicted B = {}", p.body));
-    }
-    if complete {
-        if records != p.records {
-            problems.push(format!("tap records {records}, predicted {}", p.records));
-        }
-        let names = cr.get("ca_name_count").uint();
-        if names != Some(p.names) {
+    if cr.complete {
+        if cr.records != p.records {
             problems.push(format!(
-                "tap ca_name_count {names:?}, predicted {}",
-                p.names
+                "tap records {}, predicted {}",
+                cr.records, p.records
+            ));
+        }
+        if cr.ca_name_count != p.names {
+            problems.push(format!(
+                "tap ca_name_count {}, predicted {}",
+                cr.ca_name_count, p.names
             ));
         }
     } else {
         // Stopped by a rule: the records read so far.
         let stopped = matches!(m.outcome, Outcome::OneRecord | Outcome::MaxBody(_));
-        if !stopped || records == 0 || records > p.records {
+        if !stopped || cr.records == 0 || cr.records > p.records {
             problems.push(format!(
-                "tap saw an incomplete request ({records} records of {}) with outcome {}",
-                p.records, m.outcome
+                "tap saw an incomplete request ({} records of {}) with outcome {}",
+                cr.records, p.records, m.outcome
             ));
         }
     }
@@ -635,21 +626,16 @@ fn check_tap(m: &Measured, p: &Plan, problems: &mut Vec<String>) {
 
 /// What the certificate resolver decided, once rustls got that far.
 fn check_decision(m: &Measured, p: &Plan, c: &Client, problems: &mut Vec<String>) {
-    let d = m.record.get("certificate");
     let reached = matches!(m.outcome, Outcome::Delivered | Outcome::NoCertificate);
-    if d.is_null() {
+    let Some(d) = &m.attempt.certificate else {
         if reached {
             problems.push("no certificate decision recorded".into());
         }
         return;
-    }
-    let got = (
-        d.get("names").uint(),
-        d.get("issuer_listed").bool(),
-        d.get("certificate_sent").bool(),
-    );
+    };
+    let got = (d.names, d.issuer_listed, d.certificate_sent);
     let sent = !c.issuer_listed || p.names == 0 || p.ca_sent;
-    let want = (Some(p.names), Some(p.ca_sent), Some(sent));
+    let want = (p.names, p.ca_sent, sent);
     if got != want {
         problems.push(format!(
             "certificate decision (names, issuer_listed, sent) = {got:?}, predicted {want:?}"
@@ -928,7 +914,6 @@ fn stores(fixed: Fixed) -> Vec<Arc<StoreCase>> {
 async fn every_profile_and_policy_gives_the_predicted_outcome() {
     let started = Instant::now();
     let fixed = Fixed::of_server();
-    common::um_sim_bin();
     let stores = tokio::task::spawn_blocking(move || stores(fixed))
         .await
         .expect("stores");
@@ -989,7 +974,6 @@ async fn every_profile_and_policy_gives_the_predicted_outcome() {
 async fn max_fragment_4096_splits_the_request_for_legacy_schannel() {
     const FRAGMENT: usize = 4_096;
     let fixed = Fixed::of_server();
-    common::um_sim_bin();
     let ca_cost = 2 + ca_subject().len();
     // A message of exactly 4,091 bytes fills one 4,096-byte record; 4,092 needs two.
     let at = FRAGMENT - RECORD_HEADER - HANDSHAKE_HEADER - fixed.body(0);

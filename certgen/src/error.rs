@@ -31,6 +31,15 @@ pub enum Error {
         /// already says it, and a one-line report must not repeat it)
         problem: crate::bundle::PemError,
     },
+    /// A Windows serialized store (.sst) whose structure is broken: the
+    /// problem names the byte offset.
+    #[error("{}: serialized store: {problem}", path.display())]
+    Sst {
+        /// the file
+        path: PathBuf,
+        /// what is wrong, and at which offset (not a `source`, as for `Pem`)
+        problem: crate::sst::SstError,
+    },
     /// An input file (or a folder read as one store) is larger than the lab
     /// reads (see [`crate::fsutil`]).
     #[error("{}: larger than {limit} bytes, the most read from such an input", path.display())]

@@ -5,7 +5,8 @@
 //! list fits Schannel's 16 KB, Java's 32 KB or TLS 1.2's 65,535 bytes. This
 //! crate models and encodes X.509 Names ([`name`]), draws seeded synthetic
 //! subjects ([`synth`]), mass-produces roots ([`roots`]), issues the lab PKI
-//! ([`pki`]), loads and saves stores ([`store`], PEM bundles read strictly by [`bundle`]) and reports their sizes
+//! ([`pki`]), loads and saves stores ([`store`], PEM bundles read strictly by [`bundle`],
+//! Windows serialized stores by [`sst`]) and reports their sizes
 //! ([`inspect`], [`wire`]).
 
 pub mod bundle;
@@ -17,6 +18,7 @@ pub mod name;
 pub mod pki;
 pub mod progress;
 pub mod roots;
+pub mod sst;
 pub mod store;
 pub mod synth;
 pub mod wire;

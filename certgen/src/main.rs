@@ -1,9 +1,10 @@
-//! `certgen`: generate root stores and the lab PKI, and inspect stores.
+//! `certgen`: generate root stores and the lab PKI, inspect and convert stores.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
+use certgen::fsutil::{Access, write_atomic};
 use certgen::inspect::Inspection;
 use certgen::roots::{self, RootsSpec};
 use certgen::{KeyAlg, Position, Profile, Store, pki};
@@ -45,6 +46,10 @@ enum Command {
         /// Where --insert puts them: first, last, an index, or thumbprint.
         #[arg(long, default_value = "last", requires = "insert")]
         at: Position,
+        /// Also write DIR/roots.sst, the same roots as a Windows serialized
+        /// store (for `certutil -addstore Root` or the certificates console).
+        #[arg(long)]
+        sst: bool,
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
@@ -63,12 +68,32 @@ enum Command {
     },
     /// Report a store's size against the 16 KB, 32 KB and 64 KB limits.
     Inspect {
-        /// PEM bundle, DER certificate, .p7b, or a folder of them.
+        /// PEM bundle, DER certificate, .p7b, .sst, or a folder of them.
         store: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+    /// Write a store in another format, roots in the same order.
+    Convert {
+        /// PEM bundle, DER certificate, .p7b, .sst, or a folder of them.
+        store: PathBuf,
+        /// Output format: sst (Windows serialized store) or pem (bundle).
+        #[arg(long, value_enum)]
+        to: Format,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// What `convert` writes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Format {
+    /// Windows serialized store, as `Export-Certificate -Type SST` writes.
+    Sst,
+    /// PEM bundle, as `roots` writes.
+    Pem,
 }
 
 fn main() -> ExitCode {
@@ -115,6 +140,7 @@ fn run_into(command: Command, out: &mut String) -> Result<()> {
             dn_only,
             insert,
             at,
+            sst,
             out: dir,
         } => {
             // Read the CA to insert first: a bad file must fail before any work.
@@ -151,7 +177,19 @@ fn run_into(command: Command, out: &mut String) -> Result<()> {
                 !store.is_empty(),
                 "the store would be empty: give --count of at least 1, or --insert"
             );
+            // Encoded before anything is written: a refusal leaves no files.
+            let sst_path = dir.join("roots.sst");
+            let sst =
+                sst.then(|| store.to_sst())
+                    .transpose()
+                    .map_err(|problem| certgen::Error::Sst {
+                        path: sst_path.clone(),
+                        problem,
+                    })?;
             store.save(&dir, Some(&generator))?;
+            if let Some(bytes) = &sst {
+                write_atomic(&sst_path, bytes, Access::Public)?;
+            }
             writeln!(
                 out,
                 "wrote {} roots to {} (seed {}{}, profile {}, key {}{})",
@@ -171,6 +209,13 @@ fn run_into(command: Command, out: &mut String) -> Result<()> {
                     ""
                 },
             )?;
+            if sst.is_some() {
+                writeln!(
+                    out,
+                    "wrote {} as a Windows serialized store",
+                    sst_path.display()
+                )?;
+            }
             for (index, subject) in inserted {
                 writeln!(out, "inserted {subject} at index {index}")?;
             }
@@ -193,6 +238,31 @@ fn run_into(command: Command, out: &mut String) -> Result<()> {
                 out,
                 "wrote ca.pem ca.key um.pem um.key hub.pem hub.key to {}",
                 dir.display()
+            )?;
+            Ok(())
+        }
+        Command::Convert {
+            store,
+            to,
+            out: file,
+        } => {
+            let loaded = Store::load(&store)?;
+            let what = match to {
+                Format::Sst => {
+                    loaded.save_sst(&file)?;
+                    "a Windows serialized store"
+                }
+                Format::Pem => {
+                    let bundle: String = loaded.roots().iter().map(|r| r.to_pem()).collect();
+                    write_atomic(&file, bundle.as_bytes(), Access::Public)?;
+                    "a PEM bundle"
+                }
+            };
+            writeln!(
+                out,
+                "wrote {} roots to {} as {what}",
+                loaded.len(),
+                file.display()
             )?;
             Ok(())
         }

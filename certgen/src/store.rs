@@ -114,6 +114,21 @@ impl Root {
     pub fn to_pem(&self) -> String {
         pem_cert(&self.der)
     }
+
+    /// A friendly name for the root: the subject's first CN, else the whole
+    /// subject as text; none for an empty subject. Written into `.sst` files
+    /// so an imported lab store lists readable names in the certificates
+    /// console.
+    pub fn display_name(&self) -> Option<String> {
+        let cn = x509_parser::x509::X509Name::from_der(&self.subject)
+            .ok()
+            .and_then(|(_, name)| {
+                name.iter_common_name()
+                    .find_map(|cn| cn.as_str().ok().map(str::to_owned))
+            })
+            .filter(|cn| !cn.is_empty());
+        cn.or_else(|| Some(self.subject_text()).filter(|s| !s.is_empty()))
+    }
 }
 
 /// Renders a DER Name as text; undecodable names render as their hex.
@@ -230,7 +245,8 @@ impl Store {
     }
 
     /// Loads a store from a PEM bundle, a DER certificate, a PKCS #7 file
-    /// (.p7b/.p7c, DER or PEM) or a folder of such files (sorted by name).
+    /// (.p7b/.p7c, DER or PEM), a Windows serialized store (.sst) or a folder
+    /// of such files (sorted by name).
     ///
     /// A file, or a folder's files together, past [`MAX_STORE_FILE`] is refused
     /// ([`Error::TooLarge`]): a device or a huge dump must not exhaust memory.
@@ -262,6 +278,32 @@ impl Store {
             .map_err(|e| Error::Crypto(format!("manifest encoding: {e}")))?;
         json.push(b'\n');
         write_atomic(&dir.join("manifest.json"), &json, Access::Public)
+    }
+
+    /// The store as a Windows serialized store (`.sst`), in order: per root
+    /// its SHA-1 hash property, its friendly name ([`Root::display_name`])
+    /// and the certificate, then the end marker. Windows imports it with
+    /// `certutil -addstore Root FILE` or the certificates console.
+    pub fn to_sst(&self) -> Result<Vec<u8>, crate::sst::SstError> {
+        use crate::sst::{CERT_SHA1_HASH_PROP_ID, Writer};
+        let mut w = Writer::new();
+        for r in &self.roots {
+            w.property(CERT_SHA1_HASH_PROP_ID, &r.sha1)?;
+            if let Some(name) = r.display_name() {
+                w.friendly_name(&name)?;
+            }
+            w.certificate(&r.der)?;
+        }
+        Ok(w.finish())
+    }
+
+    /// Writes [`Store::to_sst`] to `path` atomically, mode 0644.
+    pub fn save_sst(&self, path: &Path) -> Result<(), Error> {
+        let bytes = self.to_sst().map_err(|problem| Error::Sst {
+            path: path.to_path_buf(),
+            problem,
+        })?;
+        write_atomic(path, &bytes, Access::Public)
     }
 }
 
@@ -354,7 +396,7 @@ fn rfc3339(ts: i64) -> String {
         .unwrap_or_else(|| ts.to_string())
 }
 
-const CERT_EXTENSIONS: &[&str] = &["pem", "crt", "cer", "der", "p7b", "p7c"];
+const CERT_EXTENSIONS: &[&str] = &["pem", "crt", "cer", "der", "p7b", "p7c", "sst"];
 
 fn load_dir(dir: &Path) -> Result<Vec<Root>, Error> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -370,7 +412,7 @@ fn load_dir(dir: &Path) -> Result<Vec<Root>, Error> {
     if files.is_empty() {
         return Err(Error::malformed(
             dir,
-            "folder holds no .pem, .crt, .cer, .der or .p7b file",
+            "folder holds no .pem, .crt, .cer, .der, .p7b or .sst file",
         ));
     }
     files.sort();
@@ -402,9 +444,15 @@ fn load_dir(dir: &Path) -> Result<Vec<Root>, Error> {
     Ok(roots)
 }
 
-/// Parses one file's bytes: PEM (CERTIFICATE and PKCS7 sections), or DER
-/// (a certificate or a PKCS #7 SignedData).
+/// Parses one file's bytes: a Windows serialized store (by its header, or a
+/// `.sst` name), PEM (CERTIFICATE and PKCS7 sections), or DER (a certificate
+/// or a PKCS #7 SignedData).
 pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
+    // First: the header is unambiguous (PEM starts with text, DER with 0x30),
+    // and a certificate inside may hold any bytes, "-----BEGIN " included.
+    if crate::sst::has_header(bytes) {
+        return parse_sst(path, bytes);
+    }
     let looks_pem = bytes
         .iter()
         .position(|b| !b.is_ascii_whitespace())
@@ -417,11 +465,15 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
     if bytes.is_empty() {
         return Err(Error::malformed(path, "empty file"));
     }
-    let is_p7 = path
+    let ext = path
         .extension()
         .and_then(|x| x.to_str())
-        .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "p7b" | "p7c"));
-    if is_p7 {
+        .map(str::to_ascii_lowercase);
+    if ext.as_deref() == Some("sst") {
+        // No header: the reader says what the first bytes are instead.
+        return parse_sst(path, bytes);
+    }
+    if matches!(ext.as_deref(), Some("p7b" | "p7c")) {
         return parse_pkcs7(path, bytes);
     }
     if bytes.first() != Some(&0x30) {
@@ -435,6 +487,32 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
         // A .cer/.der that is really a PKCS #7 bundle is common in Windows exports.
         Err(cert_err) => parse_pkcs7(path, bytes).map_err(|_| Error::malformed(path, cert_err)),
     }
+}
+
+/// A Windows serialized store: its certificates in file order. A structural
+/// fault names its byte offset; a certificate that does not parse names its
+/// element's offset and its number in the file.
+fn parse_sst(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
+    let certs = crate::sst::read(bytes).map_err(|problem| Error::Sst {
+        path: path.to_path_buf(),
+        problem,
+    })?;
+    certs
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let offset = c.offset;
+            Root::from_der(c.der).map_err(|e| {
+                Error::malformed(
+                    path,
+                    format!(
+                        "serialized store: offset {offset}: certificate {}: {e}",
+                        i + 1
+                    ),
+                )
+            })
+        })
+        .collect()
 }
 
 /// PEM: CERTIFICATE and PKCS7 blocks in file order, other blocks (keys)

@@ -1127,3 +1127,328 @@ fn a_closed_stdout_is_not_a_crash() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
 }
+
+// ---------------------------------------------------------------------------
+// 9. Windows serialized stores (.sst)
+//
+// No Windows export could be had here and no Linux tool reads or writes the
+// format, so the files are checked, and the export fixture built, by the
+// reader and builder below, written from MS-OSHARED 2.3.2.5 and sharing no
+// code with certgen.
+
+/// One element of a serialized store.
+struct SstElement {
+    offset: usize,
+    id: u32,
+    encoding: u32,
+    value: Vec<u8>,
+}
+
+fn le32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// Every element of a serialized store, end marker included; the header and
+/// the element lengths must be exact.
+fn sst_elements(bytes: &[u8]) -> Vec<SstElement> {
+    assert_eq!(&bytes[..8], b"\0\0\0\0CERT", "header");
+    let mut out = Vec::new();
+    let mut at = 8;
+    while at < bytes.len() {
+        let len = le32(bytes, at + 8) as usize;
+        out.push(SstElement {
+            offset: at,
+            id: le32(bytes, at),
+            encoding: le32(bytes, at + 4),
+            value: bytes[at + 12..at + 12 + len].to_vec(),
+        });
+        at += 12 + len;
+    }
+    assert_eq!(at, bytes.len(), "elements fill the file");
+    out
+}
+
+/// One element as bytes.
+fn sst_element(id: u32, encoding: u32, value: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(value.len()).expect("small");
+    [
+        &id.to_le_bytes()[..],
+        &encoding.to_le_bytes(),
+        &len.to_le_bytes(),
+        value,
+    ]
+    .concat()
+}
+
+const SST_HEADER: &[u8] = b"\0\0\0\0CERT";
+const SST_END: [u8; 12] = [0; 12];
+
+fn utf16z(s: &str) -> Vec<u8> {
+    let mut v: Vec<u8> = s.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    v.extend_from_slice(&[0, 0]);
+    v
+}
+
+fn from_utf16z(bytes: &[u8]) -> String {
+    assert!(
+        bytes.len().is_multiple_of(2) && bytes.ends_with(&[0, 0]),
+        "UTF-16LE, NUL-terminated"
+    );
+    let units: Vec<u16> = bytes[..bytes.len() - 2]
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    String::from_utf16(&units).expect("UTF-16")
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn roots_sst_round_trips_through_certgen() {
+    let dir = tmp();
+    let d = dir.path();
+    let store = d.join("s");
+    let manifest = gen_roots(&store, &["--count", "40", "--seed", "4", "--sst"]);
+    let (pem, sst) = (store.join("roots.pem"), store.join("roots.sst"));
+    assert_mode(&sst, 0o644);
+    let certs = read_certs(&pem);
+    let subjects = root_strings(&manifest, "subject");
+    let bytes = fs::read(&sst).expect("roots.sst");
+
+    // Per root, as documented: SHA-1 hash (3), friendly name (11), the
+    // certificate (32), all with encoding 1; then 12 zero bytes.
+    let elements = sst_elements(&bytes);
+    assert_eq!(elements.len(), 3 * certs.len() + 1);
+    for (i, cert) in certs.iter().enumerate() {
+        let [hash, name, der] = &elements[3 * i..3 * i + 3] else {
+            unreachable!()
+        };
+        assert_eq!((hash.id, hash.encoding), (3, 1), "root {i}");
+        assert_eq!(hex_of(&hash.value), sha1_hex(&cert.der), "root {i}");
+        assert_eq!((name.id, name.encoding), (11, 1), "root {i}");
+        let name = from_utf16z(&name.value);
+        assert!(
+            subjects[i].contains(&format!("CN={name}")) || subjects[i] == name,
+            "root {i}: friendly name {name:?} for {:?}",
+            subjects[i]
+        );
+        assert_eq!((der.id, der.encoding), (32, 1), "root {i}");
+        assert_eq!(der.value, cert.der, "root {i}");
+    }
+    let end = elements.last().expect("end marker");
+    assert_eq!((end.id, end.encoding, end.value.len()), (0, 0, 0));
+
+    // inspect sees the same store in both files, and a PEM bundle named
+    // .sst is still read as PEM.
+    assert_eq!(inspect_json(&sst), inspect_json(&pem));
+    let misnamed = d.join("bundle.sst");
+    fs::copy(&pem, &misnamed).expect("copy");
+    assert_eq!(inspect_json(&misnamed), inspect_json(&pem));
+
+    // convert both ways is byte-exact.
+    let back = d.join("back.pem");
+    let said = succeed(
+        certgen()
+            .args(["convert", "--to", "pem", "--out"])
+            .arg(&back)
+            .arg(&sst),
+    );
+    assert!(said.contains("wrote 40 roots"), "{said}");
+    assert_eq!(
+        fs::read(&back).expect("back.pem"),
+        fs::read(&pem).expect("pem")
+    );
+    assert_mode(&back, 0o644);
+    let again = d.join("again.sst");
+    succeed(
+        certgen()
+            .args(["convert", "--to", "sst", "--out"])
+            .arg(&again)
+            .arg(&pem),
+    );
+    assert_eq!(fs::read(&again).expect("again.sst"), bytes);
+    assert_mode(&again, 0o644);
+}
+
+/// Placeholder bytes for a property whose value the reader never looks at.
+fn filler(tag: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| tag ^ i as u8).collect()
+}
+
+/// A store laid out as a Windows export: before each certificate the
+/// properties an exported root carries (SHA-1 hash 3, MD5 hash 4, friendly
+/// name 11, key identifier 20, public key bit length 92, signature hash 15);
+/// a CRL group between two certificates; the last certificate bare.
+/// MS-OSHARED fixes no property order and Wine writes them in the order they
+/// were set, so this order is an assumption the reader must not depend on.
+fn windows_style_sst(certs: &[Cert]) -> Vec<u8> {
+    let mut out = SST_HEADER.to_vec();
+    for (i, cert) in certs.iter().enumerate() {
+        if i + 1 < certs.len() {
+            let sha1: Vec<u8> = (0..20)
+                .map(|k| {
+                    u8::from_str_radix(&sha1_hex(&cert.der)[2 * k..2 * k + 2], 16).expect("hex")
+                })
+                .collect();
+            out.extend(sst_element(3, 1, &sha1));
+            out.extend(sst_element(4, 1, &filler(4, 16)));
+            out.extend(sst_element(
+                11,
+                1,
+                &utf16z(&format!("Root Nº {i} – ünïcode")),
+            ));
+            out.extend(sst_element(20, 1, &filler(20, 20)));
+            out.extend(sst_element(92, 1, &256u32.to_le_bytes()));
+            out.extend(sst_element(15, 1, &filler(15, 20)));
+        }
+        out.extend(sst_element(32, 1, &cert.der));
+        if i == 1 {
+            out.extend(sst_element(3, 1, &filler(3, 20)));
+            out.extend(sst_element(33, 1, &garbage(200)));
+        }
+    }
+    out.extend(SST_END);
+    out
+}
+
+#[test]
+fn inspect_reads_a_windows_style_export() {
+    let dir = tmp();
+    let d = dir.path();
+    let store = d.join("s");
+    gen_roots(&store, &["--count", "12", "--seed", "6"]);
+    let certs = read_certs(&store.join("roots.pem"));
+    let bytes = windows_style_sst(&certs);
+    // Recognised by its name, by its header under another name, and in a folder.
+    let folder = d.join("folder");
+    fs::create_dir(&folder).expect("mkdir");
+    let inputs = [
+        d.join("export.sst"),
+        d.join("export.bin"),
+        folder.join("a.sst"),
+    ];
+    for input in &inputs {
+        fs::write(input, &bytes).expect("write");
+    }
+    for input in inputs.iter().chain([&folder]) {
+        check_inspection(&inspect_json(input), &certs);
+    }
+    // The same figures as the PEM bundle.
+    assert_eq!(
+        inspect_json(&inputs[0]),
+        inspect_json(&store.join("roots.pem"))
+    );
+    // convert keeps the certificates and their order.
+    let pem = d.join("export.pem");
+    succeed(
+        certgen()
+            .args(["convert", "--to", "pem", "--out"])
+            .arg(&pem)
+            .arg(&inputs[0]),
+    );
+    let ders: Vec<Vec<u8>> = read_certs(&pem).into_iter().map(|c| c.der).collect();
+    let want: Vec<Vec<u8>> = certs.iter().map(|c| c.der.clone()).collect();
+    assert_eq!(ders, want);
+}
+
+#[test]
+fn a_broken_sst_names_the_offset() {
+    let dir = tmp();
+    let d = dir.path();
+    let store = d.join("s");
+    gen_roots(&store, &["--count", "5", "--seed", "8", "--sst"]);
+    let good = fs::read(store.join("roots.sst")).expect("roots.sst");
+    let elements = sst_elements(&good);
+    // Elements 3i, 3i+1, 3i+2 are root i's hash, name and certificate.
+    let cert3 = &elements[3 * 2 + 2];
+    let hash2 = &elements[3];
+    let end = good.len() - 12;
+    let with = |parts: &[&[u8]]| parts.concat();
+
+    let cases: Vec<(&str, Vec<u8>, String)> = vec![
+        (
+            "cut-in-certificate.sst",
+            good[..cert3.offset + 12 + cert3.value.len() / 2].to_vec(),
+            format!(
+                "offset {}: element 32 (certificate) claims {} bytes, but only {} are left",
+                cert3.offset,
+                cert3.value.len(),
+                cert3.value.len() / 2
+            ),
+        ),
+        (
+            "cut-in-header.sst",
+            good[..hash2.offset + 5].to_vec(),
+            format!("offset {}: file ends inside the element header", hash2.offset),
+        ),
+        (
+            "bad-magic.sst",
+            with(&[b"\0\0\0\0CERX", &good[8..]]),
+            "offset 0: not a serialized certificate store".to_owned(),
+        ),
+        (
+            "json.sst",
+            fs::read(store.join("manifest.json")).expect("manifest"),
+            "offset 0: not a serialized certificate store".to_owned(),
+        ),
+        (
+            "huge-length.sst",
+            with(&[SST_HEADER, &sst_element(32, 1, b"")[..8], &0xffff_fff0u32.to_le_bytes(), &garbage(100)]),
+            "offset 8: element 32 (certificate) claims 4294967280 bytes, over the cap".to_owned(),
+        ),
+        (
+            "long-length.sst",
+            with(&[SST_HEADER, &sst_element(11, 1, b"")[..8], &0x00f0_0000u32.to_le_bytes(), &garbage(100)]),
+            "offset 8: element 11 (friendly name property) claims 15728640 bytes, but only 100 are left".to_owned(),
+        ),
+        (
+            "no-end.sst",
+            good[..end].to_vec(),
+            format!("offset {end}: file ends without the end marker"),
+        ),
+        (
+            "trailing.sst",
+            with(&[&good, b"x"]),
+            format!("offset {}: data after the end marker", good.len()),
+        ),
+        (
+            "orphan.sst",
+            with(&[&good[..end], &sst_element(3, 1, &[0; 20]), &SST_END]),
+            format!("offset {end}: 1 property with no certificate"),
+        ),
+        (
+            "bad-certificate.sst",
+            with(&[SST_HEADER, &sst_element(32, 1, &garbage(300)), &SST_END]),
+            "offset 8: certificate 1: ".to_owned(),
+        ),
+    ];
+    for (name, bytes, problem) in cases {
+        let path = d.join(name);
+        fs::write(&path, bytes).expect("write");
+        let out = run(certgen().args(["inspect", "--json"]).arg(&path));
+        assert_clean_failure(
+            &out,
+            &format!("{}: serialized store: {problem}", path_str(&path)),
+        );
+    }
+
+    // A broken .sst stops --insert and convert before anything is written.
+    let bad = d.join("no-end.sst");
+    let out_dir = d.join("insert-out");
+    let out = run(certgen()
+        .args(["roots", "--count", "2", "--seed", "1", "--insert"])
+        .arg(&bad)
+        .arg("--out")
+        .arg(&out_dir));
+    assert_clean_failure(&out, &format!("offset {end}"));
+    assert_no_output(&out_dir);
+    let target = d.join("converted.pem");
+    let out = run(certgen()
+        .args(["convert", "--to", "pem", "--out"])
+        .arg(&target)
+        .arg(&bad));
+    assert_clean_failure(&out, &format!("offset {end}"));
+    assert!(!target.exists(), "convert wrote a file from a broken store");
+}

@@ -139,7 +139,7 @@ proptest! {
             prop::collection::vec(any::<u8>(), 0..600).prop_map(|mut b| { b.insert(0, 0x30); b }),
             "[ -~\n]{0,300}".prop_map(|s| format!("-----BEGIN CERTIFICATE-----\n{s}\n-----END CERTIFICATE-----\n").into_bytes()),
         ],
-        ext in prop::sample::select(vec!["pem", "der", "p7b", "cer"]),
+        ext in prop::sample::select(vec!["pem", "der", "p7b", "cer", "sst"]),
     ) {
         let path = format!("input.{ext}");
         if let Ok(roots) = certgen::store::parse_file(Path::new(&path), &bytes) {
@@ -620,6 +620,163 @@ mod codec {
             prop_assert_eq!(reader.in_progress().map(|(h, n)| (h.len, n)), Some((claim, 1)));
             prop_assert_eq!(rest.len(), (records - 1) * (5 + record));
             prop_assert_eq!(reader.take_partial().0.len(), record);
+        }
+    }
+}
+
+/// Windows serialized stores (`certgen::sst`): the writer and reader agree,
+/// the reader skips what it does not need, and it is total.
+mod serialized_store {
+    use std::path::Path;
+    use std::sync::OnceLock;
+
+    use certgen::sst::{self, Writer};
+    use certgen::{KeyAlg, Profile, Store};
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    /// Twelve real roots (Ed25519 placeholders: fast, and the reader never
+    /// checks signatures).
+    fn pool() -> &'static Store {
+        static POOL: OnceLock<Store> = OnceLock::new();
+        POOL.get_or_init(|| {
+            let spec = certgen::roots::RootsSpec {
+                count: 12,
+                seed: Some(5),
+                profile: Profile::Realistic,
+                key: KeyAlg::Ed25519,
+                dn_only: true,
+            };
+            certgen::roots::generate(&spec, &|_| {}).expect("roots").0
+        })
+    }
+
+    fn pool_sst() -> &'static [u8] {
+        static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+        BYTES.get_or_init(|| pool().to_sst().expect("writes"))
+    }
+
+    /// A property a real export may carry and the reader must skip: any id a
+    /// property may have except the friendly name, which the reader keeps.
+    fn foreign_property() -> impl Strategy<Value = (u32, Vec<u8>)> {
+        (
+            (1u32..=sst::MAX_PROP_ID).prop_filter("skipped by the reader", |id| {
+                *id != sst::CERT_FRIENDLY_NAME_PROP_ID && !(32..=34).contains(id)
+            }),
+            prop::collection::vec(any::<u8>(), 0..300),
+        )
+    }
+
+    /// One certificate group: DER (any bytes: the reader does not parse it),
+    /// an optional friendly name, foreign properties, where the name goes
+    /// among them.
+    type Group = (Vec<u8>, Option<String>, Vec<(u32, Vec<u8>)>, Index);
+
+    fn group() -> impl Strategy<Value = Group> {
+        (
+            prop::collection::vec(any::<u8>(), 0..2000),
+            prop::option::of("[^\\x00]{1,40}"),
+            prop::collection::vec(foreign_property(), 0..6),
+            any::<Index>(),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn write_then_read_keeps_ders_names_and_order(groups in prop::collection::vec(group(), 0..16)) {
+            let mut w = Writer::new();
+            for (der, name, extra, at) in &groups {
+                let split = at.index(extra.len() + 1);
+                for (id, value) in &extra[..split] {
+                    w.property(*id, value).expect("a valid property id");
+                }
+                if let Some(name) = name {
+                    w.friendly_name(name).expect("small");
+                }
+                for (id, value) in &extra[split..] {
+                    w.property(*id, value).expect("a valid property id");
+                }
+                w.certificate(der).expect("small");
+            }
+            let got = sst::read(&w.finish()).expect("reads back");
+            let got: Vec<(&[u8], Option<&str>)> =
+                got.iter().map(|c| (c.der.as_slice(), c.friendly_name.as_deref())).collect();
+            let want: Vec<(&[u8], Option<&str>)> =
+                groups.iter().map(|(d, n, _, _)| (d.as_slice(), n.as_deref())).collect();
+            prop_assert_eq!(got, want);
+        }
+
+        /// A store written as .sst loads back as the same roots in the same
+        /// order, whatever the file is called (recognised by its header).
+        #[test]
+        fn a_store_survives_sst(
+            order in Just((0..12).collect::<Vec<usize>>()).prop_shuffle(),
+            n in 1usize..=12,
+            ext in prop::sample::select(vec!["sst", "pem", "bin"]),
+        ) {
+            let roots = pool().roots();
+            let store = Store::from_roots(order[..n].iter().map(|&i| roots[i].clone()).collect());
+            let bytes = store.to_sst().expect("writes");
+            let path = format!("store.{ext}");
+            let back = certgen::store::parse_file(Path::new(&path), &bytes).expect("loads");
+            prop_assert_eq!(&Store::from_roots(back), &store);
+            let names: Vec<Option<String>> =
+                sst::read(&bytes).expect("reads").into_iter().map(|c| c.friendly_name).collect();
+            let want: Vec<Option<String>> = store.roots().iter().map(|r| r.display_name()).collect();
+            prop_assert!(want.iter().all(Option::is_some));
+            prop_assert_eq!(names, want);
+        }
+
+        /// Every strict prefix of a store is refused, naming an offset inside it:
+        /// a cut copy never loads as a smaller store.
+        #[test]
+        fn a_cut_store_is_refused(cut in any::<Index>()) {
+            let bytes = pool_sst();
+            let cut = cut.index(bytes.len());
+            let err = sst::read(&bytes[..cut]).expect_err("a strict prefix");
+            let text = err.to_string();
+            let offset: usize = text
+                .strip_prefix("offset ")
+                .and_then(|t| t.split(':').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("no offset in {text:?}"));
+            prop_assert!(offset <= cut, "{}", text);
+        }
+
+        /// Any bytes, header-led bytes and damaged stores: the reader answers
+        /// without panicking, a certificate never holds more than the input,
+        /// and every refusal names an offset.
+        #[test]
+        fn reader_is_total(
+            bytes in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..600),
+                prop::collection::vec(any::<u8>(), 0..600).prop_map(|b| [&sst::HEADER[..], &b].concat()),
+                (any::<Index>(), any::<u8>()).prop_map(|(at, v)| {
+                    let mut b = pool_sst().to_vec();
+                    let i = at.index(b.len());
+                    b[i] ^= v | 1;
+                    b
+                }),
+                (any::<u32>(), any::<u32>()).prop_map(|(id, len)| {
+                    let mut b = sst::HEADER.to_vec();
+                    for x in [id, 1, len] {
+                        b.extend_from_slice(&x.to_le_bytes());
+                    }
+                    b.extend_from_slice(&[0; 40]);
+                    b
+                }),
+            ],
+        ) {
+            match sst::read(&bytes) {
+                Ok(certs) => {
+                    let held: usize = certs.iter().map(|c| c.der.len()).sum();
+                    prop_assert!(held <= bytes.len());
+                }
+                Err(e) => prop_assert!(e.to_string().starts_with("offset "), "{}", e),
+            }
+            let _ = certgen::store::parse_file(Path::new("x.sst"), &bytes);
         }
     }
 }

@@ -33,7 +33,7 @@ struct Args {
     /// Address to listen on [default: 127.0.0.1:2525].
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Trust store: PEM bundle, folder or .p7b, in enumeration order.
+    /// Trust store: PEM bundle, folder, .p7b or .sst, in enumeration order.
     #[arg(long)]
     store: Option<PathBuf>,
     /// Server certificate chain (PEM), e.g. hub.pem from `certgen pki`.

@@ -1,30 +1,30 @@
 //! Shared fixtures of the root end-to-end tests (both ends of the lab at
 //! once): the lab PKI, seeded stores with the enterprise CA last, lab-server
-//! in-process on 127.0.0.1:0, the real `um-sim` binary, and a small JSON
-//! reader for um-sim's `--events` lines.
-//!
-//! um-sim is driven as a binary rather than in-process: its in-process API
-//! (`ClientSettings::server_roots: Arc<rustls::RootCertStore>`) cannot be built
-//! without naming rustls, which the root package does not depend on. The
-//! binary builds the very same `ClientSettings`, `Identity` and
-//! `SubmitSettings` from PEM files (um-sim/src/main.rs) and runs
-//! `submit::pass`; its JSON event lines carry the whole `Attempt`.
+//! in-process on 127.0.0.1:0, um-sim's library driven in-process against it,
+//! and the one process runner (for the `umlab` binary, and for the crash
+//! test, which re-executes its own test binary as a um-sim submitter so that
+//! it can kill it).
 //!
 //! Every test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant, SystemTime};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use certgen::pki::LabPki;
 use certgen::roots::RootsSpec;
 use certgen::{KeyAlg, Position, Profile, Store};
 use lab_server::events::ConnectionEvent;
 use lab_server::server::{Server, Settings, StartError};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::sync::broadcast;
+use um_sim::client::{ClientSettings, Identity};
+use um_sim::submit::SubmitSettings;
 
 /// Seed of the lab PKI.
 pub const PKI_SEED: u64 = 0x0075_6d6c_6162;
@@ -32,11 +32,11 @@ pub const PKI_SEED: u64 = 0x0075_6d6c_6162;
 pub const STORE_SEED: u64 = 355;
 /// Deadline for one server event.
 pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Deadline for building the um-sim binary when it is missing or stale.
-pub const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+/// Seconds um-sim waits for a connection, a reply or a handshake.
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The lab PKI (enterprise CA, UM client, Hub server), issued once per test
-/// binary.
+/// process.
 pub fn pki() -> &'static LabPki {
     static PKI: OnceLock<LabPki> = OnceLock::new();
     PKI.get_or_init(|| certgen::pki::generate(Some(PKI_SEED), KeyAlg::EcdsaP256).expect("lab PKI"))
@@ -98,7 +98,7 @@ pub struct Lab {
     pub server: Server,
     /// Connection events, subscribed before any client connects.
     pub events: broadcast::Receiver<ConnectionEvent>,
-    /// Holds `pki/` (PEM files for um-sim) and `maildir/`.
+    /// Holds `maildir/` and the tests' queues.
     pub dir: tempfile::TempDir,
 }
 
@@ -112,7 +112,6 @@ pub async fn start_server(
 ) -> Result<Lab, StartError> {
     let dir = tempfile::tempdir().expect("temp dir");
     let lab = pki();
-    lab.save(&dir.path().join("pki")).expect("PKI files");
     let chain = vec![lab.hub.cert_der.clone().into()];
     let key = lab
         .hub
@@ -141,11 +140,6 @@ impl Lab {
         self.server.local_addr()
     }
 
-    /// A file of the lab PKI: `ca.pem`, `um.pem`, `um.key`, ...
-    pub fn pki_file(&self, name: &str) -> PathBuf {
-        self.dir.path().join("pki").join(name)
-    }
-
     /// The Maildir the server delivers to.
     pub fn maildir(&self) -> PathBuf {
         self.dir.path().join("maildir")
@@ -163,141 +157,46 @@ impl Lab {
         }
     }
 
-    /// The arguments of `um-sim submit` against this server.
-    pub fn submit_args(&self, queue: &Path, profile: &str) -> Vec<String> {
-        let p = |s: &str| self.pki_file(s).display().to_string();
-        vec![
-            "submit".into(),
-            "--queue".into(),
-            queue.display().to_string(),
-            "--server".into(),
-            self.addr().to_string(),
-            "--cert".into(),
-            p("um.pem"),
-            "--key".into(),
-            p("um.key"),
-            "--server-ca".into(),
-            p("ca.pem"),
-            "--profile".into(),
-            profile.into(),
-            "--timeout".into(),
-            "10".into(),
-        ]
+    /// um-sim's settings for submitting to this server with `profile`.
+    pub fn submit_settings(&self, profile: &str, concurrency: usize) -> SubmitSettings {
+        submit_settings(&self.addr().to_string(), profile, concurrency)
     }
 }
 
-/// The workspace root (the root package's manifest folder).
-pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The `um-sim` binary of this build profile: `target/<profile>/um-sim`, found
-/// from this test executable (`target/<profile>/deps/<test>-<hash>`). The root
-/// package's tests cannot use `CARGO_BIN_EXE_um-sim` (another package's
-/// binary), and `cargo test` at the root does not build it, so it is built
-/// here with `cargo build -p um-sim` when missing or older than its sources.
-pub fn um_sim_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test executable's path");
-        let mut dir = exe.parent().expect("deps folder").to_owned();
-        if dir.file_name().is_some_and(|n| n == "deps") {
-            dir = dir.parent().expect("profile folder").to_owned();
-        }
-        let bin = dir.join(format!("um-sim{}", std::env::consts::EXE_SUFFIX));
-        let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
-        let sources = newest_source();
-        let why = match built {
-            None => Some("missing"),
-            Some(t) if sources.is_some_and(|s| s > t) => Some("older than its sources"),
-            Some(_) => None,
-        };
-        if let Some(why) = why {
-            build_um_sim(&dir, &bin, why);
-        }
-        bin
-    })
-    .clone()
-}
-
-/// The newest modification time among the sources um-sim is built from.
-fn newest_source() -> Option<SystemTime> {
-    let root = workspace_root();
-    let mut newest = None;
-    let mut consider = |p: &Path| {
-        if let Ok(t) = std::fs::metadata(p).and_then(|m| m.modified()) {
-            newest = Some(newest.map_or(t, |n: SystemTime| n.max(t)));
-        }
-    };
-    consider(&root.join("Cargo.lock"));
-    for krate in ["um-sim", "certgen"] {
-        consider(&root.join(krate).join("Cargo.toml"));
-        let mut stack = vec![root.join(krate).join("src")];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    consider(&p);
-                }
-            }
-        }
+/// um-sim's settings against `server` (`127.0.0.1:PORT`): the UM certificate
+/// of the lab PKI, the server verified against the enterprise CA, as
+/// `um-sim submit --cert um.pem --key um.key --server-ca ca.pem` builds them
+/// (one attempt per item per pass, ten before badvoicemail/).
+pub fn submit_settings(server: &str, profile: &str, concurrency: usize) -> SubmitSettings {
+    let lab = pki();
+    let key = PrivateKeyDer::try_from(lab.um.key.pkcs8_der().expect("UM key").to_vec())
+        .expect("UM key as a PrivateKeyDer");
+    let identity = Identity::new(vec![CertificateDer::from(lab.um.cert_der.clone())], key)
+        .expect("UM identity");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(lab.ca.cert_der.clone()))
+        .expect("the CA as a trust anchor");
+    SubmitSettings {
+        client: ClientSettings {
+            server: server.to_owned(),
+            server_name: ServerName::try_from("127.0.0.1").expect("server name"),
+            server_roots: Arc::new(roots),
+            helo: "um.lab.test".into(),
+            from: "um@um.lab.test".into(),
+            connect_timeout: CLIENT_TIMEOUT,
+            io_timeout: CLIENT_TIMEOUT,
+        },
+        identity,
+        profile: profile.parse().expect("client profile"),
+        max_attempts: 10,
+        retry_delay: Duration::from_secs(30),
+        concurrency,
+        events_file: None,
     }
-    newest
 }
 
-fn build_um_sim(profile_dir: &Path, bin: &Path, why: &str) {
-    let cargo = std::env::var_os("CARGO")
-        .or_else(|| option_env!("CARGO").map(Into::into))
-        .unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(&cargo);
-    cmd.args(["build", "-p", "um-sim", "--bin", "um-sim"])
-        .current_dir(workspace_root());
-    match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => {}
-        Some("release") => {
-            cmd.arg("--release");
-        }
-        Some(other) => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    eprintln!("um-sim binary {} is {why}: running {cmd:?}", bin.display());
-    let started = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", Path::new(&cargo).display()));
-    loop {
-        match child.try_wait().expect("wait for cargo") {
-            Some(status) => {
-                assert!(status.success(), "cargo build -p um-sim failed: {status}");
-                break;
-            }
-            None if started.elapsed() > BUILD_TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "cargo build -p um-sim did not finish within {BUILD_TIMEOUT:?} \
-                     (a build lock held by the outer cargo?); build it first"
-                );
-            }
-            None => std::thread::sleep(Duration::from_millis(100)),
-        }
-    }
-    assert!(
-        bin.is_file(),
-        "{} still missing after the build",
-        bin.display()
-    );
-}
-
-/// What one `um-sim` run did.
+/// What one process did.
 #[derive(Debug)]
 pub struct Run {
     /// Exit code (`None` when killed by a signal).
@@ -320,17 +219,26 @@ impl Run {
     }
 }
 
-/// Runs `um-sim args` to completion (blocking), killing it after `deadline`.
-pub fn run_um_sim(args: &[String], deadline: Duration) -> Run {
-    let started = Instant::now();
-    let mut child = Command::new(um_sim_bin())
-        .args(args)
+/// A started process whose output is drained as it comes (a full pipe never
+/// stalls it).
+pub struct Running {
+    child: Child,
+    started: Instant,
+    stdout: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<String>>,
+    status: Option<ExitStatus>,
+}
+
+/// Starts `cmd` with stdin closed and its output captured: the one process
+/// runner of the root tests.
+pub fn start(cmd: &mut Command) -> Running {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn um-sim");
-    let drain = |r: Option<Box<dyn std::io::Read + Send>>| {
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let drain = |r: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();
             if let Some(mut r) = r {
@@ -339,24 +247,63 @@ pub fn run_um_sim(args: &[String], deadline: Duration) -> Run {
             String::from_utf8_lossy(&buf).into_owned()
         })
     };
-    let out = drain(child.stdout.take().map(|s| Box::new(s) as _));
-    let err = drain(child.stderr.take().map(|s| Box::new(s) as _));
-    let status = loop {
-        match child.try_wait().expect("wait for um-sim") {
-            Some(s) => break s,
-            None if started.elapsed() > deadline => {
-                let _ = child.kill();
-                break child.wait().expect("wait after kill");
-            }
-            None => std::thread::sleep(Duration::from_millis(2)),
-        }
-    };
-    Run {
-        code: status.code(),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-        elapsed: started.elapsed(),
+    let stdout = Some(drain(child.stdout.take().map(|s| Box::new(s) as _)));
+    let stderr = Some(drain(child.stderr.take().map(|s| Box::new(s) as _)));
+    Running {
+        child,
+        started: Instant::now(),
+        stdout,
+        stderr,
+        status: None,
     }
+}
+
+impl Running {
+    /// The exit status, once the process has ended.
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().expect("wait for the child");
+        }
+        self.status
+    }
+
+    /// Sends SIGKILL (unless it already ended) and reaps it.
+    pub fn kill(&mut self) -> ExitStatus {
+        if let Some(s) = self.try_status() {
+            return s;
+        }
+        let _ = self.child.kill();
+        let status = self.child.wait().expect("wait after kill");
+        self.status = Some(status);
+        status
+    }
+
+    /// Waits for the end, killing the process after `deadline` from its start,
+    /// and collects its output.
+    pub fn finish(mut self, deadline: Duration) -> Run {
+        let status = loop {
+            if let Some(s) = self.try_status() {
+                break s;
+            }
+            if self.started.elapsed() > deadline {
+                break self.kill();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let text =
+            |h: Option<JoinHandle<String>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+        Run {
+            code: status.code(),
+            stdout: text(self.stdout.take()),
+            stderr: text(self.stderr.take()),
+            elapsed: self.started.elapsed(),
+        }
+    }
+}
+
+/// Runs `cmd` to completion (blocking), killing it after `deadline`.
+pub fn run(cmd: &mut Command, deadline: Duration) -> Run {
+    start(cmd).finish(deadline)
 }
 
 /// Files directly in `dir` (not folders), sorted.
@@ -371,227 +318,6 @@ pub fn files_in(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     files.sort();
     files
-}
-
-/// A JSON value: just enough to read um-sim's event lines (the root package
-/// has no JSON library).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Json {
-    /// null
-    Null,
-    /// true / false
-    Bool(bool),
-    /// a number
-    Num(f64),
-    /// a string
-    Str(String),
-    /// an array
-    Arr(Vec<Json>),
-    /// an object, keys in order
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    /// Parses one JSON document.
-    pub fn parse(text: &str) -> Result<Json, String> {
-        let mut p = JsonParser {
-            b: text.as_bytes(),
-            at: 0,
-        };
-        let v = p.value()?;
-        p.ws();
-        if p.at != p.b.len() {
-            return Err(format!("trailing bytes at {}", p.at));
-        }
-        Ok(v)
-    }
-
-    /// A member of an object (`Null` when absent or not an object).
-    pub fn get(&self, key: &str) -> &Json {
-        match self {
-            Json::Obj(members) => members
-                .iter()
-                .find(|(k, _)| k == key)
-                .map_or(&Json::Null, |(_, v)| v),
-            _ => &Json::Null,
-        }
-    }
-
-    /// The string, if this is one.
-    pub fn str(&self) -> Option<&str> {
-        match self {
-            Json::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// The number as an unsigned integer, if it is one.
-    pub fn uint(&self) -> Option<usize> {
-        match self {
-            Json::Num(n) if *n >= 0.0 && n.fract() == 0.0 => Some(*n as usize),
-            _ => None,
-        }
-    }
-
-    /// The boolean, if this is one.
-    pub fn bool(&self) -> Option<bool> {
-        match self {
-            Json::Bool(b) => Some(*b),
-            _ => None,
-        }
-    }
-
-    /// Whether this is null.
-    pub fn is_null(&self) -> bool {
-        matches!(self, Json::Null)
-    }
-}
-
-struct JsonParser<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl JsonParser<'_> {
-    fn ws(&mut self) {
-        while self.b.get(self.at).is_some_and(u8::is_ascii_whitespace) {
-            self.at += 1;
-        }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.at).copied()
-    }
-
-    fn eat(&mut self, lit: &str) -> Result<(), String> {
-        if self.b.get(self.at..self.at + lit.len()) == Some(lit.as_bytes()) {
-            self.at += lit.len();
-            Ok(())
-        } else {
-            Err(format!("expected {lit:?} at {}", self.at))
-        }
-    }
-
-    fn value(&mut self) -> Result<Json, String> {
-        self.ws();
-        match self.peek() {
-            Some(b'n') => self.eat("null").map(|_| Json::Null),
-            Some(b't') => self.eat("true").map(|_| Json::Bool(true)),
-            Some(b'f') => self.eat("false").map(|_| Json::Bool(false)),
-            Some(b'"') => self.string().map(Json::Str),
-            Some(b'[') => {
-                self.at += 1;
-                let mut items = Vec::new();
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.at += 1;
-                    return Ok(Json::Arr(items));
-                }
-                loop {
-                    items.push(self.value()?);
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b']') => {
-                            self.at += 1;
-                            return Ok(Json::Arr(items));
-                        }
-                        _ => return Err(format!("expected , or ] at {}", self.at)),
-                    }
-                }
-            }
-            Some(b'{') => {
-                self.at += 1;
-                let mut members = Vec::new();
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.at += 1;
-                    return Ok(Json::Obj(members));
-                }
-                loop {
-                    self.ws();
-                    let key = self.string()?;
-                    self.ws();
-                    self.eat(":")?;
-                    let v = self.value()?;
-                    members.push((key, v));
-                    self.ws();
-                    match self.peek() {
-                        Some(b',') => self.at += 1,
-                        Some(b'}') => {
-                            self.at += 1;
-                            return Ok(Json::Obj(members));
-                        }
-                        _ => return Err(format!("expected , or }} at {}", self.at)),
-                    }
-                }
-            }
-            Some(c) if c == b'-' || c.is_ascii_digit() => {
-                let start = self.at;
-                while self
-                    .peek()
-                    .is_some_and(|c| c.is_ascii_digit() || b"+-.eE".contains(&c))
-                {
-                    self.at += 1;
-                }
-                let text = std::str::from_utf8(self.b.get(start..self.at).unwrap_or_default())
-                    .map_err(|e| e.to_string())?;
-                text.parse()
-                    .map(Json::Num)
-                    .map_err(|e| format!("number {text:?}: {e}"))
-            }
-            _ => Err(format!("unexpected byte at {}", self.at)),
-        }
-    }
-
-    fn hex4(&mut self) -> Result<u32, String> {
-        let h = self
-            .b
-            .get(self.at..self.at + 4)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .ok_or_else(|| format!("bad \\u escape at {}", self.at))?;
-        self.at += 4;
-        Ok(h)
-    }
-
-    fn string(&mut self) -> Result<String, String> {
-        self.eat("\"")?;
-        let mut out: Vec<u8> = Vec::new();
-        loop {
-            let c = self.peek().ok_or("unterminated string")?;
-            self.at += 1;
-            match c {
-                b'"' => return String::from_utf8(out).map_err(|e| e.to_string()),
-                b'\\' => {
-                    let e = self.peek().ok_or("unterminated escape")?;
-                    self.at += 1;
-                    let ch = match e {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => {
-                            let mut cp = self.hex4()?;
-                            if (0xd800..0xdc00).contains(&cp) && self.eat("\\u").is_ok() {
-                                let lo = self.hex4()?;
-                                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo.wrapping_sub(0xdc00));
-                            }
-                            char::from_u32(cp).unwrap_or('\u{fffd}')
-                        }
-                        _ => return Err(format!("bad escape at {}", self.at)),
-                    };
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                }
-                _ => out.push(c),
-            }
-        }
-    }
 }
 
 /// A small deterministic generator (xorshift64*), seeded by the caller.
@@ -617,23 +343,4 @@ impl Rng {
     pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.next_u64() % (hi - lo + 1)
     }
-}
-
-#[test]
-fn json_reader_reads_um_sim_lines() {
-    let v = Json::parse(
-        r#"{"a":1,"b":[true,null,"x\"\u00e9"],"c":{"rule":"max-body","limit":32768},"d":-2.5e1}"#,
-    )
-    .unwrap();
-    assert_eq!(v.get("a").uint(), Some(1));
-    assert_eq!(v.get("c").get("limit").uint(), Some(32_768));
-    assert_eq!(v.get("c").get("rule").str(), Some("max-body"));
-    assert_eq!(v.get("d"), &Json::Num(-25.0));
-    assert!(v.get("zz").is_null());
-    match v.get("b") {
-        Json::Arr(items) => assert_eq!(items[2].str(), Some("x\"é")),
-        other => panic!("{other:?}"),
-    }
-    assert!(Json::parse("{").is_err());
-    assert!(Json::parse("[1] x").is_err());
 }

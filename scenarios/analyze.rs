@@ -1,0 +1,474 @@
+//! `umlab analyze`: the verdict on a user's own store, from the encodings
+//! alone (serve the store with lab-server to see it on the wire). It uses the
+//! engine's own prediction ([`crate::engine::predict`]) and um-sim's named
+//! client presets ([`um_sim::profile::Profile`]), so the verdict and a
+//! measured scenario can never disagree on a limit.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use certgen::Store;
+use certgen::wire::{MAX_PLAINTEXT, RECORD_HEADER_LEN};
+use lab_server::policy::{self, Policy, TlsVersion};
+use lab_server::shaper::Layout;
+use lab_server::tls::ClientAuth;
+use um_sim::profile::Profile;
+
+use crate::engine::{Outcome, Prediction, Remediation, Setup, predict, remediate};
+
+/// The client presets judged: one per stack um-sim models (its profile
+/// names; `max-handshake=N` is left out, having no fixed N).
+pub const PRESETS: &[&str] = &[
+    "schannel",
+    "legacy-schannel",
+    "java17",
+    "boringssl",
+    "lenient",
+];
+
+/// Dropped roots listed by name before "... and N more".
+const SHOW_DROPPED: usize = 10;
+/// Roots to remove listed by name before "... and N more".
+const SHOW_REMOVED: usize = 20;
+
+/// Why a store cannot be analysed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    /// A store or certificate file could not be read.
+    #[error(transparent)]
+    Load(#[from] certgen::Error),
+    /// A certificate given with `--issuer` or `--must-keep` is not in the store.
+    #[error("{}: {subject} is not in the store", file.display())]
+    NotInStore {
+        /// The file naming it.
+        file: PathBuf,
+        /// Its subject.
+        subject: String,
+    },
+    /// A preset name um-sim does not know (a programming error, kept typed).
+    #[error("client preset {0}")]
+    Preset(String),
+}
+
+/// What to analyse.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// PEM bundle, folder, .p7b or .sst.
+    pub store: PathBuf,
+    /// The client certificate's issuer (PEM); the first certificate decides
+    /// whether issuer-listed clients send their certificate.
+    pub issuer: Option<PathBuf>,
+    /// CAs that must stay in any pruned store (PEM files).
+    pub must_keep: Vec<PathBuf>,
+    /// Schannel's budget in bytes of names.
+    pub budget: usize,
+}
+
+/// One client preset's predicted fate.
+#[derive(Clone, Debug)]
+pub struct Verdict {
+    /// The preset's name.
+    pub preset: String,
+    /// The stack it models.
+    pub stack: String,
+    /// The prediction.
+    pub prediction: Prediction,
+}
+
+/// The verdict on a store.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    /// The store's path.
+    pub path: PathBuf,
+    /// Roots in the store.
+    pub roots: usize,
+    /// TLS 1.2 certificate_authorities size of the whole store.
+    pub list_bytes: usize,
+    /// Schannel's budget.
+    pub budget: usize,
+    /// Store index and subject of each root the Schannel server drops, in
+    /// store order.
+    pub dropped: Vec<(usize, String)>,
+    /// Store index and subject of each `--issuer` certificate, and its
+    /// position in the Schannel list (`None`: dropped).
+    pub issuers: Vec<(usize, String, Option<usize>)>,
+    /// Whether an issuer was given (without one, issuer-listed clients are
+    /// assumed to send their certificate).
+    pub issuer_given: bool,
+    /// Each preset against a Schannel server (the truncated list).
+    pub schannel: Vec<Verdict>,
+    /// Each preset against a full-list server (OpenSSL, rustls).
+    pub full: Vec<Verdict>,
+    /// The fewest roots to remove so the list fits the budget.
+    pub remediation: Remediation,
+    /// Store index, subject and DER length of each root to remove.
+    pub remove: Vec<(usize, String, usize)>,
+    /// Roots that must stay (issuers and `--must-keep`).
+    pub kept: usize,
+}
+
+/// The setup of a TLS 1.2 server asking for a certificate, as the Hub does,
+/// with 16 KB records, for one client preset.
+fn setup(client: Profile) -> Setup {
+    Setup {
+        tls: TlsVersion::Tls12,
+        layout: Layout::PerMessage,
+        max_fragment: MAX_PLAINTEXT + RECORD_HEADER_LEN,
+        client_auth: ClientAuth::Required,
+        client,
+    }
+}
+
+/// Analyses a store: which client presets fail against a Schannel server and
+/// a full-list server, which roots Schannel drops, whether the issuer is one,
+/// and the remediation.
+pub fn analyze(req: &Request) -> Result<Analysis, AnalyzeError> {
+    let store = Store::load(&req.store)?;
+    let find = |file: &Path| -> Result<Vec<usize>, AnalyzeError> {
+        let mut at = Vec::new();
+        for root in Store::load(file)?.into_roots() {
+            match store
+                .roots()
+                .iter()
+                .position(|r| r.subject_der() == root.subject_der())
+            {
+                Some(i) => at.push(i),
+                None => {
+                    return Err(AnalyzeError::NotInStore {
+                        file: file.to_owned(),
+                        subject: root.subject_text(),
+                    });
+                }
+            }
+        }
+        Ok(at)
+    };
+    let issuer_at = req
+        .issuer
+        .as_deref()
+        .map(find)
+        .transpose()?
+        .unwrap_or_default();
+    let mut keep = issuer_at.clone();
+    for f in &req.must_keep {
+        keep.extend(find(f)?);
+    }
+    let subject = |i: usize| {
+        store
+            .roots()
+            .get(i)
+            .map(|r| r.subject_text())
+            .unwrap_or_default()
+    };
+    let issuer = issuer_at
+        .first()
+        .and_then(|&i| store.roots().get(i))
+        .map(|r| r.subject_der());
+    let schannel_policy = policy::Settings {
+        policy: Policy::Schannel,
+        budget: req.budget,
+        ..policy::Settings::default()
+    };
+    let full_policy = policy::Settings {
+        policy: Policy::Full,
+        ..schannel_policy
+    };
+    let mut schannel = Vec::new();
+    let mut full = Vec::new();
+    for name in PRESETS {
+        let profile: Profile = name.parse().map_err(|e: String| AnalyzeError::Preset(e))?;
+        let stack = profile.stack.clone();
+        let s = setup(profile);
+        for (policy, out) in [(&schannel_policy, &mut schannel), (&full_policy, &mut full)] {
+            out.push(Verdict {
+                preset: (*name).to_owned(),
+                stack: stack.clone(),
+                prediction: predict(&s, policy, &store, issuer),
+            });
+        }
+    }
+    let sent = schannel
+        .first()
+        .map(|v| v.prediction.sent.clone())
+        .unwrap_or_default();
+    let dropped = (0..store.len())
+        .filter(|i| !sent.contains(i))
+        .map(|i| (i, subject(i)))
+        .collect();
+    let issuers = issuer_at
+        .iter()
+        .map(|&i| (i, subject(i), sent.iter().position(|&s| s == i)))
+        .collect();
+    let remediation = remediate(&store, req.budget, &keep);
+    let remove = remediation
+        .remove
+        .iter()
+        .filter_map(|&i| {
+            store
+                .roots()
+                .get(i)
+                .map(|r| (i, r.subject_text(), r.subject_der().len()))
+        })
+        .collect();
+    Ok(Analysis {
+        path: req.store.clone(),
+        roots: store.len(),
+        list_bytes: store.ca_list_bytes(),
+        budget: req.budget,
+        dropped,
+        issuers,
+        issuer_given: req.issuer.is_some(),
+        schannel,
+        full,
+        remediation,
+        remove,
+        kept: keep.len(),
+    })
+}
+
+/// One preset's line: `delivers` or what fails and by which rule.
+fn verdict_line(f: &mut fmt::Formatter<'_>, v: &Verdict) -> fmt::Result {
+    let p = &v.prediction;
+    let what = match &p.outcome {
+        Outcome::Delivered => "delivers".to_owned(),
+        Outcome::Refused(why) => format!("cannot be served: {why}"),
+        Outcome::Failed(class) => match (&p.rule, class.as_str()) {
+            (Some(rule), _) => format!("FAILS: {class} ({rule})"),
+            (None, "own-stack-limit") => format!(
+                "FAILS in the lab: {class} (body {} bytes; um-sim's own rustls stack gives up \
+                 near 65,510, so the lab cannot show what {} does)",
+                p.body_bytes, v.preset
+            ),
+            (None, _) => format!("FAILS: {class}"),
+        },
+    };
+    writeln!(f, "    {:<16} {what}   [{}]", v.preset, v.stack)
+}
+
+impl fmt::Display for Analysis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let budget = self.budget;
+        writeln!(
+            f,
+            "store: {} ({} roots, {} bytes of names in TLS 1.2)",
+            self.path.display(),
+            self.roots,
+            self.list_bytes
+        )?;
+        let Some(sch) = self.schannel.first().map(|v| &v.prediction) else {
+            return Ok(());
+        };
+        match &sch.outcome {
+            Outcome::Refused(why) => writeln!(f, "Schannel server (cap {budget}): {why}")?,
+            _ => writeln!(
+                f,
+                "Schannel server (cap {budget}): sends {} of {} names ({} bytes){}",
+                sch.names_sent,
+                self.roots,
+                sch.list_bytes,
+                if sch.truncated {
+                    "; event 36885, the rest is dropped"
+                } else {
+                    "; nothing dropped"
+                }
+            )?,
+        }
+        if !self.dropped.is_empty() {
+            writeln!(f, "  dropped ({}), in store order:", self.dropped.len())?;
+            for (i, name) in self.dropped.iter().take(SHOW_DROPPED) {
+                writeln!(f, "    {i:>5}: {name}")?;
+            }
+            if self.dropped.len() > SHOW_DROPPED {
+                writeln!(f, "    ... and {} more", self.dropped.len() - SHOW_DROPPED)?;
+            }
+        }
+        for (i, name, listed) in &self.issuers {
+            match listed {
+                Some(k) => writeln!(
+                    f,
+                    "  issuer {name}: listed at position {k}: clients that send only \
+                     certificates from a listed issuer can authenticate"
+                )?,
+                None => writeln!(
+                    f,
+                    "  issuer {name}: DROPPED (store position {i}): Schannel, Exchange and Java \
+                     clients send no certificate and fail (the incident)"
+                )?,
+            }
+        }
+        if !self.issuer_given {
+            writeln!(
+                f,
+                "  (no --issuer: clients that send only certificates from a listed issuer are \
+                 assumed to find theirs)"
+            )?;
+        }
+        writeln!(f, "  client presets against this list:")?;
+        for v in &self.schannel {
+            verdict_line(f, v)?;
+        }
+        let full = self.full.first().map(|v| &v.prediction);
+        match full.map(|p| &p.outcome) {
+            Some(Outcome::Refused(why)) => {
+                writeln!(
+                    f,
+                    "full list (OpenSSL or rustls server): cannot be sent: {why}"
+                )?;
+            }
+            Some(_) => {
+                if let Some(p) = full {
+                    writeln!(
+                        f,
+                        "full list (OpenSSL or rustls server): {} bytes of names, \
+                         CertificateRequest body {} bytes in {} record(s)",
+                        p.list_bytes, p.body_bytes, p.records
+                    )?;
+                }
+                writeln!(f, "  client presets against this list:")?;
+                for v in &self.full {
+                    verdict_line(f, v)?;
+                }
+            }
+            None => {}
+        }
+        let fix = &self.remediation;
+        if !sch.truncated {
+            return writeln!(
+                f,
+                "verdict: the whole list fits {budget} bytes; no Schannel truncation"
+            );
+        }
+        if !fix.fits {
+            return writeln!(
+                f,
+                "remediation: the required roots alone exceed {budget} bytes; set \
+                 SendTrustedIssuerList = 0"
+            );
+        }
+        writeln!(
+            f,
+            "remediation: remove {} root(s) (largest subjects first{}) to fit {budget} bytes \
+             ({} after); or set SendTrustedIssuerList = 0",
+            fix.remove.len(),
+            if self.kept == 0 {
+                String::new()
+            } else {
+                format!(", keeping {} required", self.kept)
+            },
+            fix.list_bytes_after
+        )?;
+        for (i, name, len) in self.remove.iter().take(SHOW_REMOVED) {
+            writeln!(f, "  remove {i:>4}: {name} ({len} bytes)")?;
+        }
+        if self.remove.len() > SHOW_REMOVED {
+            writeln!(f, "  ... and {} more", self.remove.len() - SHOW_REMOVED)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use certgen::roots::RootsSpec;
+    use certgen::{KeyAlg, Profile as Subjects};
+    use um_sim::profile::Rule;
+
+    /// 355 realistic roots as a PEM bundle, the last one the client's issuer.
+    fn incident_store(dir: &Path) -> (PathBuf, PathBuf, Store) {
+        let spec = RootsSpec {
+            count: 355,
+            seed: Some(2013),
+            profile: Subjects::Realistic,
+            key: KeyAlg::Ed25519,
+            dn_only: true,
+        };
+        let (store, _) = certgen::roots::generate(&spec, &|_| {}).expect("roots");
+        let bundle: String = store.roots().iter().map(|r| r.to_pem()).collect();
+        let issuer = store.roots().last().expect("a root").to_pem();
+        let (b, i) = (dir.join("store.pem"), dir.join("issuer.pem"));
+        std::fs::write(&b, bundle).expect("bundle");
+        std::fs::write(&i, issuer).expect("issuer");
+        (b, i, store)
+    }
+
+    fn verdict<'a>(list: &'a [Verdict], preset: &str) -> &'a Prediction {
+        &list
+            .iter()
+            .find(|v| v.preset == preset)
+            .unwrap_or_else(|| panic!("no verdict for {preset}"))
+            .prediction
+    }
+
+    #[test]
+    fn verdicts_are_the_engines_prediction_with_um_sims_presets() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (bundle, issuer, store) = incident_store(dir.path());
+        let a = analyze(&Request {
+            store: bundle,
+            issuer: Some(issuer),
+            must_keep: Vec::new(),
+            budget: certgen::wire::SCHANNEL_LIMIT,
+        })
+        .expect("analysis");
+        assert_eq!(a.roots, 355);
+        assert_eq!(a.issuers.len(), 1);
+        assert_eq!(a.issuers.first().map(|i| i.2), Some(None), "issuer dropped");
+        // The incident: Schannel truncates, the Exchange client has no issuer.
+        let schannel = verdict(&a.schannel, "schannel");
+        assert!(schannel.truncated);
+        assert_eq!(schannel.rule, Some(Rule::IssuerListed));
+        assert_eq!(schannel.outcome.label(), "failed:no-acceptable-certificate");
+        assert_eq!(verdict(&a.schannel, "lenient").outcome, Outcome::Delivered);
+        // Full list: every verdict is the engine's prediction for that preset.
+        let full = policy::Settings {
+            policy: Policy::Full,
+            ..policy::Settings::default()
+        };
+        let ca = store.roots().last().map(|r| r.subject_der());
+        for name in PRESETS {
+            let profile: Profile = name.parse().expect("preset");
+            let want = predict(&setup(profile.clone()), &full, &store, ca);
+            assert_eq!(verdict(&a.full, name), &want, "{name}");
+            if let Some(Rule::MaxBody(n)) = want.rule {
+                assert_eq!(
+                    Some(n),
+                    profile.max_body(),
+                    "{name}: the preset's own limit"
+                );
+            }
+        }
+        let java = verdict(&a.full, "java17");
+        assert!(java.body_bytes > certgen::wire::JAVA_LIMIT, "{java:?}");
+        assert_eq!(java.outcome.label(), "failed:profile-rule");
+        let text = a.to_string();
+        assert!(text.contains("DROPPED"), "{text}");
+        assert!(text.contains("remediation: remove"), "{text}");
+    }
+
+    #[test]
+    fn an_issuer_outside_the_store_is_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (bundle, _, _) = incident_store(dir.path());
+        let spec = RootsSpec {
+            count: 1,
+            seed: Some(1),
+            profile: Subjects::Fixed(100),
+            key: KeyAlg::Ed25519,
+            dn_only: true,
+        };
+        let (other, _) = certgen::roots::generate(&spec, &|_| {}).expect("root");
+        let path = dir.path().join("other.pem");
+        let pem: String = other.roots().iter().map(|r| r.to_pem()).collect();
+        std::fs::write(&path, pem).expect("write");
+        let err = analyze(&Request {
+            store: bundle,
+            issuer: Some(path.clone()),
+            must_keep: Vec::new(),
+            budget: certgen::wire::SCHANNEL_LIMIT,
+        })
+        .expect_err("not in the store");
+        assert!(matches!(err, AnalyzeError::NotInStore { .. }), "{err}");
+        assert!(err.to_string().contains("other.pem"), "{err}");
+    }
+}
