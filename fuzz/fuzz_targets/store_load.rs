@@ -2,12 +2,16 @@
 //! certificates and PKCS #7 (.p7b) bundles.
 //!
 //! Input: the first byte picks the file name's extension (.pem, .crt, .der,
-//! .cer, .p7b, .p7c), the rest is the file.
+//! .cer, .p7b, .p7c, .sst), the rest is the file.
 //!
 //! Asserts: an accepted file gives at least one root; each root's DER parses
 //! again to the same root; writing the roots as a PEM bundle and reading it
 //! back gives the same roots in the same order; a refused file gets a
 //! one-line error naming the file.
+//!
+//! certgen's .sst reader (`sst::read`): a store it reads, written again with
+//! `sst::Writer`, reads back with the same certificates and friendly names;
+//! accepted roots written as .sst (`Store::to_sst`) load back identical.
 //!
 //! certgen's strict PEM reader (`bundle::blocks`, `Block::decode`) on the same
 //! bytes: a bundle it accepts, cut anywhere inside one of its blocks, is
@@ -21,10 +25,11 @@
 use std::path::Path;
 
 use certgen::bundle;
-use certgen::store::{Root, parse_file};
+use certgen::sst;
+use certgen::store::{Root, Store, parse_file};
 use libfuzzer_sys::fuzz_target;
 
-const EXTENSIONS: [&str; 6] = ["pem", "crt", "der", "cer", "p7b", "p7c"];
+const EXTENSIONS: [&str; 7] = ["pem", "crt", "der", "cer", "p7b", "p7c", "sst"];
 
 fn base64(data: &[u8]) -> Vec<u8> {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -115,11 +120,35 @@ fn check_bundle(text: &[u8], pick: u8) {
     }
 }
 
+/// certgen's .sst reader: what it reads, written again with its writer,
+/// reads back the same (certificates and friendly names, in order).
+fn check_sst(bytes: &[u8]) {
+    let certs = match sst::read(bytes) {
+        Ok(c) => c,
+        Err(e) => return one_line(&e),
+    };
+    let mut w = sst::Writer::new();
+    for c in &certs {
+        if let Some(name) = &c.friendly_name {
+            w.friendly_name(name).expect("a name read writes again");
+        }
+        w.certificate(&c.der)
+            .expect("a certificate read writes again");
+    }
+    let again = sst::read(&w.finish()).expect("what the writer wrote reads");
+    assert_eq!(again.len(), certs.len());
+    for (a, b) in again.iter().zip(&certs) {
+        assert_eq!(a.der, b.der);
+        assert_eq!(a.friendly_name, b.friendly_name);
+    }
+}
+
 fuzz_target!(|input: &[u8]| {
     let Some((&pick, bytes)) = input.split_first() else {
         return;
     };
     check_bundle(bytes, pick);
+    check_sst(bytes);
     let name = format!("fuzz.{}", EXTENSIONS[usize::from(pick) % EXTENSIONS.len()]);
     let path = Path::new(&name);
     match parse_file(path, bytes) {
@@ -137,6 +166,10 @@ fuzz_target!(|input: &[u8]| {
             let reloaded = parse_file(Path::new("bundle.pem"), bundle.as_bytes())
                 .expect("the roots written as PEM load again");
             assert!(reloaded == roots, "PEM round trip changed the roots");
+            let store = Store::from_roots(roots.clone());
+            let sst = store.to_sst().expect("loaded roots write as .sst");
+            let reloaded = parse_file(Path::new("store.sst"), &sst).expect("the .sst loads again");
+            assert!(reloaded == roots, ".sst round trip changed the roots");
         }
         Err(e) => {
             let msg = e.to_string();

@@ -27,7 +27,7 @@ openssl crl2pkcs7 -nocrl -certfile "$tmp/roots/roots.pem" -out "$tmp/bundle-pem.
 openssl x509 -in "$tmp/pki/ca.pem" -outform DER -out "$tmp/ca.der"
 
 # store_load: first byte picks the extension (0 .pem, 1 .crt, 2 .der, 3 .cer,
-# 4 .p7b, 5 .p7c; see fuzz_targets/store_load.rs).
+# 4 .p7b, 5 .p7c, 6 .sst; see fuzz_targets/store_load.rs).
 s="$corpus/store_load"
 mkdir -p "$s"
 seed() { { printf "\\x$(printf %02x "$1")"; cat "$2"; } > "$s/$3"; }
@@ -39,6 +39,7 @@ seed 5 "$tmp/bundle-pem.p7b" bundle-pem.p7c
 { echo "# a comment line"; cat "$tmp/pki/ca.pem"; echo "text between blocks"; cat "$tmp/pki/um.pem"; } \
     > "$tmp/mixed.pem"
 seed 0 "$tmp/mixed.pem" mixed.pem
+python3 "$here/sst_seed.py" 6 "$s/roots3-ca.sst" "$tmp/roots/roots.pem" "$tmp/pki/ca.pem"
 
 # tls_flight: 6 settings bytes (layout, max_fragment, cuts; see
 # fuzz_targets/tls_flight.rs), then what lab-server sent after its STARTTLS 220.
