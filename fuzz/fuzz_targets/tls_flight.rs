@@ -119,11 +119,12 @@ impl FlightSink for Seen {
     }
 }
 
-/// The stream cut at `cuts` (sorted offsets).
+/// The stream cut at `cuts` (sorted offsets; those past the end cut at it).
 fn pieces<'a>(stream: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
     let mut out = Vec::new();
     let mut from = 0;
     for &c in cuts.iter().chain([&stream.len()]) {
+        let c = c.clamp(from, stream.len());
         out.push(&stream[from..c]);
         from = c;
     }
@@ -333,30 +334,29 @@ fuzz_target!(|input: &[u8]| {
         }
         Layout::PerMessage => {
             let max_payload = max_fragment.saturating_sub(5).clamp(1, 16_384);
-            let shaped = model(&out);
             // Handshake bytes out = handshake bytes in (all of them once the
-            // flight ended, the complete messages until then).
+            // flight ended, the complete messages until then), framed in
+            // handshake records within the fragment size, then the bytes
+            // after the flight unchanged.
             let want = if m.ended { &hs[..] } else { &hs[..complete] };
-            assert_eq!(shaped.handshake, want, "handshake bytes changed");
-            assert_eq!(
-                out[shaped.flight_end..],
-                stream[if m.ended { m.flight_end } else { stream.len() }..],
-                "bytes after the flight changed"
-            );
-            // Every record within the fragment size; every message starts one.
-            let mut at = 0;
+            let tail = &stream[if m.ended { m.flight_end } else { stream.len() }..];
+            let mut got = Vec::new();
             let mut starts = vec![0usize];
-            let mut pos = 0;
-            while at < shaped.flight_end {
-                let len = usize::from(u16::from_be_bytes([out[at + 3], out[at + 4]]));
+            let mut at = 0;
+            while got.len() < want.len() {
+                let h = out.get(at..at + 5).expect("a record header");
+                assert_eq!(h[0], HANDSHAKE, "a handshake record");
+                let len = usize::from(u16::from_be_bytes([h[3], h[4]]));
                 assert!(
                     len >= 1 && len <= max_payload,
                     "record of {len} > {max_payload}"
                 );
-                pos += len;
-                starts.push(pos);
+                got.extend_from_slice(out.get(at + 5..at + 5 + len).expect("a whole record"));
+                starts.push(got.len());
                 at += 5 + len;
             }
+            assert_eq!(got, want, "handshake bytes changed");
+            assert_eq!(&out[at..], tail, "bytes after the flight changed");
             for &(a, _) in &m.messages {
                 assert!(starts.contains(&a), "message at {a} starts mid-record");
             }
