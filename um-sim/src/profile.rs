@@ -2,8 +2,9 @@
 //!
 //! A profile is a set of rules, each a fact about a real TLS stack
 //! (shared/DESIGN.md section 2):
-//! - `issuer-listed`: send the certificate only when its issuer's DN is in the
-//!   list, or the list is empty (Schannel, Exchange, Lync, Java's SunX509);
+//! - `issuer-listed`: send the certificate only when the issuer DN of some
+//!   certificate of the chain it would send (leaf, then each intermediate) is
+//!   in the list, or the list is empty (Schannel, Exchange, Lync, Java's SunX509);
 //! - `one-record`: the CertificateRequest must not span records (Schannel
 //!   clients before the 2008 fragmentation update);
 //! - `max-body=N`: the CertificateRequest body, 4-byte header excluded, must be
@@ -112,9 +113,20 @@ impl Profile {
         self.rules.contains(&Rule::IssuerListed)
     }
 
-    /// Whether to present the certificate, given the names the server sent.
+    /// Whether to present a one-certificate chain whose issuer is `issuer`,
+    /// given the names the server sent: [`Profile::presents_chain`] for a
+    /// chain of one.
     pub fn presents_certificate(&self, names: &[&[u8]], issuer: &[u8]) -> bool {
-        !self.issuer_listed() || names.is_empty() || names.contains(&issuer)
+        self.presents_chain(names, &[issuer])
+    }
+
+    /// Whether to present the chain, given the names the server sent and the
+    /// issuer DN of each certificate of the chain as it would be sent (leaf,
+    /// then each intermediate). Every stack that withholds matches over the
+    /// whole chain (DESIGN.md 2a): a two-tier PKI whose root alone is listed
+    /// passes, because the issuing CA's issuer is the root.
+    pub fn presents_chain<I: AsRef<[u8]>>(&self, names: &[&[u8]], chain_issuers: &[I]) -> bool {
+        !self.issuer_listed() || names.is_empty() || listed_in_chain(names, chain_issuers).is_some()
     }
 
     /// The record rule a request breaks, seen as it arrives: `body_len` from
@@ -129,6 +141,14 @@ impl Profile {
         let spans = records > 1 || (!complete && records >= 1);
         (self.one_record() && spans).then_some(Rule::OneRecord)
     }
+}
+
+/// The position in the chain (0 = leaf) of the first certificate whose
+/// issuer is among `names`, as a withholding stack walks the chain.
+pub fn listed_in_chain<I: AsRef<[u8]>>(names: &[&[u8]], chain_issuers: &[I]) -> Option<usize> {
+    chain_issuers
+        .iter()
+        .position(|issuer| names.contains(&issuer.as_ref()))
 }
 
 #[cfg(test)]
@@ -156,6 +176,19 @@ mod tests {
         assert!(!schannel.presents_certificate(&[b"x"], issuer));
         let lenient: Profile = "lenient".parse().unwrap();
         assert!(lenient.presents_certificate(&[b"x"], issuer));
+        // A two-tier chain: the leaf issued by the issuing CA, the issuing CA
+        // by the root. The root alone listed is enough; neither is not.
+        let chain: [&[u8]; 2] = [b"issuing", b"root"];
+        assert!(schannel.presents_chain(&[b"x", b"root"], &chain));
+        assert!(schannel.presents_chain(&[b"issuing"], &chain));
+        assert!(!schannel.presents_chain(&[b"x", b"leaf"], &chain));
+        assert!(
+            schannel.presents_chain::<&[u8]>(&[], &[]),
+            "an empty list matches all"
+        );
+        assert!(!schannel.presents_chain::<&[u8]>(&[b"x"], &[]));
+        assert_eq!(listed_in_chain(&[b"root"], &chain), Some(1));
+        assert_eq!(listed_in_chain(&[b"root", b"issuing"], &chain), Some(0));
         let java: Profile = "java17".parse().unwrap();
         assert_eq!(java.violated(32_768, 3, true), None);
         assert_eq!(java.violated(32_769, 1, false), Some(Rule::MaxBody(32_768)));

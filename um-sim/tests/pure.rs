@@ -338,3 +338,27 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// `issuer-listed` over a chain: the certificate goes out exactly when the
+    /// list is empty or holds the issuer of some chain certificate; a profile
+    /// without the rule always sends.
+    #[test]
+    fn issuer_listed_walks_the_whole_chain(
+        names in prop::collection::vec(prop::collection::vec(0u8..6, 1..3), 0..5),
+        chain in prop::collection::vec(prop::collection::vec(0u8..6, 1..3), 1..4),
+    ) {
+        let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
+        let listed = chain.iter().position(|i| names.contains(i));
+        prop_assert_eq!(um_sim::profile::listed_in_chain(&refs, &chain), listed);
+        let schannel: Profile = "schannel".parse().unwrap();
+        prop_assert_eq!(schannel.presents_chain(&refs, &chain), names.is_empty() || listed.is_some());
+        let lenient: Profile = "lenient".parse().unwrap();
+        prop_assert!(lenient.presents_chain(&refs, &chain));
+        // The one-issuer form is the chain of one.
+        prop_assert_eq!(
+            schannel.presents_certificate(&refs, &chain[0]),
+            schannel.presents_chain(&refs, &chain[..1])
+        );
+    }
+}
