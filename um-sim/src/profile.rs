@@ -1,7 +1,8 @@
 //! Client profiles: how the client reacts to the server's CertificateRequest.
 //!
 //! A profile is a set of rules, each a fact about a real TLS stack
-//! (shared/DESIGN.md section 2):
+//! (shared/DESIGN.md sections 2a and 4); the named presets that combine them
+//! for each stack, with what the stack prints, are in [`crate::presets`]:
 //! - `issuer-listed`: send the certificate only when the issuer DN of some
 //!   certificate of the chain it would send (leaf, then each intermediate) is
 //!   in the list, or the list is empty (Schannel, Exchange, Lync, Java's SunX509);
@@ -14,6 +15,8 @@
 
 use std::fmt;
 use std::str::FromStr;
+
+use crate::presets::{self, Preset, Reach};
 
 /// One rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -50,65 +53,109 @@ pub struct Profile {
     pub stack: String,
     /// The rules.
     pub rules: Vec<Rule>,
+    /// The preset the name resolved to (by its name or an alias), with the
+    /// stack's facts: what it prints, its alert, its sources. `None` for
+    /// `lenient` and for rule lists.
+    pub preset: Option<&'static Preset>,
 }
+
+/// `lenient`: no rule at all.
+const LENIENT_STACK: &str = "a client with no rule: it sends its certificate and takes any \
+request (OpenSSL, GnuTLS, Python ssl below their own limits)";
+
+/// Java's knob on its preset, as `java17:maxHandshakeMessageSize=N`.
+const JAVA_KNOB: &str = "java17:maxHandshakeMessageSize=";
 
 impl FromStr for Profile {
     type Err = String;
 
+    /// A preset's name or alias (`um-sim profiles`), `lenient`,
+    /// `java17:maxHandshakeMessageSize=N`, or rules joined by `+`
+    /// (`issuer-listed`, `one-record`, `max-body=N`, `max-handshake=N`,
+    /// `max-buffer=N`).
     fn from_str(s: &str) -> Result<Profile, String> {
-        let (stack, rules): (&str, Vec<Rule>) = match s {
-            "schannel" => (
-                "Schannel client (Exchange UM, Lync)",
-                vec![Rule::IssuerListed],
-            ),
-            "legacy-schannel" => (
-                "Schannel client before the record-fragmentation update (XP, 2003, Vista, 2008)",
-                vec![Rule::IssuerListed, Rule::OneRecord],
-            ),
-            "java17" => (
-                "Java 17 (SunX509, jdk.tls.maxHandshakeMessageSize 32768)",
-                vec![Rule::IssuerListed, Rule::MaxBody(32_768)],
-            ),
-            "boringssl" => (
-                "BoringSSL (16 KB handshake message limit)",
-                vec![Rule::MaxBody(16_384)],
-            ),
-            "lenient" => ("OpenSSL, GnuTLS, Python ssl", Vec::new()),
-            _ => {
-                let limit = |prefix: &str| {
-                    s.strip_prefix(prefix)
-                        .and_then(|n| n.parse::<usize>().ok())
-                        .filter(|&n| n > 0)
-                };
-                let (stack, rule) = if let Some(n) = limit("max-handshake=") {
-                    (
-                        format!("a client with a {n}-byte handshake message limit"),
-                        Rule::MaxBody(n),
-                    )
-                } else if let Some(n) = limit("max-buffer=") {
-                    (
-                        format!("a client with a {n}-byte reassembly buffer"),
-                        Rule::MaxBuffer(n),
-                    )
-                } else {
-                    return Err(format!(
-                        "unknown profile {s:?}: expected schannel, legacy-schannel, java17, \
-                         boringssl, lenient, max-handshake=N or max-buffer=N"
-                    ));
-                };
-                return Ok(Profile {
-                    name: s.to_owned(),
-                    stack,
-                    rules: vec![rule],
-                });
-            }
-        };
-        Ok(Profile {
+        let named = |stack: String, rules: Vec<Rule>, preset| Profile {
             name: s.to_owned(),
-            stack: stack.to_owned(),
+            stack,
             rules,
-        })
+            preset,
+        };
+        if let Some(p) = presets::find(s) {
+            return Ok(named(p.stack.to_owned(), p.rules.to_vec(), Some(p)));
+        }
+        if s == "lenient" {
+            return Ok(named(LENIENT_STACK.to_owned(), Vec::new(), None));
+        }
+        if let Some(n) = s.strip_prefix(JAVA_KNOB) {
+            let java = presets::find("java17").ok_or("the java17 preset is missing")?;
+            let n = positive(n).ok_or_else(|| {
+                format!("profile {s:?}: maxHandshakeMessageSize must be a positive number")
+            })?;
+            let stack = format!("{} with jdk.tls.maxHandshakeMessageSize={n}", java.stack);
+            return Ok(named(
+                stack,
+                vec![Rule::IssuerListed, Rule::MaxBody(n)],
+                Some(java),
+            ));
+        }
+        let rules = parse_rules(s).map_err(|why| {
+            let names: Vec<String> = presets::PRESETS
+                .iter()
+                .map(|p| match p.aliases {
+                    [] => p.name.to_owned(),
+                    aliases => format!("{} ({})", p.name, aliases.join(", ")),
+                })
+                .collect();
+            format!(
+                "unknown profile {s:?} ({why}): expected a preset ({}), lenient, \
+                 {JAVA_KNOB}N, or rules joined by + (issuer-listed, one-record, max-body=N, \
+                 max-handshake=N, max-buffer=N); `um-sim profiles` describes the presets",
+                names.join(", ")
+            )
+        })?;
+        let stack = match rules.as_slice() {
+            [Rule::MaxBody(n)] => format!("a client with a {n}-byte handshake message limit"),
+            [Rule::MaxBuffer(n)] => format!("a client with a {n}-byte reassembly buffer"),
+            _ => format!("a client with the rules {s}"),
+        };
+        Ok(named(stack, rules, None))
     }
+}
+
+/// A positive decimal number.
+fn positive(n: &str) -> Option<usize> {
+    n.parse::<usize>().ok().filter(|&n| n > 0)
+}
+
+/// Rules joined by `+`, each kind at most once.
+fn parse_rules(s: &str) -> Result<Vec<Rule>, String> {
+    let mut rules: Vec<Rule> = Vec::new();
+    for token in s.split('+') {
+        let limit = |prefix: &str| token.strip_prefix(prefix).map(positive);
+        let rule = match token {
+            "issuer-listed" => Rule::IssuerListed,
+            "one-record" => Rule::OneRecord,
+            _ => match (
+                limit("max-body=").or_else(|| limit("max-handshake=")),
+                limit("max-buffer="),
+            ) {
+                (Some(Some(n)), _) => Rule::MaxBody(n),
+                (_, Some(Some(n))) => Rule::MaxBuffer(n),
+                (Some(None), _) | (_, Some(None)) => {
+                    return Err(format!("{token:?}: N must be a positive number"));
+                }
+                (None, None) => return Err(format!("{token:?} is no preset or rule")),
+            },
+        };
+        if rules
+            .iter()
+            .any(|r| std::mem::discriminant(r) == std::mem::discriminant(&rule))
+        {
+            return Err(format!("{token:?}: that rule is given twice"));
+        }
+        rules.push(rule);
+    }
+    Ok(rules)
 }
 
 impl Profile {
@@ -144,6 +191,41 @@ impl Profile {
     /// passes, because the issuing CA's issuer is the root.
     pub fn presents_chain<I: AsRef<[u8]>>(&self, names: &[&[u8]], chain_issuers: &[I]) -> bool {
         !self.issuer_listed() || names.is_empty() || listed_in_chain(names, chain_issuers).is_some()
+    }
+
+    /// What the modeled stack prints when a request breaks `rule`, with the
+    /// body length from the handshake header filled in; `None` for
+    /// `issuer-listed`, for a profile that is no preset, and where DESIGN.md
+    /// 2a records nothing.
+    pub fn prints(&self, rule: Rule, body_len: usize) -> Option<String> {
+        let limit = match rule {
+            Rule::IssuerListed => return None,
+            Rule::OneRecord => 0,
+            Rule::MaxBody(n) | Rule::MaxBuffer(n) => n,
+        };
+        let text = self.preset?.prints?;
+        Some(
+            text.replace("{N}", &body_len.to_string())
+                .replace("{MAX}", &limit.to_string()),
+        )
+    }
+
+    /// The fatal alert (description code) the stack sends when a request
+    /// breaks `rule`: the preset's; for a profile that is no preset,
+    /// unexpected_message on a body limit (as `max-handshake=N` always did)
+    /// and none otherwise.
+    pub fn alert(&self, rule: Rule) -> Option<u8> {
+        match (rule, self.preset) {
+            (Rule::IssuerListed, _) => None,
+            (_, Some(p)) => p.alert.code(),
+            (Rule::MaxBody(_), None) => Some(certgen::wire::ALERT_UNEXPECTED_MESSAGE),
+            (_, None) => None,
+        }
+    }
+
+    /// Whether the lab can show this profile's limit at work.
+    pub fn reach(&self) -> Reach {
+        presets::reach_of(self.preset.map_or("", |p| p.name), &self.rules)
     }
 
     /// The reassembly buffer limit, if the profile has one.
@@ -262,6 +344,102 @@ mod tests {
         assert_eq!(p.max_buffer(), Some(16_752));
         assert!("max-buffer=".parse::<Profile>().is_err());
         assert!("openssl".parse::<Profile>().is_err());
+    }
+
+    #[test]
+    fn every_preset_and_alias_parses_to_its_rules() {
+        for preset in presets::PRESETS {
+            for name in std::iter::once(preset.name).chain(preset.aliases.iter().copied()) {
+                let p: Profile = name.parse().unwrap();
+                assert_eq!(p.rules, preset.rules, "{name}");
+                assert_eq!(p.preset.map(|x| x.name), Some(preset.name), "{name}");
+                assert_eq!(p.name, name);
+            }
+        }
+        // Today's names keep working.
+        let p: Profile = "schannel".parse().unwrap();
+        assert_eq!(p.rules, [Rule::IssuerListed, Rule::MaxBody(32_768)]);
+        let p: Profile = "boringssl".parse().unwrap();
+        assert_eq!(
+            p.rules,
+            [Rule::MaxBody(102_400)],
+            "corrected: max_cert_list, sends"
+        );
+        let p: Profile = "lenient".parse().unwrap();
+        assert!(p.rules.is_empty() && p.preset.is_none());
+        assert_eq!(p.reach(), Reach::NoLimit);
+    }
+
+    #[test]
+    fn java_knob_and_rule_lists() {
+        let p: Profile = "java17:maxHandshakeMessageSize=65000".parse().unwrap();
+        assert_eq!(p.rules, [Rule::IssuerListed, Rule::MaxBody(65_000)]);
+        assert_eq!(
+            p.prints(Rule::MaxBody(65_000), 70_000).as_deref(),
+            Some(
+                "The size of the handshake message (70000) exceeds the maximum allowed size (65000)"
+            )
+        );
+        assert!(
+            p.stack.contains("maxHandshakeMessageSize=65000"),
+            "{}",
+            p.stack
+        );
+        assert!(
+            "java17:maxHandshakeMessageSize=0"
+                .parse::<Profile>()
+                .is_err()
+        );
+        let p: Profile = "issuer-listed+max-buffer=16752".parse().unwrap();
+        assert_eq!(p.rules, [Rule::IssuerListed, Rule::MaxBuffer(16_752)]);
+        assert!(p.preset.is_none());
+        let p: Profile = "one-record+issuer-listed".parse().unwrap();
+        assert_eq!(p.rules, [Rule::OneRecord, Rule::IssuerListed]);
+        for bad in [
+            "max-body=1+max-handshake=2",
+            "issuer-listed+",
+            "max-body=x",
+            "+one-record",
+        ] {
+            let err = bad.parse::<Profile>().unwrap_err();
+            assert!(err.starts_with("unknown profile"), "{bad}: {err}");
+        }
+        let err = "schanel".parse::<Profile>().unwrap_err();
+        assert!(
+            err.contains("schannel-2008r2 (schannel)") && err.contains("mbedtls-3.6.3"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn prints_and_alerts() {
+        let go: Profile = "go".parse().unwrap();
+        assert_eq!(
+            go.prints(Rule::MaxBody(65_536), 65_540).as_deref(),
+            Some("tls: handshake message of length 65540 bytes exceeds maximum of 65536 bytes")
+        );
+        assert_eq!(go.alert(Rule::MaxBody(65_536)), Some(80));
+        assert_eq!(go.prints(Rule::IssuerListed, 1), None);
+        let mbedtls: Profile = "mbedtls-3.6.3".parse().unwrap();
+        assert_eq!(mbedtls.alert(Rule::MaxBuffer(16_752)), None, "no alert");
+        assert_eq!(
+            mbedtls.prints(Rule::MaxBuffer(16_752), 20_000).as_deref(),
+            Some("-0x7100 \"requesting more data than fits\"")
+        );
+        let openssl: Profile = "openssl3".parse().unwrap();
+        assert_eq!(openssl.alert(Rule::MaxBody(102_400)), Some(47));
+        assert_eq!(openssl.reach(), Reach::BeyondOwnStack);
+        let nss: Profile = "nss".parse().unwrap();
+        assert_eq!(
+            nss.prints(Rule::MaxBody(131_071), 1),
+            None,
+            "nothing recorded"
+        );
+        let adhoc: Profile = "max-handshake=100".parse().unwrap();
+        assert_eq!(adhoc.alert(Rule::MaxBody(100)), Some(10), "as before");
+        assert_eq!(adhoc.prints(Rule::MaxBody(100), 200), None);
+        let java: Profile = "java17".parse().unwrap();
+        assert_eq!(java.reach(), Reach::Observable);
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use certgen::wire::{
-    ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE, CONTENT_ALERT, CertificateRequest12, FlightReader,
-    FlightSink, HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST, RECORD_HEADER_LEN,
+    ALERT_FATAL, CONTENT_ALERT, CertificateRequest12, FlightReader, FlightSink,
+    HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST, RECORD_HEADER_LEN,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -203,30 +203,29 @@ impl Tap {
 
 /// The error a [`TapStream`] returns when a rule stops the handshake.
 #[derive(Debug, thiserror::Error)]
-#[error("the CertificateRequest breaks rule {rule} of {stack}")]
+#[error("the CertificateRequest breaks rule {rule} of {stack}{}", quoted(.prints))]
 pub struct RuleViolation {
     /// The rule.
     pub rule: Rule,
     /// The stack the profile models.
     pub stack: String,
+    /// What that stack prints for it (DESIGN.md 2a), when recorded.
+    pub prints: Option<String>,
 }
 
-/// The fatal alert a real stack sends for a rule, if it sends one: Java answers
-/// an oversized handshake message with unexpected_message (measured).
-fn alert_for(rule: Rule) -> Option<[u8; 7]> {
-    match rule {
-        Rule::MaxBody(_) => Some([
-            CONTENT_ALERT,
-            3,
-            3,
-            0,
-            2,
-            ALERT_FATAL,
-            ALERT_UNEXPECTED_MESSAGE,
-        ]),
-        // mbedTLS fails its read without an alert (DESIGN.md 2a).
-        Rule::OneRecord | Rule::IssuerListed | Rule::MaxBuffer(_) => None,
-    }
+fn quoted(prints: &Option<String>) -> String {
+    prints
+        .as_deref()
+        .map(|p| format!("; the stack reports: {p}"))
+        .unwrap_or_default()
+}
+
+/// The fatal alert record the modeled stack sends for a rule, if it sends one
+/// (Java: unexpected_message, Go: internal_error, OpenSSL and BoringSSL:
+/// illegal_parameter; mbedTLS none).
+fn alert_for(profile: &Profile, rule: Rule) -> Option<[u8; 7]> {
+    let description = profile.alert(rule)?;
+    Some([CONTENT_ALERT, 3, 3, 0, 2, ALERT_FATAL, description])
 }
 
 /// A stream whose inbound bytes pass through a [`Tap`] before rustls reads
@@ -257,22 +256,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TapStream<S> {
         }
         let fresh = buf.filled().get(before..).unwrap_or_default().to_vec();
         let verdict = match this.tap.lock() {
-            Ok(mut tap) => tap
-                .feed(&fresh)
-                .map_err(|rule| (rule, tap.profile.stack.clone())),
+            Ok(mut tap) => tap.feed(&fresh).map_err(|rule| {
+                let body = tap.seen().request.as_ref().map_or(0, |r| r.body_bytes);
+                let violation = RuleViolation {
+                    rule,
+                    stack: tap.profile.stack.clone(),
+                    prints: tap.profile.prints(rule, body),
+                };
+                (violation, alert_for(&tap.profile, rule))
+            }),
             Err(_) => return Poll::Ready(Err(io::Error::other("tap poisoned"))),
         };
-        if let Err((rule, stack)) = verdict {
+        if let Err((violation, alert)) = verdict {
             buf.set_filled(before);
-            if let Some(alert) = alert_for(rule) {
+            if let Some(alert) = alert {
                 // Best effort, as the stack would: seven bytes on an idle
                 // socket go out at once; the connection is failing anyway.
                 let _ = Pin::new(&mut this.inner).poll_write(cx, &alert);
             }
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                RuleViolation { rule, stack },
-            )));
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, violation)));
         }
         Poll::Ready(Ok(()))
     }

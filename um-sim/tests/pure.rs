@@ -141,9 +141,13 @@ proptest! {
         };
         for (name, want) in [
             ("lenient", None),
-            ("schannel", None),
+            ("openssl3", None),
+            ("boringssl", None),
+            ("schannel", (body.len() > 32_768).then_some(Rule::MaxBody(32_768))),
             ("legacy-schannel", (spans > 1).then_some(Rule::OneRecord)),
+            ("mbedtls-3.6.2", (spans > 1).then_some(Rule::OneRecord)),
             ("java17", (body.len() > 32_768).then_some(Rule::MaxBody(32_768))),
+            ("wolfssl5", (body.len() > 18_462).then_some(Rule::MaxBody(18_462))),
             ("max-handshake=16384", (body.len() > 16_384).then_some(Rule::MaxBody(16_384))),
         ] {
             let profile: Profile = name.parse().unwrap();
