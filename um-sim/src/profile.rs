@@ -55,8 +55,19 @@ pub struct Profile {
     pub rules: Vec<Rule>,
     /// The preset the name resolved to (by its name or an alias), with the
     /// stack's facts: what it prints, its alert, its sources. `None` for
-    /// `lenient` and for rule lists.
+    /// `lenient` and for rule lists. Serialized as the preset's name.
+    #[serde(serialize_with = "preset_name")]
     pub preset: Option<&'static Preset>,
+}
+
+fn preset_name<S: serde::Serializer>(
+    preset: &Option<&'static Preset>,
+    out: S,
+) -> Result<S::Ok, S::Error> {
+    match preset {
+        Some(p) => out.serialize_str(p.name),
+        None => out.serialize_none(),
+    }
 }
 
 /// `lenient`: no rule at all.
@@ -409,6 +420,16 @@ mod tests {
             err.contains("schannel-2008r2 (schannel)") && err.contains("mbedtls-3.6.3"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn serializes_the_preset_by_name() {
+        let p: Profile = "schannel".parse().unwrap();
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["preset"], "schannel-2008r2");
+        assert_eq!(v["name"], "schannel");
+        let v = serde_json::to_value("lenient".parse::<Profile>().unwrap()).unwrap();
+        assert!(v["preset"].is_null());
     }
 
     #[test]

@@ -169,6 +169,9 @@ fn unusable_items_go_to_badvoicemail_and_no_server_is_1082() {
     assert_eq!(record["event_id"], 1082);
     assert_eq!(record["failure"], "no-server");
     assert_eq!(record["disposition"], "queued");
+    // The default profile, schannel, is an alias of its preset.
+    assert_eq!(record["profile"], "schannel");
+    assert_eq!(record["preset"], "schannel-2008r2");
 
     // --retries 2: the second failure moves it to badvoicemail/.
     let out = um_sim(&[
