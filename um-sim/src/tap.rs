@@ -94,7 +94,7 @@ impl FlightSink for Sink {
         self.settle();
         let payload = raw.get(RECORD_HEADER_LEN..).unwrap_or_default();
         // Bytes of the message in progress that came in earlier records.
-        let earlier = self.stream - self.consumed;
+        let earlier = self.stream.saturating_sub(self.consumed);
         if earlier > 0 && self.pending_type == Some(HS_CERTIFICATE_REQUEST) {
             let held = RECORD_HEADER_LEN + earlier + payload.len();
             self.request_buffered = self.request_buffered.max(held);
