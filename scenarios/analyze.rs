@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use certgen::Store;
-use certgen::wire::{MAX_PLAINTEXT, RECORD_HEADER_LEN};
+use certgen::wire::MAX_FRAGMENT;
 use lab_server::policy::{self, Policy, TlsVersion};
 use lab_server::shaper::Layout;
 use lab_server::tls::ClientAuth;
@@ -113,7 +113,7 @@ fn setup(client: Profile) -> Setup {
     Setup {
         tls: TlsVersion::Tls12,
         layout: Layout::PerMessage,
-        max_fragment: MAX_PLAINTEXT + RECORD_HEADER_LEN,
+        max_fragment: MAX_FRAGMENT,
         client_auth: ClientAuth::Required,
         client,
     }

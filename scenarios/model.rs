@@ -3,15 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use certgen::wire::{MAX_PLAINTEXT, RECORD_HEADER_LEN, SCHANNEL_LIMIT};
+use certgen::wire::{MAX_FRAGMENT, MIN_FRAGMENT, SCHANNEL_LIMIT};
 use certgen::{Position, Profile};
 use lab_server::policy::{Accounting, Order, Policy, TlsVersion};
 use lab_server::shaper::Layout;
 use lab_server::tls::ClientAuth;
 use serde::Deserialize;
-
-/// Smallest record size lab-server shapes to (`max_fragment`, header included).
-pub const MIN_FRAGMENT: usize = 32;
 
 /// Largest store a scenario measures, in roots (the CA included).
 pub const MAX_STORE: usize = 20_000;
@@ -139,7 +136,7 @@ impl Default for ServerSpec {
             accounting: "ca-list".into(),
             order: "store".into(),
             tls: "1.2".into(),
-            max_fragment: MAX_PLAINTEXT + RECORD_HEADER_LEN,
+            max_fragment: MAX_FRAGMENT,
             layout: "per-message".into(),
             client_auth: "required".into(),
         }
@@ -386,7 +383,7 @@ impl Resolved {
             ));
         }
         let server = &s.server;
-        let records = MIN_FRAGMENT..=MAX_PLAINTEXT + RECORD_HEADER_LEN;
+        let records = MIN_FRAGMENT..=MAX_FRAGMENT;
         if !records.contains(&server.max_fragment) {
             return Err(format!(
                 "server.max_fragment {}: a record is {}..={} bytes, its 5-byte header included",

@@ -164,6 +164,34 @@ impl LabKey {
         Ok(self.pkcs8.get_or_init(|| der))
     }
 
+    /// A second handle on the same key: in the self-signed PKI the UM's
+    /// certificate is also the Hub store's anchor, and both hold its key.
+    /// ring's key pairs cannot be cloned, so they are rebuilt from PKCS #8.
+    pub fn try_clone(&self) -> Result<LabKey, Error> {
+        let rejected = |e: ring::error::KeyRejected| Error::Crypto(format!("key copy: {e}"));
+        let inner = match &self.inner {
+            Inner::SeededP256(key) => Inner::SeededP256(key.clone()),
+            Inner::RingP256(..) => {
+                let rng = SystemRandom::new();
+                let pair = EcdsaKeyPair::from_pkcs8(
+                    &ECDSA_P256_SHA256_ASN1_SIGNING,
+                    self.pkcs8_der()?,
+                    &rng,
+                )
+                .map_err(rejected)?;
+                Inner::RingP256(pair, rng)
+            }
+            Inner::Ed25519(_) => Inner::Ed25519(
+                Ed25519KeyPair::from_pkcs8_maybe_unchecked(self.pkcs8_der()?).map_err(rejected)?,
+            ),
+        };
+        Ok(LabKey {
+            inner,
+            public_raw: self.public_raw.clone(),
+            pkcs8: self.pkcs8.clone(),
+        })
+    }
+
     /// The private key as a PKCS #8 PEM ("PRIVATE KEY").
     pub fn pkcs8_pem(&self) -> Result<String, Error> {
         Ok(pem::encode_config(
@@ -424,6 +452,29 @@ mod tests {
                 };
                 ring::signature::UnparsedPublicKey::new(verify_alg, &key.public_raw)
                     .verify(b"to be signed", &sig)
+                    .unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_copy_is_the_same_key() {
+        for alg in [KeyAlg::EcdsaP256, KeyAlg::Ed25519] {
+            for key in [
+                LabKey::from_seed(alg, [3; 32]).unwrap(),
+                LabKey::random(alg).unwrap(),
+            ] {
+                let copy = key.try_clone().unwrap();
+                assert_eq!(copy.pkcs8_der().unwrap(), key.pkcs8_der().unwrap());
+                assert_eq!(copy.public_raw, key.public_raw);
+                let verify_alg: &dyn ring::signature::VerificationAlgorithm = match alg {
+                    KeyAlg::EcdsaP256 => &ring::signature::ECDSA_P256_SHA256_ASN1,
+                    KeyAlg::Ed25519 => &ring::signature::ED25519,
+                };
+                // The copy signs for the original's public key.
+                let sig = copy.sign(b"copy").unwrap();
+                ring::signature::UnparsedPublicKey::new(verify_alg, &key.public_raw)
+                    .verify(b"copy", &sig)
                     .unwrap();
             }
         }

@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use certgen::fsutil::{Access, write_atomic};
 use certgen::inspect::Inspection;
+use certgen::pki::{self, Shape};
 use certgen::roots::{self, RootsSpec};
-use certgen::{KeyAlg, Position, Profile, Store, pki};
+use certgen::{KeyAlg, Position, Profile, Store};
 use clap::{Parser, Subcommand};
 
 /// Synthetic root CAs, the lab PKI and trust-store inspection for umlab.
@@ -54,7 +55,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Issue the lab PKI: ca.pem ca.key um.pem um.key hub.pem hub.key.
+    /// Issue the lab PKI: ca.pem ca.key um.pem um.key hub.pem hub.key
+    /// (+ issuing-ca.pem issuing-ca.key in the two-tier shape; no ca.key in
+    /// the self-signed shape, where ca.pem is the UM certificate).
     Pki {
         /// Output folder.
         #[arg(long)]
@@ -65,6 +68,10 @@ enum Command {
         /// Key algorithm: ecdsa-p256 or ed25519.
         #[arg(long, default_value = "ecdsa-p256")]
         key: KeyAlg,
+        /// PKI shape: one-tier (root -> leaves), two-tier (root -> issuing CA
+        /// -> leaves) or self-signed (Exchange's default certificates).
+        #[arg(long, default_value = "one-tier")]
+        shape: Shape,
     },
     /// Report a store's size against the 16 KB, 32 KB and 64 KB limits.
     Inspect {
@@ -231,13 +238,29 @@ fn run_into(command: Command, out: &mut String) -> Result<()> {
             out: dir,
             seed,
             key,
+            shape,
         } => {
-            let lab = pki::generate(seed, key)?;
-            lab.save(&dir)?;
+            let lab = pki::generate_shape(seed, key, shape)?;
+            let removed = lab.save_report(&dir)?;
             writeln!(
                 out,
-                "wrote ca.pem ca.key um.pem um.key hub.pem hub.key to {}",
+                "wrote {} to {} ({shape} PKI)",
+                lab.file_names().join(" "),
                 dir.display()
+            )?;
+            if !removed.is_empty() {
+                writeln!(out, "removed {}, left by another shape", removed.join(" "))?;
+            }
+            let store = match shape {
+                Shape::SelfSigned => "ca.pem (the UM certificate itself)",
+                Shape::OneTier => "ca.pem (the enterprise root CA)",
+                Shape::TwoTier => "ca.pem (the root only; the UM sends its issuing CA)",
+            };
+            writeln!(out, "the Hub's store must hold {store}")?;
+            writeln!(
+                out,
+                "verify the Hub with {} (um-sim --server-ca, openssl -CAfile)",
+                lab.hub_anchor_file()
             )?;
             Ok(())
         }

@@ -562,6 +562,286 @@ fn pki_is_accepted_by_openssl() {
     }
 }
 
+/// `openssl verify -CAfile ANCHORS [-untrusted CHAIN] [-purpose P] CERT` in
+/// `dir`; whether it printed OK.
+fn verify_with(
+    ossl: &Openssl,
+    dir: &Path,
+    anchors: &str,
+    untrusted: Option<&str>,
+    purpose: Option<&str>,
+    cert: &str,
+) -> bool {
+    let mut cmd = ossl.cmd();
+    cmd.current_dir(dir).args(["verify", "-CAfile", anchors]);
+    if let Some(chain) = untrusted {
+        cmd.args(["-untrusted", chain]);
+    }
+    if let Some(p) = purpose {
+        cmd.args(["-purpose", p]);
+    }
+    let out = run(cmd.arg(cert));
+    out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == format!("{cert}: OK")
+}
+
+/// The subject of a certificate file's first certificate, as openssl prints it.
+fn openssl_subject(ossl: &Openssl, dir: &Path, cert: &str) -> String {
+    succeed(
+        ossl.cmd()
+            .current_dir(dir)
+            .args(["x509", "-noout", "-subject", "-in", cert]),
+    )
+    .trim()
+    .to_owned()
+}
+
+/// Whether `key` holds the private key of `cert`'s first certificate.
+fn key_matches(ossl: &Openssl, dir: &Path, key: &str, cert: &str) -> bool {
+    let from_key = succeed(
+        ossl.cmd()
+            .current_dir(dir)
+            .args(["pkey", "-pubout", "-in", key]),
+    );
+    let from_cert = succeed(
+        ossl.cmd()
+            .current_dir(dir)
+            .args(["x509", "-pubkey", "-noout", "-in", cert]),
+    );
+    from_key.contains("PUBLIC KEY") && from_key == from_cert
+}
+
+/// Two-tier: root -> issuing CA -> leaves. The chain files hold leaf +
+/// issuing CA, ca.pem only the root; openssl builds every chain from the root
+/// with the issuing CA as an untrusted intermediate, and from nothing less.
+fn check_two_tier(ossl: &Openssl, dir: &Path) {
+    let root = read_certs(&dir.join("ca.pem"));
+    let issuing = read_certs(&dir.join("issuing-ca.pem"));
+    assert_eq!((root.len(), issuing.len()), (1, 1), "one certificate each");
+    assert!(openssl_subject(ossl, dir, "ca.pem").contains("umlab Enterprise Root CA"));
+    assert!(openssl_subject(ossl, dir, "issuing-ca.pem").contains("umlab Enterprise Issuing CA"));
+    for (stem, purpose, wrong) in [
+        ("um", "sslclient", "sslserver"),
+        ("hub", "sslserver", "sslclient"),
+    ] {
+        let chain = read_certs(&dir.join(format!("{stem}.pem")));
+        assert_eq!(chain.len(), 2, "{stem}.pem: leaf + issuing CA");
+        assert_eq!(
+            chain[1].der, issuing[0].der,
+            "{stem}.pem: the issuing CA second"
+        );
+        assert_ne!(chain[0].der, root[0].der);
+        let leaf = format!("{stem}-leaf.pem");
+        let chain_file = format!("{stem}.pem");
+        fs::write(dir.join(&leaf), &chain[0].pem).expect("leaf file");
+        let ok = |anchors, untrusted, purpose| {
+            verify_with(ossl, dir, anchors, untrusted, purpose, &leaf)
+        };
+        assert!(
+            ok("ca.pem", Some("issuing-ca.pem"), None),
+            "{leaf} via the issuing CA"
+        );
+        assert!(
+            ok("ca.pem", Some("issuing-ca.pem"), Some(purpose)),
+            "{leaf} {purpose}"
+        );
+        // The chain file as the server or client sends it is enough.
+        assert!(ok("ca.pem", Some(&chain_file), Some(purpose)));
+        // Negative controls: no intermediate, the intermediate as the only
+        // anchor (not self-signed: no chain to a root), the wrong purpose.
+        assert!(
+            !ok("ca.pem", None, None),
+            "{leaf} verified without its issuing CA"
+        );
+        assert!(
+            !ok("issuing-ca.pem", None, None),
+            "{leaf} verified from the issuing CA alone"
+        );
+        assert!(
+            !ok("ca.pem", Some("issuing-ca.pem"), Some(wrong)),
+            "{leaf} {wrong}"
+        );
+        assert!(key_matches(
+            ossl,
+            dir,
+            &format!("{stem}.key"),
+            &format!("{stem}.pem")
+        ));
+        assert_mode(&dir.join(format!("{stem}.key")), 0o600);
+        assert_mode(&dir.join(format!("{stem}.pem")), 0o644);
+    }
+    // The issuing CA itself chains to the root.
+    assert!(verify_with(
+        ossl,
+        dir,
+        "ca.pem",
+        None,
+        None,
+        "issuing-ca.pem"
+    ));
+    for stem in ["ca", "issuing-ca"] {
+        assert!(
+            key_matches(ossl, dir, &format!("{stem}.key"), &format!("{stem}.pem")),
+            "{stem}"
+        );
+        assert_mode(&dir.join(format!("{stem}.key")), 0o600);
+        assert_mode(&dir.join(format!("{stem}.pem")), 0o644);
+    }
+    assert!(hub_matches(
+        ossl,
+        &dir.join("hub.pem"),
+        "-checkhost",
+        "hub.lab.test"
+    ));
+}
+
+/// Self-signed: ca.pem is the UM certificate (what the Hub's store holds),
+/// each certificate verifies against itself only.
+fn check_self_signed(ossl: &Openssl, dir: &Path) {
+    assert_eq!(
+        fs::read(dir.join("ca.pem")).expect("ca.pem"),
+        fs::read(dir.join("um.pem")).expect("um.pem"),
+        "ca.pem holds the UM certificate"
+    );
+    for absent in ["ca.key", "issuing-ca.pem", "issuing-ca.key"] {
+        assert!(
+            !dir.join(absent).exists(),
+            "{absent} written for self-signed"
+        );
+    }
+    for file in ["um.pem", "hub.pem"] {
+        assert_eq!(read_certs(&dir.join(file)).len(), 1, "{file}");
+    }
+    let ok = |anchors, purpose, cert| verify_with(ossl, dir, anchors, None, purpose, cert);
+    assert!(
+        ok("ca.pem", Some("sslclient"), "um.pem"),
+        "the Hub's store accepts the UM"
+    );
+    assert!(
+        ok("hub.pem", Some("sslserver"), "hub.pem"),
+        "the UM accepts the Hub"
+    );
+    assert!(
+        !ok("ca.pem", None, "hub.pem"),
+        "the Hub verified from the UM certificate"
+    );
+    assert!(
+        !ok("hub.pem", None, "um.pem"),
+        "the UM verified from the Hub certificate"
+    );
+    assert!(
+        !ok("ca.pem", Some("sslserver"), "um.pem"),
+        "the UM certificate as a server"
+    );
+    let subject = openssl_subject(ossl, dir, "um.pem");
+    let issuer = succeed(
+        ossl.cmd()
+            .current_dir(dir)
+            .args(["x509", "-noout", "-issuer", "-in", "um.pem"]),
+    );
+    assert_eq!(
+        subject.trim_start_matches("subject="),
+        issuer.trim().trim_start_matches("issuer="),
+        "self-issued"
+    );
+    for stem in ["um", "hub"] {
+        assert!(key_matches(
+            ossl,
+            dir,
+            &format!("{stem}.key"),
+            &format!("{stem}.pem")
+        ));
+        assert_mode(&dir.join(format!("{stem}.key")), 0o600);
+    }
+    assert!(hub_matches(
+        ossl,
+        &dir.join("hub.pem"),
+        "-checkip",
+        "127.0.0.1"
+    ));
+}
+
+#[test]
+fn pki_shapes_are_accepted_by_openssl() {
+    let Some(ossl) = openssl() else { return };
+    let dir = tmp();
+    for key in ["ecdsa-p256", "ed25519"] {
+        let two = dir.path().join(format!("two-{key}"));
+        gen_pki(&two, &["--seed", "6", "--key", key, "--shape", "two-tier"]);
+        check_two_tier(&ossl, &two);
+        let ss = dir.path().join(format!("ss-{key}"));
+        gen_pki(
+            &ss,
+            &["--seed", "6", "--key", key, "--shape", "self-signed"],
+        );
+        check_self_signed(&ossl, &ss);
+    }
+    // Seeded shapes are deterministic; one-tier is the default.
+    let again = dir.path().join("again");
+    gen_pki(&again, &["--seed", "6", "--shape", "two-tier"]);
+    for file in [
+        "ca.pem",
+        "issuing-ca.pem",
+        "issuing-ca.key",
+        "um.pem",
+        "hub.key",
+    ] {
+        let read = |d: &Path| fs::read(d.join(file)).expect(file);
+        assert!(
+            read(&dir.path().join("two-ecdsa-p256")) == read(&again),
+            "{file} differs"
+        );
+    }
+    let default = dir.path().join("default");
+    gen_pki(&default, &["--seed", "6"]);
+    let explicit = dir.path().join("explicit");
+    gen_pki(&explicit, &["--seed", "6", "--shape", "one-tier"]);
+    assert_eq!(
+        fs::read(default.join("um.pem")).expect("um.pem"),
+        fs::read(explicit.join("um.pem")).expect("um.pem")
+    );
+    assert!(!default.join("issuing-ca.pem").exists());
+}
+
+#[test]
+fn a_folder_reused_for_another_shape_keeps_no_stale_file() {
+    let Some(ossl) = openssl() else { return };
+    let dir = tmp();
+    let lab = dir.path().join("lab");
+    gen_pki(&lab, &["--seed", "2", "--shape", "two-tier"]);
+    assert!(lab.join("issuing-ca.pem").exists());
+    let out = succeed(
+        certgen()
+            .args(["pki", "--seed", "2", "--shape", "self-signed", "--out"])
+            .arg(&lab),
+    );
+    assert!(
+        out.contains("removed ca.key issuing-ca.pem issuing-ca.key"),
+        "{out}"
+    );
+    assert!(out.contains("verify the Hub with hub.pem"), "{out}");
+    check_self_signed(&ossl, &lab);
+    // A file of another name is the user's: untouched.
+    fs::write(lab.join("notes.txt"), "mine").expect("notes");
+    gen_pki(&lab, &["--seed", "2"]);
+    assert_eq!(
+        fs::read_to_string(lab.join("notes.txt")).expect("notes"),
+        "mine"
+    );
+    check_pki(&ossl, &lab);
+}
+
+#[test]
+fn an_unknown_shape_is_refused_in_one_line() {
+    let dir = tmp();
+    let out = run(certgen()
+        .args(["pki", "--shape", "three-tier", "--out"])
+        .arg(dir.path().join("x")));
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("one-tier, two-tier or self-signed"), "{err}");
+    assert!(!dir.path().join("x").exists());
+}
+
 // ---------------------------------------------------------------------------
 // 4. The system bundle
 

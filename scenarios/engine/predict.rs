@@ -5,9 +5,9 @@
 use certgen::{Root, Store};
 use lab_server::policy::{self, TlsVersion};
 use lab_server::shaper::Layout;
-use lab_server::tls::{ClientAuth, message_shape};
+use lab_server::tls::ClientAuth;
 use um_sim::client::FailureClass;
-use um_sim::profile::{Profile, Rule};
+use um_sim::profile::{Profile, RequestFacts, Rule, buffered_bytes};
 
 use super::Outcome;
 use crate::model::Resolved;
@@ -74,10 +74,22 @@ pub struct Prediction {
 
 /// The failure class as the JSON and the scenario files spell it.
 pub fn class_name(c: FailureClass) -> String {
-    serde_json::to_value(c)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{c:?}"))
+    c.as_str().to_owned()
+}
+
+/// The most a reassembling client holds of the request (`max-buffer`) when
+/// it starts a record of its own and fills each record: the per-message
+/// layout. In the coalesced layout the offsets depend on the messages before
+/// it, so this is the per-message figure there too (scenarios/README.md).
+fn buffered(body_bytes: usize, max_fragment: usize) -> usize {
+    let message = certgen::wire::HANDSHAKE_HEADER_LEN + body_bytes;
+    let payload = max_fragment
+        .saturating_sub(certgen::wire::RECORD_HEADER_LEN)
+        .max(1);
+    let records = (0..message)
+        .step_by(payload)
+        .map(|start| start..(start + payload).min(message));
+    buffered_bytes(0..message, records)
 }
 
 /// Predicts one store. `issuer` is the subject (DER) of the CA that issued
@@ -89,8 +101,6 @@ pub fn predict(
     store: &Store,
     issuer: Option<&[u8]>,
 ) -> Prediction {
-    let shape = message_shape(setup.tls);
-    let entries = policy::entries(store);
     let mut p = Prediction {
         sent: Vec::new(),
         list_bytes: 0,
@@ -103,7 +113,7 @@ pub fn predict(
         rule: None,
         outcome: Outcome::Delivered,
     };
-    let plan = match policy::plan(&entries, settings, &shape, setup.max_fragment, &[]) {
+    let plan = match policy::plan_store(store, settings, setup.tls, setup.max_fragment, &[]) {
         Ok(plan) => plan,
         Err(e) => {
             p.outcome = Outcome::Refused(e.to_string());
@@ -119,7 +129,7 @@ pub fn predict(
     p.names_sent = plan.report.kept;
     p.names_dropped = plan.report.dropped;
     p.truncated = plan.report.truncated;
-    p.body_bytes = shape.body_len(plan.report.list_bytes);
+    p.body_bytes = plan.report.shape.body_len(plan.report.list_bytes);
     p.records = plan.report.records;
     p.issuer_listed = issuer.map(|i| names.contains(&i));
     p.sent = plan.sent;
@@ -138,13 +148,19 @@ pub fn predict(
             p.outcome = Outcome::Failed(class_name(FailureClass::OwnStackLimit));
             return p;
         }
-        if let Some(rule) = profile.violated(p.body_bytes, records, true) {
+        let facts = RequestFacts {
+            body_len: p.body_bytes,
+            records,
+            complete: true,
+            buffered: buffered(p.body_bytes, setup.max_fragment),
+        };
+        if let Some(rule) = profile.judge(&facts) {
             p.rule = Some(rule);
             p.outcome = Outcome::Failed(class_name(FailureClass::ProfileRule));
             return p;
         }
     }
-    let presents = issuer.is_none_or(|i| profile.presents_certificate(&names, i));
+    let presents = issuer.is_none_or(|i| profile.presents_chain(&names, &[i]));
     if !presents && setup.client_auth == ClientAuth::Required {
         p.rule = Some(Rule::IssuerListed);
         p.outcome = Outcome::Failed(class_name(FailureClass::NoAcceptableCertificate));

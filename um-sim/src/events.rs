@@ -89,8 +89,10 @@ pub struct AttemptRecord<'a> {
     pub attempt_number: u32,
     /// Server address.
     pub server: &'a str,
-    /// Client profile.
+    /// Client profile, as given.
     pub profile: &'a str,
+    /// The preset it resolved to (an alias resolves to its preset's name).
+    pub preset: Option<&'static str>,
     /// `delivered` or `failed`.
     pub outcome: &'static str,
     /// The UM event logged, if any.

@@ -7,7 +7,7 @@
 //!
 //! Parts: the header format ([`header`]), the audio check ([`audio`]), the
 //! queue folder ([`queue`]), the voicemail message ([`message`]), client
-//! profiles ([`profile`]), the record tap ([`tap`]), the SMTP client
+//! profiles ([`profile`]) and the presets of real stacks ([`presets`]), the record tap ([`tap`]), the SMTP client
 //! ([`client`]), the submitter ([`submit`]) and UM events ([`events`]).
 
 pub mod audio;
@@ -15,6 +15,7 @@ pub mod client;
 pub mod events;
 pub mod header;
 pub mod message;
+pub mod presets;
 pub mod profile;
 pub mod queue;
 pub mod submit;

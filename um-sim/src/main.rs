@@ -1,5 +1,6 @@
 //! `um-sim`: the Exchange UM stand-in. `enqueue` fills a voicemail queue
-//! folder; `submit` drains it over SMTP + STARTTLS with a client certificate.
+//! folder; `submit` drains it over SMTP + STARTTLS with a client certificate;
+//! `profiles` lists the client presets.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -69,8 +70,11 @@ enum Command {
         /// Name the server certificate must carry [default: the host of --server].
         #[arg(long)]
         server_name: Option<String>,
-        /// Client profile: schannel, legacy-schannel, java17, boringssl,
-        /// lenient, max-handshake=N.
+        /// Client profile: a preset of `um-sim profiles` (schannel-2008r2,
+        /// alias schannel, java17, openssl3, mbedtls-3.6.3, ...), lenient,
+        /// java17:maxHandshakeMessageSize=N, or rules joined by +
+        /// (issuer-listed, one-record, max-body=N, max-handshake=N,
+        /// max-buffer=N).
         #[arg(long, default_value = "schannel")]
         profile: Profile,
         /// Keep running: watch the queue and retry failed items.
@@ -98,6 +102,23 @@ enum Command {
         #[arg(long)]
         events: Option<PathBuf>,
     },
+    /// Print the client presets: per stack its rules, limit, issuer rule,
+    /// what it prints, its sources and what is verified here.
+    Profiles {
+        /// JSON instead of a Markdown table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The presets, one per client stack of DESIGN.md 2a.
+fn profiles(json: bool) -> Result<ExitCode> {
+    if json {
+        say(&serde_json::to_string_pretty(&um_sim::presets::rows())?);
+    } else {
+        say(um_sim::presets::markdown().trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
@@ -157,6 +178,7 @@ fn say(line: &str) {
 
 async fn run(command: Command) -> Result<ExitCode> {
     match command {
+        Command::Profiles { json } => profiles(json),
         Command::Enqueue {
             queue,
             count,

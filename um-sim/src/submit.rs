@@ -404,6 +404,7 @@ async fn write_record(
         attempt_number,
         server: &settings.client.server,
         profile: &settings.profile.name,
+        preset: settings.profile.preset.map(|p| p.name),
         outcome: if attempt.delivered {
             "delivered"
         } else {

@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use certgen::wire::{
-    ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE, CONTENT_ALERT, CertificateRequest12, FlightReader,
-    FlightSink, HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST,
+    ALERT_FATAL, CONTENT_ALERT, CertificateRequest12, FlightReader, FlightSink,
+    HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST, RECORD_HEADER_LEN,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::profile::{Profile, Rule};
+use crate::profile::{Profile, RequestFacts, Rule};
 
 /// The CertificateRequest as received.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -31,6 +31,9 @@ pub struct SeenRequest {
     pub ca_name_count: usize,
     /// Whether the whole message arrived (false when a rule stopped it).
     pub complete: bool,
+    /// The most a client held of it at once, by `max-buffer`'s measure
+    /// ([`crate::profile::buffered_bytes`]), over the records seen so far.
+    pub buffered_bytes: usize,
 }
 
 /// What the tap saw of the server's plaintext flight.
@@ -44,19 +47,73 @@ pub struct Seen {
     pub violated: Option<Rule>,
 }
 
+/// Follows the handshake stream record by record, to measure the buffer a
+/// client holds for the CertificateRequest ([`crate::profile::buffered_bytes`])
+/// as the records arrive, in constant memory (one record's payload).
 #[derive(Default)]
 struct Sink {
     seen: Seen,
+    /// Handshake bytes of all records so far.
+    stream: usize,
+    /// Handshake-stream offset after the last complete message: where the
+    /// message in progress, if any, starts.
+    consumed: usize,
+    /// The last record's payload and its stream offset: the message in
+    /// progress may start in it.
+    last: Vec<u8>,
+    last_start: usize,
+    /// The type of the message in progress, once its first byte is known.
+    pending_type: Option<u8>,
+    /// The CertificateRequest's buffer figure so far.
+    request_buffered: usize,
+}
+
+impl Sink {
+    /// Learns the type of the message in progress (it starts in the last
+    /// record when nothing of it was known before). A CertificateRequest
+    /// starting there counts that record: header + its whole payload.
+    fn settle(&mut self) {
+        if self.pending_type.is_some() || self.consumed >= self.stream {
+            return;
+        }
+        let first = self
+            .consumed
+            .checked_sub(self.last_start)
+            .and_then(|at| self.last.get(at))
+            .copied();
+        self.pending_type = first;
+        if first == Some(HS_CERTIFICATE_REQUEST) {
+            self.request_buffered = RECORD_HEADER_LEN + self.last.len();
+        }
+    }
 }
 
 impl FlightSink for Sink {
-    fn record(&mut self, _raw: &[u8]) {
+    fn record(&mut self, raw: &[u8]) {
         self.seen.handshake_records += 1;
+        self.settle();
+        let payload = raw.get(RECORD_HEADER_LEN..).unwrap_or_default();
+        // Bytes of the message in progress that came in earlier records.
+        let earlier = self.stream.saturating_sub(self.consumed);
+        if earlier > 0 && self.pending_type == Some(HS_CERTIFICATE_REQUEST) {
+            let held = RECORD_HEADER_LEN + earlier + payload.len();
+            self.request_buffered = self.request_buffered.max(held);
+        }
+        self.last.clear();
+        self.last.extend_from_slice(payload);
+        self.last_start = self.stream;
+        self.stream += payload.len();
     }
 
     fn message(&mut self, message: &[u8], records: usize, _version: [u8; 2]) {
+        self.consumed += message.len();
+        let continued = self.pending_type.take().is_some();
         if message.first() != Some(&HS_CERTIFICATE_REQUEST) {
             return;
+        }
+        if !continued {
+            // Whole within the last record.
+            self.request_buffered = RECORD_HEADER_LEN + self.last.len();
         }
         let body = message.get(HANDSHAKE_HEADER_LEN..).unwrap_or_default();
         let ca_names = CertificateRequest12::parse(body)
@@ -68,6 +125,7 @@ impl FlightSink for Sink {
             ca_name_count: ca_names.len(),
             ca_names,
             complete: true,
+            buffered_bytes: self.request_buffered,
         });
     }
 }
@@ -104,15 +162,28 @@ impl Tap {
             return Ok(());
         }
         let _ = self.reader.feed(bytes, &mut self.sink);
+        self.sink.settle();
         let verdict = match (&self.sink.seen.request, self.reader.in_progress()) {
-            (Some(req), _) => self.profile.violated(req.body_bytes, req.records, true),
+            (Some(req), _) => self.profile.judge(&RequestFacts {
+                body_len: req.body_bytes,
+                records: req.records,
+                complete: true,
+                buffered: req.buffered_bytes,
+            }),
             (None, Some((h, records))) if h.msg_type == HS_CERTIFICATE_REQUEST => {
-                let v = self.profile.violated(h.len, records, false);
+                let buffered = self.sink.request_buffered;
+                let v = self.profile.judge(&RequestFacts {
+                    body_len: h.len,
+                    records,
+                    complete: false,
+                    buffered,
+                });
                 if v.is_some() {
                     self.sink.seen.request = Some(SeenRequest {
                         body_bytes: h.len,
                         records,
                         complete: false,
+                        buffered_bytes: buffered,
                         ..SeenRequest::default()
                     });
                 }
@@ -132,29 +203,29 @@ impl Tap {
 
 /// The error a [`TapStream`] returns when a rule stops the handshake.
 #[derive(Debug, thiserror::Error)]
-#[error("the CertificateRequest breaks rule {rule} of {stack}")]
+#[error("the CertificateRequest breaks rule {rule} of {stack}{}", quoted(.prints))]
 pub struct RuleViolation {
     /// The rule.
     pub rule: Rule,
     /// The stack the profile models.
     pub stack: String,
+    /// What that stack prints for it (DESIGN.md 2a), when recorded.
+    pub prints: Option<String>,
 }
 
-/// The fatal alert a real stack sends for a rule, if it sends one: Java answers
-/// an oversized handshake message with unexpected_message (measured).
-fn alert_for(rule: Rule) -> Option<[u8; 7]> {
-    match rule {
-        Rule::MaxBody(_) => Some([
-            CONTENT_ALERT,
-            3,
-            3,
-            0,
-            2,
-            ALERT_FATAL,
-            ALERT_UNEXPECTED_MESSAGE,
-        ]),
-        Rule::OneRecord | Rule::IssuerListed => None,
-    }
+fn quoted(prints: &Option<String>) -> String {
+    prints
+        .as_deref()
+        .map(|p| format!("; the stack reports: {p}"))
+        .unwrap_or_default()
+}
+
+/// The fatal alert record the modeled stack sends for a rule, if it sends one
+/// (Java: unexpected_message, Go: internal_error, OpenSSL and BoringSSL:
+/// illegal_parameter; mbedTLS none).
+fn alert_for(profile: &Profile, rule: Rule) -> Option<[u8; 7]> {
+    let description = profile.alert(rule)?;
+    Some([CONTENT_ALERT, 3, 3, 0, 2, ALERT_FATAL, description])
 }
 
 /// A stream whose inbound bytes pass through a [`Tap`] before rustls reads
@@ -185,22 +256,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for TapStream<S> {
         }
         let fresh = buf.filled().get(before..).unwrap_or_default().to_vec();
         let verdict = match this.tap.lock() {
-            Ok(mut tap) => tap
-                .feed(&fresh)
-                .map_err(|rule| (rule, tap.profile.stack.clone())),
+            Ok(mut tap) => tap.feed(&fresh).map_err(|rule| {
+                let body = tap.seen().request.as_ref().map_or(0, |r| r.body_bytes);
+                let violation = RuleViolation {
+                    rule,
+                    stack: tap.profile.stack.clone(),
+                    prints: tap.profile.prints(rule, body),
+                };
+                (violation, alert_for(&tap.profile, rule))
+            }),
             Err(_) => return Poll::Ready(Err(io::Error::other("tap poisoned"))),
         };
-        if let Err((rule, stack)) = verdict {
+        if let Err((violation, alert)) = verdict {
             buf.set_filled(before);
-            if let Some(alert) = alert_for(rule) {
+            if let Some(alert) = alert {
                 // Best effort, as the stack would: seven bytes on an idle
                 // socket go out at once; the connection is failing anyway.
                 let _ = Pin::new(&mut this.inner).poll_write(cx, &alert);
             }
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                RuleViolation { rule, stack },
-            )));
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, violation)));
         }
         Poll::Ready(Ok(()))
     }

@@ -169,6 +169,9 @@ fn unusable_items_go_to_badvoicemail_and_no_server_is_1082() {
     assert_eq!(record["event_id"], 1082);
     assert_eq!(record["failure"], "no-server");
     assert_eq!(record["disposition"], "queued");
+    // The default profile, schannel, is an alias of its preset.
+    assert_eq!(record["profile"], "schannel");
+    assert_eq!(record["preset"], "schannel-2008r2");
 
     // --retries 2: the second failure moves it to badvoicemail/.
     let out = um_sim(&[
@@ -236,4 +239,49 @@ fn usage_errors_exit_2() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown profile"));
+}
+
+/// `um-sim profiles` prints the preset table, and um-sim's README shows the
+/// very same table; `--json` gives one row per preset with the documented keys.
+#[test]
+fn profiles_prints_the_table_the_readme_shows() {
+    let out = um_sim(&["profiles"]);
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8(out.stdout).expect("UTF-8");
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        lines.len(),
+        2 + 16,
+        "header, rule and one row per preset:\n{table}"
+    );
+    for name in [
+        "`schannel-2008r2` (alias `schannel`)",
+        "`go`",
+        "`mbedtls-3.6.3`",
+        "`wolfssl5`",
+    ] {
+        assert!(table.contains(name), "{name}");
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    assert!(
+        readme.contains(table.trim_end()),
+        "README.md does not hold the table `um-sim profiles` prints; paste it:\n{table}"
+    );
+    let out = um_sim(&["profiles", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(rows.len(), 16);
+    let go = rows.iter().find(|r| r["profile"] == "go").expect("go");
+    assert_eq!(
+        go["rules"],
+        serde_json::json!(["issuer-listed", "max-body=65536"])
+    );
+    assert_eq!(go["reach"], "beyond-own-stack");
+    assert_eq!(go["unlisted_issuer"], "withholds");
+    for key in [
+        "stack", "limit", "prints", "alert", "source", "verified", "aliases",
+    ] {
+        assert!(go.get(key).is_some(), "{key}");
+    }
 }

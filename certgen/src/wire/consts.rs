@@ -78,6 +78,15 @@ pub const ALERT_FATAL: u8 = 2;
 /// Alert description: unexpected_message (what Java sends for an oversized
 /// handshake message).
 pub const ALERT_UNEXPECTED_MESSAGE: u8 = 10;
+/// Alert description: illegal_parameter (what OpenSSL and BoringSSL send for
+/// a handshake message over `max_cert_list`).
+pub const ALERT_ILLEGAL_PARAMETER: u8 = 47;
+/// Alert description: decode_error (what rustls sends for a handshake
+/// message over 65,535 bytes).
+pub const ALERT_DECODE_ERROR: u8 = 50;
+/// Alert description: internal_error (what Go sends for a handshake message
+/// over its maximum).
+pub const ALERT_INTERNAL_ERROR: u8 = 80;
 
 #[cfg(test)]
 mod tests {

@@ -86,6 +86,10 @@ pub struct Attempt {
     pub handshake: Option<String>,
     /// The rule that stopped the handshake, if one did.
     pub rule: Option<Rule>,
+    /// What the modeled stack would print for this failure (DESIGN.md 2a),
+    /// when recorded: set for a rule of a preset, and for um-sim's own limit
+    /// under `rustls023`, whose stack um-sim is.
+    pub stack_error: Option<String>,
     /// SMTP exchanges.
     pub smtp: Vec<Exchange>,
     /// Set when the message was accepted (250 to DATA).

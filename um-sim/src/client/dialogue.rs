@@ -9,6 +9,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
+use crate::presets::Reach;
 use crate::profile::Profile;
 use crate::tap::{RuleViolation, Tap, TapStream};
 
@@ -211,11 +212,12 @@ pub async fn submit(
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             attempt.handshake = Some("failed".to_owned());
-            let (class, detail) = classify(&e, &attempt);
-            if class == FailureClass::ProfileRule {
+            let failure = classify(&e, &attempt, profile);
+            if failure.class == FailureClass::ProfileRule {
                 attempt.rule = tap.lock().ok().and_then(|tap| tap.seen().violated);
             }
-            return attempt.fail(class, detail);
+            attempt.stack_error = failure.stack_error;
+            return attempt.fail(failure.class, failure.detail);
         }
         Err(_) => {
             attempt.handshake = Some("failed".to_owned());
@@ -274,11 +276,24 @@ pub async fn submit(
     attempt
 }
 
+/// A handshake failure, sorted.
+struct Failure {
+    class: FailureClass,
+    detail: String,
+    /// What the modeled stack prints for it, when known.
+    stack_error: Option<String>,
+}
+
 /// Sorts a handshake failure into the class UM's events distinguish.
-fn classify(e: &std::io::Error, attempt: &Attempt) -> (FailureClass, String) {
+fn classify(e: &std::io::Error, attempt: &Attempt, profile: &Profile) -> Failure {
+    let failure = |class, detail, stack_error| Failure {
+        class,
+        detail,
+        stack_error,
+    };
     let inner = e.get_ref();
     if let Some(v) = inner.and_then(|i| i.downcast_ref::<RuleViolation>()) {
-        return (FailureClass::ProfileRule, v.to_string());
+        return failure(FailureClass::ProfileRule, v.to_string(), v.prints.clone());
     }
     let text = e.to_string();
     let rustls_error = inner.and_then(|i| i.downcast_ref::<rustls::Error>());
@@ -291,22 +306,41 @@ fn classify(e: &std::io::Error, attempt: &Attempt) -> (FailureClass, String) {
             ))
         );
     if own_limit {
-        return (
-            FailureClass::OwnStackLimit,
-            format!("um-sim's own TLS stack (rustls) cannot take this flight: {text}"),
-        );
+        let own = format!("um-sim's own TLS stack (rustls) cannot take this flight: {text}");
+        return match profile.reach() {
+            // The modeled stack is um-sim's: this is its own failure.
+            Reach::OwnStack => failure(
+                FailureClass::OwnStackLimit,
+                format!("{own}; {} fails here the same way", profile.stack),
+                Some(text),
+            ),
+            Reach::BeyondOwnStack | Reach::NoLimit => failure(
+                FailureClass::OwnStackLimit,
+                format!(
+                    "{own}; {} would go on (its limit lies beyond um-sim's): the lab cannot \
+                     observe this stack at this size",
+                    profile.stack
+                ),
+                None,
+            ),
+            Reach::Observable => failure(FailureClass::OwnStackLimit, own, None),
+        };
     }
     let sent = attempt
         .certificate
         .as_ref()
         .is_some_and(|d| d.certificate_sent);
     if attempt.certificate.is_some() && !sent {
-        return (
+        return failure(
             FailureClass::NoAcceptableCertificate,
-            format!("no certificate issued by a listed CA; the server ended the handshake: {text}"),
+            format!(
+                "no certificate of the chain issued by a listed CA; the server ended the \
+                 handshake: {text}"
+            ),
+            None,
         );
     }
-    (FailureClass::Tls, text)
+    failure(FailureClass::Tls, text, None)
 }
 
 #[cfg(test)]

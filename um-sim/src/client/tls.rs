@@ -9,19 +9,22 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use serde::Serialize;
 
-use crate::profile::Profile;
+use crate::profile::{Profile, listed_in_chain};
 
-/// The client's certificate, key and issuer.
+/// The client's certificate chain, key and the issuers `issuer-listed` looks for.
 #[derive(Clone, Debug)]
 pub struct Identity {
-    /// Certificate chain, leaf first.
+    /// Certificate chain, leaf first, as it is sent.
     pub chain: Vec<CertificateDer<'static>>,
     /// Private key.
     pub key: Arc<PrivateKeyDer<'static>>,
-    /// The leaf's issuer Name, DER: what `issuer-listed` looks for.
+    /// The leaf's issuer Name, DER.
     pub issuer: Vec<u8>,
     /// The leaf's issuer as text.
     pub issuer_text: String,
+    /// The issuer Name (DER) of every certificate of the chain, leaf first:
+    /// what `issuer-listed` looks for, as real stacks walk the whole chain.
+    pub chain_issuers: Vec<Vec<u8>>,
 }
 
 /// Errors setting the client up.
@@ -36,20 +39,32 @@ pub enum SetupError {
 }
 
 impl Identity {
-    /// From a chain and key; the issuer is read from the leaf.
+    /// From a chain (leaf first) and key; the issuers are read from every
+    /// certificate of the chain, so a malformed intermediate is refused here
+    /// rather than sent.
     pub fn new(
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Result<Identity, SetupError> {
         use x509_parser::prelude::{FromDer, X509Certificate};
-        let leaf = chain
-            .first()
-            .ok_or_else(|| SetupError::Certificate("no certificate in the file".to_owned()))?;
-        let (_, cert) = X509Certificate::from_der(leaf.as_ref())
-            .map_err(|e| SetupError::Certificate(e.to_string()))?;
+        let mut chain_issuers = Vec::with_capacity(chain.len());
+        let mut leaf_issuer_text = None;
+        for (i, der) in chain.iter().enumerate() {
+            let (_, cert) = X509Certificate::from_der(der.as_ref()).map_err(|e| {
+                SetupError::Certificate(format!("certificate {} of the chain: {e}", i + 1))
+            })?;
+            leaf_issuer_text.get_or_insert_with(|| cert.issuer().to_string());
+            chain_issuers.push(cert.issuer().as_raw().to_vec());
+        }
+        let (Some(issuer), Some(issuer_text)) = (chain_issuers.first(), leaf_issuer_text) else {
+            return Err(SetupError::Certificate(
+                "no certificate in the file".to_owned(),
+            ));
+        };
         Ok(Identity {
-            issuer: cert.issuer().as_raw().to_vec(),
-            issuer_text: cert.issuer().to_string(),
+            issuer: issuer.clone(),
+            issuer_text,
+            chain_issuers,
             chain,
             key: Arc::new(key),
         })
@@ -61,8 +76,11 @@ impl Identity {
 pub struct CertDecision {
     /// Names rustls passed to the resolver (as the server sent them).
     pub names: usize,
-    /// Whether our issuer was among them.
+    /// Whether the issuer of some certificate of our chain was among them.
     pub issuer_listed: bool,
+    /// Which one: its position in the chain (0 = leaf), the first whose
+    /// issuer was listed.
+    pub listed_chain_index: Option<usize>,
     /// Whether the certificate was sent.
     pub certificate_sent: bool,
 }
@@ -71,7 +89,7 @@ pub struct CertDecision {
 #[derive(Debug)]
 struct Resolver {
     key: Arc<CertifiedKey>,
-    issuer: Vec<u8>,
+    chain_issuers: Vec<Vec<u8>>,
     profile: Profile,
     decision: Arc<Mutex<Option<CertDecision>>>,
 }
@@ -84,11 +102,13 @@ impl ResolvesClientCert for Resolver {
     ) -> Option<Arc<CertifiedKey>> {
         let send = self
             .profile
-            .presents_certificate(root_hint_subjects, &self.issuer);
+            .presents_chain(root_hint_subjects, &self.chain_issuers);
+        let listed = listed_in_chain(root_hint_subjects, &self.chain_issuers);
         if let Ok(mut d) = self.decision.lock() {
             *d = Some(CertDecision {
                 names: root_hint_subjects.len(),
-                issuer_listed: root_hint_subjects.contains(&self.issuer.as_slice()),
+                issuer_listed: listed.is_some(),
+                listed_chain_index: listed,
                 certificate_sent: send,
             });
         }
@@ -116,7 +136,7 @@ pub(crate) fn client_config(
     let certified = Arc::new(CertifiedKey::new(identity.chain.clone(), key));
     let resolver = Resolver {
         key: certified,
-        issuer: identity.issuer.clone(),
+        chain_issuers: identity.chain_issuers.clone(),
         profile: profile.clone(),
         decision,
     };

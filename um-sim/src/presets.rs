@@ -1,0 +1,582 @@
+//! Named client presets: one per row of DESIGN.md section 2a, each a real TLS
+//! client stack and version with its rules, the source of each fact, and what
+//! the stack prints when the CertificateRequest breaks its limit.
+//!
+//! The rules are the mechanism ([`crate::profile`]); a preset is data. Where
+//! a stack's limit lies beyond what um-sim's own TLS stack (rustls 0.23) can
+//! take, the preset says the lab cannot observe it ([`Reach`]).
+
+use certgen::wire::{
+    ALERT_DECODE_ERROR, ALERT_ILLEGAL_PARAMETER, ALERT_INTERNAL_ERROR, ALERT_UNEXPECTED_MESSAGE,
+};
+use serde::Serialize;
+
+use crate::profile::Rule;
+
+/// Bytes of CA names um-sim's own client (rustls 0.23 under tokio-rustls)
+/// takes under every record layout lab-server offers: measured, it delivers
+/// 65,480 with `per-message` records and 64,700 with `coalesced` ones, and
+/// gives up from 64,800 to 65,490 (um-sim README; DESIGN.md 2b gives 65,463
+/// to 65,486). A request body is larger than its names, so a body limit
+/// below this is met before um-sim's own: the lab can show the stack's
+/// failure above it and its success at it.
+pub const OWN_STACK_NAMES: usize = 64_700;
+
+/// What a client stack does when no certificate of its chain was issued by a
+/// listed CA (an empty list matches everything).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unlisted {
+    /// Sends an empty Certificate (rule `issuer-listed`).
+    Withholds,
+    /// Presents its certificate anyway.
+    Sends,
+}
+
+impl Unlisted {
+    /// As the table says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unlisted::Withholds => "withholds",
+            Unlisted::Sends => "sends",
+        }
+    }
+}
+
+/// The alert a stack sends when a request breaks its limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "alert")]
+pub enum AlertFact {
+    /// This fatal alert (description name, code).
+    Sends(&'static str, u8),
+    /// None: the stack fails its read without an alert (recorded).
+    NoAlert,
+    /// DESIGN.md 2a records none; um-sim sends none.
+    NotRecorded,
+}
+
+impl AlertFact {
+    /// The alert description code to send, if any.
+    pub fn code(self) -> Option<u8> {
+        match self {
+            AlertFact::Sends(_, code) => Some(code),
+            AlertFact::NoAlert | AlertFact::NotRecorded => None,
+        }
+    }
+
+    /// For the table.
+    pub fn describe(self) -> String {
+        match self {
+            AlertFact::Sends(name, code) => format!("{name} ({code})"),
+            AlertFact::NoAlert => "none".to_owned(),
+            AlertFact::NotRecorded => "not recorded (um-sim sends none)".to_owned(),
+        }
+    }
+}
+
+/// Whether the lab can show a limit at work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reach {
+    /// Below um-sim's own limit: the lab shows the stack failing above it
+    /// and succeeding at it.
+    Observable,
+    /// At or past um-sim's own limit: from about 64,800 bytes of names
+    /// um-sim may fail (class own-stack-limit) where this stack goes on.
+    BeyondOwnStack,
+    /// The stack is um-sim's own (rustls 0.23): its limit is what class
+    /// own-stack-limit reports.
+    OwnStack,
+    /// No limit modeled: um-sim's own limit is the only one.
+    NoLimit,
+}
+
+impl Reach {
+    /// For the table.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Reach::Observable => "observable here",
+            Reach::BeyondOwnStack => {
+                "not observable here: um-sim's own rustls client gives up first, below 65,536 \
+                 bytes of names (own-stack-limit)"
+            }
+            Reach::OwnStack => "um-sim's own stack: reported as own-stack-limit",
+            Reach::NoLimit => "no limit modeled; um-sim's own (own-stack-limit) applies",
+        }
+    }
+}
+
+/// One row of DESIGN.md 2a.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub struct Preset {
+    /// The name: the stack and its version.
+    pub name: &'static str,
+    /// Earlier names that resolve to this preset.
+    pub aliases: &'static [&'static str],
+    /// The stack, for messages.
+    pub stack: &'static str,
+    /// Its rules.
+    pub rules: &'static [Rule],
+    /// The limit, as DESIGN.md 2a states it.
+    pub limit: &'static str,
+    /// What it does when its issuer is not listed.
+    pub unlisted: Unlisted,
+    /// What the stack prints when a request breaks its limit, as DESIGN.md 2a
+    /// quotes it; `{N}` is the body length from the handshake header, `{MAX}`
+    /// the limit. `None` where the table records nothing.
+    pub prints: Option<&'static str>,
+    /// The alert it sends then.
+    pub alert: AlertFact,
+    /// Where each fact comes from, as DESIGN.md 2a gives it: (fact, source).
+    pub sources: &'static [(&'static str, &'static str)],
+    /// What this repository's tests prove against the real stack.
+    pub verified: &'static str,
+}
+
+/// Not verified against the real stack in this repository.
+const PENDING: &str = "not verified here: real-peer test pending";
+
+/// The presets, in DESIGN.md 2a's order.
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "schannel-2008r2",
+        aliases: &["schannel"],
+        stack: "Schannel client, Windows 7 / Server 2008 R2 and later (Exchange 2010 UM, Lync, \
+                IIS as client)",
+        rules: &[Rule::IssuerListed, Rule::MaxBody(32_768)],
+        limit: "fragmented handshake messages up to MessageLimitClient, default 32,768 (body)",
+        unlisted: Unlisted::Withholds,
+        prints: Some("SEC_E_ILLEGAL_MESSAGE 0x80090326"),
+        alert: AlertFact::NotRecorded,
+        sources: &[
+            (
+                "limit",
+                "tls-registry-settings (Messaging, fragment parsing: MessageLimitClient)",
+            ),
+            ("withholds", "KB 2464556 (automatic credential selection)"),
+        ],
+        verified: PENDING,
+    },
+    Preset {
+        name: "schannel-legacy",
+        aliases: &["legacy-schannel"],
+        stack: "Schannel client on XP / 2003 / Vista / 2008 before KB 2541763",
+        rules: &[Rule::IssuerListed, Rule::OneRecord],
+        limit: "the request must fit one record (body <= 16,380 with 16 KB records)",
+        unlisted: Unlisted::Withholds,
+        prints: Some("cannot parse fragmented messages"),
+        alert: AlertFact::NotRecorded,
+        sources: &[("all", "KB 2541763")],
+        verified: PENDING,
+    },
+    Preset {
+        name: "dotnet-windows",
+        aliases: &[],
+        stack: ".NET SslStream on Windows (Schannel)",
+        rules: &[Rule::IssuerListed, Rule::MaxBody(32_768)],
+        limit: "Schannel's MessageLimitClient, default 32,768 (body)",
+        unlisted: Unlisted::Withholds,
+        prints: Some("0x80090326"),
+        alert: AlertFact::NotRecorded,
+        sources: &[
+            ("limit", "Schannel's (tls-registry-settings)"),
+            (
+                "withholds",
+                "dotnet/runtime SslStream.Protocol.cs (no selection callback: chain issuers \
+                 compared with the list)",
+            ),
+        ],
+        verified: PENDING,
+    },
+    Preset {
+        name: "java17",
+        aliases: &[],
+        stack: "Java 17 (SunX509)",
+        rules: &[Rule::IssuerListed, Rule::MaxBody(32_768)],
+        limit: "jdk.tls.maxHandshakeMessageSize, default 32,768 (body); \
+                java17:maxHandshakeMessageSize=N sets it",
+        unlisted: Unlisted::Withholds,
+        prints: Some(
+            "The size of the handshake message ({N}) exceeds the maximum allowed size ({MAX})",
+        ),
+        alert: AlertFact::Sends("unexpected_message", ALERT_UNEXPECTED_MESSAGE),
+        sources: &[("all", "measured (DESIGN.md 2a)")],
+        verified: PENDING,
+    },
+    Preset {
+        name: "go",
+        aliases: &[],
+        stack: "Go crypto/tls client (1.19 measured; the same constant today)",
+        rules: &[Rule::IssuerListed, Rule::MaxBody(65_536)],
+        limit: "65,536 (body)",
+        unlisted: Unlisted::Withholds,
+        prints: Some("tls: handshake message of length {N} bytes exceeds maximum of {MAX} bytes"),
+        alert: AlertFact::Sends("internal_error", ALERT_INTERNAL_ERROR),
+        sources: &[
+            ("limit, text, alert", "measured (DESIGN.md 2a, Go 1.19)"),
+            ("withholds", "crypto/tls SupportsCertificate"),
+        ],
+        verified: PENDING,
+    },
+    Preset {
+        name: "nss",
+        aliases: &[],
+        stack: "NSS / Firefox client (no nickname)",
+        rules: &[Rule::IssuerListed, Rule::MaxBody(131_071)],
+        limit: "131,071 (body)",
+        unlisted: Unlisted::Withholds,
+        prints: None,
+        alert: AlertFact::NotRecorded,
+        sources: &[("all", "nss lib/ssl/authcert.c (chain walk)")],
+        verified: PENDING,
+    },
+    Preset {
+        name: "erlang-tls12",
+        aliases: &[],
+        stack: "Erlang/OTP ssl client, TLS 1.2",
+        rules: &[Rule::MaxBody(131_072)],
+        limit: "131,072 (body)",
+        unlisted: Unlisted::Sends,
+        prints: None,
+        alert: AlertFact::NotRecorded,
+        sources: &[("all", "otp lib/ssl")],
+        verified: PENDING,
+    },
+    Preset {
+        name: "erlang-tls13",
+        aliases: &[],
+        stack: "Erlang/OTP ssl client, TLS 1.3",
+        rules: &[Rule::IssuerListed, Rule::MaxBody(131_072)],
+        limit: "131,072 (body)",
+        unlisted: Unlisted::Withholds,
+        prints: None,
+        alert: AlertFact::NotRecorded,
+        sources: &[("all", "otp lib/ssl")],
+        verified: PENDING,
+    },
+    Preset {
+        name: "openssl3",
+        aliases: &[],
+        stack: "OpenSSL 3.0 client (s_client, Python ssl, Node, curl, .NET on Linux)",
+        rules: &[Rule::MaxBody(102_400)],
+        limit: "max_cert_list 102,400 (body)",
+        unlisted: Unlisted::Sends,
+        prints: Some("EXCESSIVE_MESSAGE_SIZE"),
+        alert: AlertFact::Sends("illegal_parameter", ALERT_ILLEGAL_PARAMETER),
+        sources: &[("all", "measured (DESIGN.md 2a)")],
+        verified: "partly: lab-server/tests/peers.rs runs openssl s_client (OpenSSL 3) over \
+                   TLS 1.2: it presents its certificate when its issuer is not listed \
+                   (schannel policy, 355 roots) and when no names are sent (omit), and takes \
+                   a 355-name request of more than 32,768 bytes of names in 3 records (full); \
+                   the 102,400 limit is not tested",
+    },
+    Preset {
+        name: "gnutls37",
+        aliases: &[],
+        stack: "GnuTLS 3.7 client",
+        rules: &[Rule::MaxBody(131_072)],
+        limit: "128 KB = 131,072 (body)",
+        unlisted: Unlisted::Sends,
+        prints: Some("GNUTLS_E_HANDSHAKE_TOO_LARGE"),
+        alert: AlertFact::NotRecorded,
+        sources: &[("all", "measured (DESIGN.md 2a)")],
+        verified: "not verified here: lab-server/tests/peers.rs only shows gnutls-cli \
+                   completing a handshake whose small request lists its issuer (21 roots); \
+                   sending when unlisted and the limit are not tested",
+    },
+    Preset {
+        name: "boringssl",
+        aliases: &[],
+        stack: "BoringSSL client",
+        rules: &[Rule::MaxBody(102_400)],
+        limit: "max_cert_list 102,400 (body); its 16,384 cap applies only to a server that \
+                asks no certificate",
+        unlisted: Unlisted::Sends,
+        prints: Some("EXCESSIVE_MESSAGE_SIZE"),
+        alert: AlertFact::Sends("illegal_parameter", ALERT_ILLEGAL_PARAMETER),
+        sources: &[("all", "boringssl ssl/handshake.cc")],
+        verified: PENDING,
+    },
+    Preset {
+        name: "rustls023",
+        aliases: &[],
+        stack: "rustls 0.23 client, default resolver (um-sim's own stack)",
+        rules: &[],
+        limit: "65,511 with 16 KB records (\"message buffer full\"), always < 65,536 \
+                (HandshakePayloadTooLarge); depends on the record layout",
+        unlisted: Unlisted::Sends,
+        prints: Some("message buffer full / HandshakePayloadTooLarge"),
+        alert: AlertFact::Sends("decode_error", ALERT_DECODE_ERROR),
+        sources: &[("all", "measured (DESIGN.md 2a, 2b); rustls#3176")],
+        verified: "partly: um-sim is itself a rustls 0.23 client (0.23.46 as locked), so its \
+                   own limit is what class own-stack-limit reports; um-sim/tests/aiosmtpd.rs \
+                   shows it presenting its certificate to an OpenSSL server whose request lists \
+                   no names; sending when unlisted is not tested against a real peer",
+    },
+    Preset {
+        name: "s2n",
+        aliases: &[],
+        stack: "s2n-tls client",
+        rules: &[Rule::MaxBody(65_536)],
+        limit: "65,536 (body)",
+        unlisted: Unlisted::Sends,
+        prints: Some("S2N_ERR_BAD_MESSAGE"),
+        alert: AlertFact::NotRecorded,
+        sources: &[("all", "s2n tls/s2n_handshake_io.c")],
+        verified: PENDING,
+    },
+    Preset {
+        name: "mbedtls-3.6.2",
+        aliases: &[],
+        stack: "Mbed TLS 3.6.2 and earlier (and 2.28) client",
+        rules: &[Rule::OneRecord],
+        limit: "one record: body <= 16,380",
+        unlisted: Unlisted::Sends,
+        prints: Some("-0x7080 \"TLS handshake fragmentation not supported\""),
+        alert: AlertFact::NotRecorded,
+        sources: &[("all", "measured (DESIGN.md 2a, 3.6.2)")],
+        verified: PENDING,
+    },
+    Preset {
+        name: "mbedtls-3.6.3",
+        aliases: &[],
+        stack: "Mbed TLS 3.6.3 and later client (default configuration)",
+        rules: &[Rule::MaxBuffer(16_752)],
+        limit: "16,743 (body, with 16 KB records: an input buffer of 16,765 bytes, \
+                max-buffer=16752)",
+        unlisted: Unlisted::Sends,
+        prints: Some("-0x7100 \"requesting more data than fits\""),
+        alert: AlertFact::NoAlert,
+        sources: &[
+            ("limit, text, no alert", "measured (DESIGN.md 2a, 3.6.6)"),
+            (
+                "buffer arithmetic",
+                "mbedtls library/ssl_msg.c (mbedtls_ssl_fetch_input, \
+                 mbedtls_ssl_prepare_handshake_record), library/ssl_misc.h \
+                 (MBEDTLS_SSL_IN_BUFFER_LEN)",
+            ),
+        ],
+        verified: PENDING,
+    },
+    Preset {
+        name: "wolfssl5",
+        aliases: &[],
+        stack: "wolfSSL 5.x client (default build)",
+        rules: &[Rule::MaxBody(18_462)],
+        limit: "MAX_HANDSHAKE_SZ 18,462 (body)",
+        unlisted: Unlisted::Sends,
+        prints: Some("HANDSHAKE_SIZE_ERROR -404"),
+        alert: AlertFact::NotRecorded,
+        sources: &[("all", "wolfssl internal.h")],
+        verified: PENDING,
+    },
+];
+
+/// The preset named `name`, by its name or an alias.
+pub fn find(name: &str) -> Option<&'static Preset> {
+    PRESETS
+        .iter()
+        .find(|p| p.name == name || p.aliases.contains(&name))
+}
+
+impl Preset {
+    /// Whether the lab can show this preset's limit at work.
+    pub fn reach(&self) -> Reach {
+        reach_of(self.name, self.rules)
+    }
+
+    /// The sources, one line.
+    pub fn sources_text(&self) -> String {
+        self.sources
+            .iter()
+            .map(|(fact, source)| {
+                if *fact == "all" {
+                    (*source).to_owned()
+                } else {
+                    format!("{fact}: {source}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// One row of `um-sim profiles`: a preset as the table shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Row {
+    /// The preset's name.
+    pub profile: &'static str,
+    /// Its aliases.
+    pub aliases: Vec<&'static str>,
+    /// The stack.
+    pub stack: &'static str,
+    /// The rules, as `--profile` rule lists spell them.
+    pub rules: Vec<String>,
+    /// The limit, as DESIGN.md 2a states it.
+    pub limit: &'static str,
+    /// Whether the lab can show it.
+    pub reach: Reach,
+    /// `withholds` or `sends`.
+    pub unlisted_issuer: Unlisted,
+    /// What the stack prints (`{N}`: body bytes, `{MAX}`: the limit).
+    pub prints: Option<&'static str>,
+    /// The alert it sends.
+    pub alert: AlertFact,
+    /// The sources, one line.
+    pub source: String,
+    /// What this repository's tests prove against the real stack.
+    pub verified: &'static str,
+}
+
+/// Every preset as a row of the table.
+pub fn rows() -> Vec<Row> {
+    PRESETS
+        .iter()
+        .map(|p| Row {
+            profile: p.name,
+            aliases: p.aliases.to_vec(),
+            stack: p.stack,
+            rules: p.rules.iter().map(Rule::to_string).collect(),
+            limit: p.limit,
+            reach: p.reach(),
+            unlisted_issuer: p.unlisted,
+            prints: p.prints,
+            alert: p.alert,
+            source: p.sources_text(),
+            verified: p.verified,
+        })
+        .collect()
+}
+
+/// The table as Markdown: what `um-sim profiles` prints and um-sim's README
+/// shows (a test keeps them equal).
+pub fn markdown() -> String {
+    let cell = |s: &str| s.replace('|', "\\|");
+    let mut out = String::from(
+        "| profile | stack | rules | limit | unlisted issuer | what the stack prints | alert | \
+         source | verified here |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for r in rows() {
+        let name = match r.aliases.as_slice() {
+            [] => format!("`{}`", r.profile),
+            a => format!(
+                "`{}` (alias {})",
+                r.profile,
+                a.iter()
+                    .map(|x| format!("`{x}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let rules = if r.rules.is_empty() {
+            "none".to_owned()
+        } else {
+            r.rules.join(", ")
+        };
+        let line = [
+            name,
+            cell(r.stack),
+            rules,
+            format!("{}; {}", cell(r.limit), r.reach.describe()),
+            r.unlisted_issuer.as_str().to_owned(),
+            r.prints
+                .map_or("not recorded".to_owned(), |p| format!("`{}`", cell(p))),
+            r.alert.describe(),
+            cell(&r.source),
+            cell(r.verified),
+        ]
+        .join(" | ");
+        out.push_str(&format!("| {line} |\n"));
+    }
+    out
+}
+
+/// [`Reach`] of a set of rules (of the preset named, if any).
+pub(crate) fn reach_of(preset: &str, rules: &[Rule]) -> Reach {
+    if preset == "rustls023" {
+        return Reach::OwnStack;
+    }
+    let limit = rules.iter().find_map(|r| match r {
+        Rule::MaxBody(n) => Some(*n),
+        // A one-record client fails above one record; mbedTLS's buffer above
+        // 16 KB: both far below um-sim's own limit.
+        Rule::OneRecord => Some(0),
+        Rule::MaxBuffer(n) => Some(*n),
+        Rule::IssuerListed => None,
+    });
+    match limit {
+        Some(n) if n < OWN_STACK_NAMES => Reach::Observable,
+        Some(_) => Reach::BeyondOwnStack,
+        None => Reach::NoLimit,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_aliases_are_unique() {
+        let mut all: Vec<&str> = PRESETS
+            .iter()
+            .flat_map(|p| std::iter::once(p.name).chain(p.aliases.iter().copied()))
+            .collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "a name or alias used twice");
+        assert_eq!(PRESETS.len(), 16, "one preset per row of DESIGN.md 2a");
+    }
+
+    #[test]
+    fn each_preset_is_consistent() {
+        for p in PRESETS {
+            assert_eq!(
+                p.rules.contains(&Rule::IssuerListed),
+                p.unlisted == Unlisted::Withholds,
+                "{}: issuer-listed exactly when it withholds",
+                p.name
+            );
+            assert!(!p.sources.is_empty(), "{}: no source", p.name);
+            assert!(!p.verified.is_empty(), "{}", p.name);
+            if let Some(text) = p.prints {
+                assert!(
+                    !text.contains("{N}") || p.rules.iter().any(|r| matches!(r, Rule::MaxBody(_)))
+                );
+            }
+        }
+        assert_eq!(find("schannel").map(|p| p.name), Some("schannel-2008r2"));
+        assert_eq!(
+            find("legacy-schannel").map(|p| p.name),
+            Some("schannel-legacy")
+        );
+        assert!(find("lenient").is_none(), "lenient is no stack");
+    }
+
+    #[test]
+    fn reach_follows_um_sims_own_limit() {
+        let reach = |name: &str| find(name).map(Preset::reach);
+        assert_eq!(reach("java17"), Some(Reach::Observable));
+        assert_eq!(reach("wolfssl5"), Some(Reach::Observable));
+        assert_eq!(reach("mbedtls-3.6.3"), Some(Reach::Observable));
+        assert_eq!(reach("mbedtls-3.6.2"), Some(Reach::Observable));
+        for beyond in [
+            "go",
+            "s2n",
+            "openssl3",
+            "boringssl",
+            "nss",
+            "gnutls37",
+            "erlang-tls12",
+        ] {
+            assert_eq!(reach(beyond), Some(Reach::BeyondOwnStack), "{beyond}");
+        }
+        assert_eq!(reach("rustls023"), Some(Reach::OwnStack));
+        assert_eq!(reach_of("", &[Rule::IssuerListed]), Reach::NoLimit);
+        assert_eq!(reach_of("", &[Rule::MaxBody(64_699)]), Reach::Observable);
+        assert_eq!(
+            reach_of("", &[Rule::MaxBody(64_700)]),
+            Reach::BeyondOwnStack
+        );
+    }
+}
