@@ -2,30 +2,11 @@
 //! valid headers; unusable items move to badvoicemail/; no server means event
 //! 1082 and exit 1; bad usage means exit 2.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use um_sim::header::Header;
 
-fn um_sim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_um-sim"))
-        .args(args)
-        .output()
-        .expect("um-sim runs")
-}
+mod common;
 
-fn files(dir: &Path, ext: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(ext))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
+use common::{files, um_sim};
 
 #[test]
 fn enqueue_writes_real_audio_and_valid_headers() {

@@ -11,25 +11,9 @@ use std::time::{Duration, Instant};
 
 use um_sim::header::Header;
 
-fn um_sim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_um-sim"))
-        .args(args)
-        .output()
-        .expect("um-sim runs")
-}
+mod common;
 
-fn files(dir: &Path, ext: &str) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.ends_with(ext))
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
+use common::{files, um_sim};
 
 /// A temporary folder with a lab PKI in `lab/` and a queue `q/` of `count`
 /// voicemails of 2 s.

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test file uses its part
 
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +20,29 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader
 use tokio::net::TcpListener;
 use um_sim::client::{Attempt, ClientSettings, Identity, submit};
 use um_sim::profile::Profile;
+
+/// Runs the `um-sim` binary to completion.
+pub fn um_sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_um-sim"))
+        .args(args)
+        .output()
+        .expect("um-sim runs")
+}
+
+/// The names of the files in `dir` ending in `ext`, sorted (none when the
+/// folder is missing).
+pub fn files(dir: &Path, ext: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(ext))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
 
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
