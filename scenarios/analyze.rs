@@ -16,15 +16,16 @@ use um_sim::profile::Profile;
 
 use crate::engine::{Outcome, Prediction, Remediation, Setup, predict, remediate};
 
-/// The client presets judged: one per stack um-sim models (its profile
-/// names; `max-handshake=N` is left out, having no fixed N).
-pub const PRESETS: &[&str] = &[
-    "schannel",
-    "legacy-schannel",
-    "java17",
-    "boringssl",
-    "lenient",
-];
+/// The client presets judged: every stack um-sim models
+/// ([`um_sim::presets::PRESETS`]), then `lenient` (no limit at all);
+/// `max-handshake=N` is left out, having no fixed N.
+pub fn preset_names() -> Vec<&'static str> {
+    um_sim::presets::PRESETS
+        .iter()
+        .map(|p| p.name)
+        .chain(["lenient"])
+        .collect()
+}
 
 /// Dropped roots listed by name before "... and N more".
 const SHOW_DROPPED: usize = 10;
@@ -71,8 +72,61 @@ pub struct Verdict {
     pub preset: String,
     /// The stack it models.
     pub stack: String,
-    /// The prediction.
+    /// Whether a real-peer test proves the preset here (`um-sim profiles`
+    /// gives the reason when not).
+    pub verified: bool,
+    /// The prediction for the whole store.
     pub prediction: Prediction,
+    /// The smallest part of the store at which this preset fails.
+    pub breaks_at: Option<BreakAt>,
+}
+
+/// Where a preset starts failing as the store grows in its own order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakAt {
+    /// Roots: the first ones of the store, the issuers always among them.
+    pub roots: usize,
+    /// Their TLS 1.2 certificate_authorities size (2 + DER each).
+    pub list_bytes: usize,
+}
+
+/// The smallest store, grown in the store's own order with the issuers
+/// always in it (at their place once reached, after the others until then),
+/// at which `setup` fails under `settings`; `None` when the whole store
+/// delivers. Found by bisection: every rule a preset has fails from a size
+/// on, and a growing list only pushes a listed issuer later.
+fn break_at<I: AsRef<[u8]>>(
+    setup: &Setup,
+    settings: &policy::Settings,
+    store: &Store,
+    issuers: &[usize],
+    chain: Option<&[I]>,
+) -> Option<BreakAt> {
+    let roots = store.roots();
+    let part = |k: usize| -> Store {
+        let mut v: Vec<certgen::Root> = roots.iter().take(k).cloned().collect();
+        v.extend(
+            issuers
+                .iter()
+                .filter(|&&i| i >= k)
+                .filter_map(|&i| roots.get(i).cloned()),
+        );
+        Store::from_roots(v)
+    };
+    let fails = |k: usize| predict(setup, settings, &part(k), chain).outcome.failed();
+    if !fails(roots.len()) {
+        return None;
+    }
+    let (mut lo, mut hi) = (0, roots.len());
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fails(mid) { hi = mid } else { lo = mid + 1 }
+    }
+    let s = part(lo);
+    Some(BreakAt {
+        roots: s.len(),
+        list_bytes: s.ca_list_bytes(),
+    })
 }
 
 /// The verdict on a store.
@@ -160,10 +214,11 @@ pub fn analyze(req: &Request) -> Result<Analysis, AnalyzeError> {
             .map(|r| r.subject_text())
             .unwrap_or_default()
     };
-    let issuer = issuer_at
+    // The client's chain as issuer-listed stacks match it: the given issuer.
+    let chain: Option<Vec<&[u8]>> = issuer_at
         .first()
         .and_then(|&i| store.roots().get(i))
-        .map(|r| r.subject_der());
+        .map(|r| vec![r.subject_der()]);
     let schannel_policy = policy::Settings {
         policy: Policy::Schannel,
         budget: req.budget,
@@ -175,15 +230,18 @@ pub fn analyze(req: &Request) -> Result<Analysis, AnalyzeError> {
     };
     let mut schannel = Vec::new();
     let mut full = Vec::new();
-    for name in PRESETS {
+    for name in preset_names() {
         let profile: Profile = name.parse().map_err(|e: String| AnalyzeError::Preset(e))?;
         let stack = profile.stack.clone();
+        let verified = um_sim::presets::find(name).is_some_and(|p| p.is_verified());
         let s = setup(profile);
         for (policy, out) in [(&schannel_policy, &mut schannel), (&full_policy, &mut full)] {
             out.push(Verdict {
-                preset: (*name).to_owned(),
+                preset: name.to_owned(),
                 stack: stack.clone(),
-                prediction: predict(&s, policy, &store, issuer),
+                verified,
+                prediction: predict(&s, policy, &store, chain.as_deref()),
+                breaks_at: break_at(&s, policy, &store, &issuer_at, chain.as_deref()),
             });
         }
     }
@@ -242,7 +300,22 @@ fn verdict_line(f: &mut fmt::Formatter<'_>, v: &Verdict) -> fmt::Result {
             (None, _) => format!("FAILS: {class}"),
         },
     };
-    writeln!(f, "    {:<16} {what}   [{}]", v.preset, v.stack)
+    let grows = v.breaks_at.map_or(String::new(), |b| {
+        format!(
+            "; fails from {} roots ({} bytes of names)",
+            b.roots, b.list_bytes
+        )
+    });
+    let proof = if v.verified {
+        ""
+    } else {
+        ", not verified here"
+    };
+    writeln!(
+        f,
+        "    {:<16} {what}{grows}   [{}{proof}]",
+        v.preset, v.stack
+    )
 }
 
 impl fmt::Display for Analysis {
@@ -331,6 +404,13 @@ impl fmt::Display for Analysis {
             }
             None => {}
         }
+        if self.schannel.iter().any(|v| !v.verified) {
+            writeln!(
+                f,
+                "  (\"not verified here\": no real-peer test of that stack on this machine; \
+                 `um-sim profiles` gives the reason)"
+            )?;
+        }
         let fix = &self.remediation;
         if !sch.truncated {
             return writeln!(
@@ -415,7 +495,7 @@ mod tests {
         assert_eq!(a.issuers.len(), 1);
         assert_eq!(a.issuers.first().map(|i| i.2), Some(None), "issuer dropped");
         // The incident: Schannel truncates, the Exchange client has no issuer.
-        let schannel = verdict(&a.schannel, "schannel");
+        let schannel = verdict(&a.schannel, "schannel-2008r2");
         assert!(schannel.truncated);
         assert_eq!(schannel.rule, Some(Rule::IssuerListed));
         assert_eq!(schannel.outcome.label(), "failed:no-acceptable-certificate");
@@ -425,10 +505,10 @@ mod tests {
             policy: Policy::Full,
             ..policy::Settings::default()
         };
-        let ca = store.roots().last().map(|r| r.subject_der());
-        for name in PRESETS {
+        let ca = store.roots().last().map(|r| vec![r.subject_der()]);
+        for name in preset_names() {
             let profile: Profile = name.parse().expect("preset");
-            let want = predict(&setup(profile.clone()), &full, &store, ca);
+            let want = predict(&setup(profile.clone()), &full, &store, ca.as_deref());
             assert_eq!(verdict(&a.full, name), &want, "{name}");
             if let Some(Rule::MaxBody(n)) = want.rule {
                 assert_eq!(
@@ -444,6 +524,63 @@ mod tests {
         let text = a.to_string();
         assert!(text.contains("DROPPED"), "{text}");
         assert!(text.contains("remediation: remove"), "{text}");
+    }
+
+    #[test]
+    fn each_break_size_is_the_first_failing_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (bundle, issuer, store) = incident_store(dir.path());
+        let a = analyze(&Request {
+            store: bundle,
+            issuer: Some(issuer),
+            must_keep: Vec::new(),
+            budget: certgen::wire::SCHANNEL_LIMIT,
+        })
+        .expect("analysis");
+        assert_eq!(a.schannel.len(), um_sim::presets::PRESETS.len() + 1);
+        let ca = store.roots().last().map(|r| vec![r.subject_der()]);
+        let first = |n: usize| -> Store {
+            // n - 1 roots in store order, then the issuer (the store's last).
+            let mut v: Vec<certgen::Root> = store.roots().iter().take(n - 1).cloned().collect();
+            v.extend(store.roots().last().cloned());
+            Store::from_roots(v)
+        };
+        let schannel_policy = policy::Settings::default();
+        let full = policy::Settings {
+            policy: Policy::Full,
+            ..schannel_policy
+        };
+        let mut seen = 0;
+        for (settings, verdicts) in [(&schannel_policy, &a.schannel), (&full, &a.full)] {
+            for v in verdicts {
+                let s = setup(v.preset.parse().expect("preset"));
+                let fails = |n| {
+                    predict(&s, settings, &first(n), ca.as_deref())
+                        .outcome
+                        .failed()
+                };
+                match v.breaks_at {
+                    Some(b) => {
+                        seen += 1;
+                        assert!(v.prediction.outcome.failed(), "{}", v.preset);
+                        assert!(fails(b.roots), "{}: {b:?}", v.preset);
+                        assert!(b.roots == 1 || !fails(b.roots - 1), "{}: {b:?}", v.preset);
+                        assert_eq!(b.list_bytes, first(b.roots).ca_list_bytes());
+                    }
+                    None => assert!(!v.prediction.outcome.failed(), "{}", v.preset),
+                }
+            }
+        }
+        // The incident: the Exchange client fails once its issuer is pushed
+        // past 16 KB, about 160 realistic roots.
+        let schannel = a
+            .schannel
+            .iter()
+            .find(|v| v.preset == "schannel-2008r2")
+            .and_then(|v| v.breaks_at)
+            .expect("schannel breaks");
+        assert!((140..=180).contains(&schannel.roots), "{schannel:?}");
+        assert!(seen >= 5, "{seen} presets break");
     }
 
     #[test]

@@ -68,8 +68,9 @@ pub async fn run(
 ) -> Result<ScenarioResult> {
     let s = &r.scenario;
     let setup = format!(
-        "store: {} subjects, seed {}, CA {}; server: policy {}, budget {} ({}), order {}, TLS {}, \
+        "PKI {}; store: {} subjects, seed {}, CA {}; server: policy {}, budget {} ({}), order {}, TLS {}, \
          {} records up to {} bytes, client auth {}; client: {}, {} voicemail(s) per store",
+        r.shape,
         r.profile,
         s.store.seed,
         s.store.ca,
@@ -97,6 +98,15 @@ pub async fn run(
         lottery: Vec::new(),
         problems: Vec::new(),
     };
+    // The caller's lab serves every scenario of its PKI shape; another shape
+    // gets its own lab, from the same seed.
+    let mut own = None;
+    let lab = if lab.shape() == r.shape {
+        lab
+    } else {
+        let (seed, shape) = (lab.seed(), r.shape);
+        own.insert(tokio::task::spawn_blocking(move || Lab::with_shape(seed, shape)).await??)
+    };
     let seeds = r.organisation_seeds();
     let mut orgs: std::collections::HashMap<u64, Lab> = std::collections::HashMap::new();
     for &size in &r.sizes {
@@ -118,7 +128,11 @@ pub async fn run(
                     Entry::Occupied(e) => e.into_mut(),
                     // Its own PKI: key generation, kept off the runtime's workers.
                     Entry::Vacant(e) => {
-                        e.insert(tokio::task::spawn_blocking(move || Lab::new(seed)).await??)
+                        let shape = r.shape;
+                        e.insert(
+                            tokio::task::spawn_blocking(move || Lab::with_shape(seed, shape))
+                                .await??,
+                        )
                     }
                 };
                 lab.point(r, size, seed).await?

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
+use certgen::pki::Shape;
 use certgen::wire::SCHANNEL_LIMIT;
 use clap::{Parser, Subcommand};
 use umlab::analyze::{Request, analyze};
@@ -32,6 +33,10 @@ enum Command {
         /// Scenario files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Run them with this lab PKI instead of the files' own `[pki]
+        /// shape`: one-tier, two-tier or self-signed.
+        #[arg(long)]
+        shape: Option<Shape>,
     },
     /// Sweep store sizes for one setup, without writing a file.
     Sweep {
@@ -59,6 +64,10 @@ enum Command {
         /// Seed.
         #[arg(long, default_value_t = 2013)]
         seed: u64,
+        /// The lab PKI: one-tier, two-tier (the store holds the root, the UM
+        /// sends leaf + issuing CA) or self-signed.
+        #[arg(long, default_value = "one-tier")]
+        shape: Shape,
     },
     /// Analyse a real store: which policies and client stacks break, which
     /// roots are dropped, and the remediation.
@@ -95,9 +104,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let scenarios: Vec<Resolved> = match cli.command {
         None => Resolved::builtin()?,
-        Some(Command::Run { files }) => files
+        Some(Command::Run { files, shape }) => files
             .iter()
-            .map(|f| Resolved::load(f))
+            .map(|f| {
+                Resolved::load(f).map(|r| match shape {
+                    Some(s) => r.with_shape(s),
+                    None => r,
+                })
+            })
             .collect::<Result<_, _>>()?,
         Some(Command::Sweep {
             from,
@@ -108,8 +122,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             client,
             ca,
             seed,
+            shape,
         }) => {
             let sweep = Sweep {
+                shape,
                 from,
                 to,
                 step,

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use certgen::pki::Shape;
 use certgen::wire::{MAX_FRAGMENT, MIN_FRAGMENT, SCHANNEL_LIMIT};
 use certgen::{Position, Profile};
 use lab_server::policy::{Accounting, Order, Policy, TlsVersion};
@@ -54,6 +55,9 @@ pub struct Scenario {
     /// The UM server.
     #[serde(default)]
     pub client: ClientSpec,
+    /// The lab PKI.
+    #[serde(default)]
+    pub pki: PkiSpec,
     /// Smallest failing store size, searched by bisection.
     pub break_point: Option<BreakPointSpec>,
     /// Expected outcome per store size (`delivered`, `failed`, `failed:CLASS`,
@@ -162,6 +166,25 @@ impl Default for ClientSpec {
     }
 }
 
+/// The lab PKI's shape.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PkiSpec {
+    /// `one-tier` (the enterprise root issues the UM certificate),
+    /// `two-tier` (root, issuing CA, leaf: the store holds the root, the UM
+    /// sends leaf + issuing CA) or `self-signed` (the store holds the UM's
+    /// own certificate). See `certgen pki --shape`.
+    pub shape: String,
+}
+
+impl Default for PkiSpec {
+    fn default() -> PkiSpec {
+        PkiSpec {
+            shape: Shape::default().to_string(),
+        }
+    }
+}
+
 /// The break-point search.
 #[derive(Clone, Copy, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,6 +241,8 @@ pub struct Sweep {
     pub ca: String,
     /// Seed of the synthetic subjects.
     pub seed: u64,
+    /// The lab PKI's shape.
+    pub shape: Shape,
 }
 
 impl Scenario {
@@ -247,6 +272,9 @@ impl Scenario {
             client: ClientSpec {
                 profile: w.client,
                 ..ClientSpec::default()
+            },
+            pki: PkiSpec {
+                shape: w.shape.to_string(),
             },
             break_point: None,
             expect: Expect::default(),
@@ -295,6 +323,8 @@ pub struct Resolved {
     pub client_auth: ClientAuth,
     /// Client profile.
     pub client: um_sim::profile::Profile,
+    /// The lab PKI's shape.
+    pub shape: Shape,
     /// Expected outcome per size (and policy, when given as `SIZE/POLICY`).
     pub expect: BTreeMap<(usize, Option<String>), String>,
 }
@@ -444,6 +474,11 @@ impl Resolved {
             layout: server.layout.parse()?,
             client_auth: server.client_auth.parse()?,
             client: s.client.profile.parse()?,
+            shape: s
+                .pki
+                .shape
+                .parse()
+                .map_err(|e: certgen::Error| format!("pki.shape: {e}"))?,
             expect,
             scenario,
         };
@@ -459,6 +494,13 @@ impl Resolved {
             ));
         }
         Ok(resolved)
+    }
+
+    /// The same scenario with another lab PKI (`umlab run --shape`).
+    pub fn with_shape(mut self, shape: Shape) -> Resolved {
+        self.shape = shape;
+        self.scenario.pki.shape = shape.to_string();
+        self
     }
 
     /// Whether the CA's place varies with the seed (a Monte Carlo sweep).

@@ -157,7 +157,7 @@ fn analyze_gives_a_verdict_on_the_system_bundle() {
     assert!(stdout.contains("roots,"), "{stdout}");
     assert!(stdout.contains("Schannel server (cap 16384)"), "{stdout}");
     // Every client preset of um-sim is judged, against both servers.
-    for preset in umlab::analyze::PRESETS {
+    for preset in umlab::analyze::preset_names() {
         assert_eq!(
             stdout.matches(&format!("    {preset} ")).count(),
             2,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use certgen::pki::Shape;
 use certgen::roots::{self, RootsSpec};
 use certgen::{KeyAlg, Position, Root, Store};
 use lab_server::policy::TlsVersion;
@@ -28,6 +29,7 @@ use crate::{Error, Result};
 /// synthetic roots generated so far (stores of one profile and seed are
 /// prefixes of one list, so a sweep generates it once).
 pub struct Lab {
+    seed: u64,
     pki: certgen::pki::LabPki,
     ca: Root,
     identity: Identity,
@@ -104,22 +106,47 @@ impl StoreJob {
 }
 
 impl Lab {
-    /// The lab PKI and client identity for a seed.
+    /// The one-tier lab PKI and client identity for a seed.
     pub fn new(seed: u64) -> Result<Lab> {
-        let pki = certgen::pki::generate(Some(seed), KeyAlg::EcdsaP256)?;
+        Lab::with_shape(seed, Shape::OneTier)
+    }
+
+    /// The lab PKI of `shape` and the client identity for a seed: the UM
+    /// presents its whole chain (leaf, then the issuing CA in the two-tier
+    /// shape), and the store gets what the Hub must trust ([`LabPki::ca`]).
+    ///
+    /// [`LabPki::ca`]: certgen::pki::LabPki::ca
+    pub fn with_shape(seed: u64, shape: Shape) -> Result<Lab> {
+        let pki = certgen::pki::generate_shape(Some(seed), KeyAlg::EcdsaP256, shape)?;
         let ca = pki.ca.root()?;
         let key = PrivateKeyDer::try_from(pki.um.key.pkcs8_der()?.to_vec())
             .map_err(|e| Error::Tls(format!("UM key: {e}")))?;
-        let identity = Identity::new(vec![CertificateDer::from(pki.um.cert_der.clone())], key)?;
+        let chain = pki
+            .um_chain()
+            .into_iter()
+            .map(|der| CertificateDer::from(der.to_vec()))
+            .collect();
+        let identity = Identity::new(chain, key)?;
         let mut roots = rustls::RootCertStore::empty();
-        roots.add(CertificateDer::from(pki.ca.cert_der.clone()))?;
+        roots.add(CertificateDer::from(pki.hub_anchor().to_vec()))?;
         Ok(Lab {
+            seed,
             pki,
             ca,
             identity,
             roots: Arc::new(roots),
             synthetic: HashMap::new(),
         })
+    }
+
+    /// The seed its PKI was issued from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The shape of this lab's PKI.
+    pub fn shape(&self) -> Shape {
+        self.pki.shape
     }
 
     /// The store of `size` roots (the CA included) for a seed: a prefix of one
@@ -155,7 +182,12 @@ impl Lab {
         seed: u64,
     ) -> Result<Point> {
         let (store, ca_index) = self.store(r, size, seed).await?;
-        let prediction = predict(&Setup::of(r), policy, &store, Some(self.ca.subject_der()));
+        let prediction = predict(
+            &Setup::of(r),
+            policy,
+            &store,
+            Some(&self.identity.chain_issuers),
+        );
         let mut point = Point::predicted(policy, seed, ca_index, &store, prediction);
         point.removed = size.saturating_sub(store.len());
         point.size = size;
@@ -191,7 +223,12 @@ impl Lab {
         ca_index: usize,
         point: &mut Point,
     ) -> Result<Outcome> {
-        let chain = vec![CertificateDer::from(self.pki.hub.cert_der.clone())];
+        let chain = self
+            .pki
+            .hub_chain()
+            .into_iter()
+            .map(|der| CertificateDer::from(der.to_vec()))
+            .collect();
         let key = PrivateKeyDer::try_from(self.pki.hub.key.pkcs8_der()?.to_vec())
             .map_err(|e| Error::Tls(format!("hub key: {e}")))?;
         let mut settings = Settings::new(store, chain, key, dir.join("maildir"));

@@ -7,7 +7,7 @@ use lab_server::policy::{self, TlsVersion};
 use lab_server::shaper::Layout;
 use lab_server::tls::ClientAuth;
 use um_sim::client::FailureClass;
-use um_sim::profile::{Profile, RequestFacts, Rule, buffered_bytes};
+use um_sim::profile::{Profile, RequestFacts, Rule, buffered_bytes, listed_in_chain};
 
 use super::Outcome;
 use crate::model::Resolved;
@@ -92,14 +92,15 @@ fn buffered(body_bytes: usize, max_fragment: usize) -> usize {
     buffered_bytes(0..message, records)
 }
 
-/// Predicts one store. `issuer` is the subject (DER) of the CA that issued
-/// the client's certificate; without it the `issuer-listed` rule is not
-/// judged (the outcome assumes the certificate is sent).
-pub fn predict(
+/// Predicts one store. `chain_issuers` holds the issuer (DER Name) of each
+/// certificate the client would send, leaf first: `issuer-listed` stacks walk
+/// the whole chain (DESIGN.md 2a). Without it the rule is not judged (the
+/// outcome assumes the certificate is sent).
+pub fn predict<I: AsRef<[u8]>>(
     setup: &Setup,
     settings: &policy::Settings,
     store: &Store,
-    issuer: Option<&[u8]>,
+    chain_issuers: Option<&[I]>,
 ) -> Prediction {
     let mut p = Prediction {
         sent: Vec::new(),
@@ -131,7 +132,7 @@ pub fn predict(
     p.truncated = plan.report.truncated;
     p.body_bytes = plan.report.shape.body_len(plan.report.list_bytes);
     p.records = plan.report.records;
-    p.issuer_listed = issuer.map(|i| names.contains(&i));
+    p.issuer_listed = chain_issuers.map(|c| listed_in_chain(&names, c).is_some());
     p.sent = plan.sent;
     if setup.client_auth == ClientAuth::None {
         return p;
@@ -160,7 +161,7 @@ pub fn predict(
             return p;
         }
     }
-    let presents = issuer.is_none_or(|i| profile.presents_chain(&names, &[i]));
+    let presents = chain_issuers.is_none_or(|c| profile.presents_chain(&names, c));
     if !presents && setup.client_auth == ClientAuth::Required {
         p.rule = Some(Rule::IssuerListed);
         p.outcome = Outcome::Failed(class_name(FailureClass::NoAcceptableCertificate));

@@ -385,6 +385,13 @@ impl Preset {
         reach_of(self.name, self.rules)
     }
 
+    /// Whether a real-peer test in this repository proves the row (its
+    /// `verified` text starts with "verified here"); anything the lab prints
+    /// from an unproven row says "not verified here".
+    pub fn is_verified(&self) -> bool {
+        self.verified.starts_with("verified here")
+    }
+
     /// The sources, one line.
     pub fn sources_text(&self) -> String {
         self.sources
