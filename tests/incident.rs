@@ -2,14 +2,18 @@
 //! realistic roots with the enterprise CA enumerated last, under the Schannel
 //! policy, leaves every voicemail queued with UM event 1423 and Schannel event
 //! 36885; SendTrustedIssuerList = 0 (`omit`) delivers them all, each stored
-//! message carrying its audio and the voicemail headers.
+//! message carrying its audio and the voicemail headers. Each runs in the
+//! three lab PKI shapes: one-tier, two-tier (the store holds the root, the UM
+//! sends leaf + issuing CA) and self-signed (the store holds the UM's own
+//! certificate).
 
 mod common;
 
 use std::sync::{Arc, Mutex};
 
 use certgen::Profile;
-use common::{EVENT_TIMEOUT, files_in, start_server, store_with};
+use certgen::pki::Shape;
+use common::{EVENT_TIMEOUT, files_in, pki_of, start_server_for, store_for};
 use lab_server::policy::Policy;
 use um_sim::queue::{EnqueueSpec, Queue, enqueue};
 use um_sim::submit::{self, Summary};
@@ -29,11 +33,12 @@ impl Submitted {
     }
 }
 
-async fn run(policy: Policy) -> (common::Lab, Submitted, tempfile::TempDir) {
-    // 354 realistic roots + the enterprise CA last = the incident's 355.
-    let (store, ca) = store_with(354, Profile::Realistic);
+async fn run(policy: Policy, shape: Shape) -> (common::Lab, Submitted, tempfile::TempDir) {
+    // 354 realistic roots + the enterprise anchor last = the incident's 355.
+    let pki = pki_of(shape);
+    let (store, ca) = store_for(pki, 354, Profile::Realistic);
     assert_eq!(store.len(), 355);
-    let lab = start_server(store, ca, |s| s.policy.policy = policy)
+    let lab = start_server_for(pki, store, ca, |s| s.policy.policy = policy)
         .await
         .expect("lab-server starts");
     let q = tempfile::tempdir().expect("queue dir");
@@ -77,7 +82,13 @@ fn count(dir: &std::path::Path, ext: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn schannel_policy_leaves_every_voicemail_queued_with_1423() {
-    let (mut lab, submit, q) = run(Policy::Schannel).await;
+    for shape in Shape::ALL {
+        schannel_policy_in(shape).await;
+    }
+}
+
+async fn schannel_policy_in(shape: Shape) {
+    let (mut lab, submit, q) = run(Policy::Schannel, shape).await;
     let queue = q.path().join("vm");
     let report = lab.server.report().clone();
     assert!(
@@ -95,16 +106,16 @@ async fn schannel_policy_leaves_every_voicemail_queued_with_1423() {
     assert_eq!(
         (submit.summary.delivered, submit.summary.queued),
         (0, VOICEMAILS as usize),
-        "{text}"
+        "{shape}: {text}"
     );
     assert_eq!(
         text.matches("Event ID:      1423").count(),
         VOICEMAILS as usize,
-        "{text}"
+        "{shape}: {text}"
     );
     assert!(
         text.contains("TlsApiFailureException: A TLS API failure occurred. Error = 0x80090301"),
-        "{text}"
+        "{shape}: {text}"
     );
     assert_eq!(
         count(&queue, "txt"),
@@ -126,7 +137,13 @@ async fn schannel_policy_leaves_every_voicemail_queued_with_1423() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn omit_delivers_every_voicemail_with_audio_and_headers() {
-    let (mut lab, submit, q) = run(Policy::Omit).await;
+    for shape in Shape::ALL {
+        omit_in(shape).await;
+    }
+}
+
+async fn omit_in(shape: Shape) {
+    let (mut lab, submit, q) = run(Policy::Omit, shape).await;
     let queue = q.path().join("vm");
     assert_eq!(lab.server.report().kept, 0);
     assert!(
@@ -141,7 +158,7 @@ async fn omit_delivers_every_voicemail_with_audio_and_headers() {
             submit.summary.bad
         ),
         (VOICEMAILS as usize, 0, 0),
-        "{text}"
+        "{shape}: {text}"
     );
     assert!(!text.contains("Event ID:"), "{text}");
     assert_eq!(count(&queue, "txt"), 0);

@@ -36,7 +36,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use certgen::Store;
-use common::{Lab, ca_subject, fixed_store, start_server};
+use certgen::pki::{LabPki, Shape};
+use common::{Lab, anchor_subject, fixed_store_for, pki, pki_of, start_server_for};
 use lab_server::events::ConnectionEvent;
 use lab_server::policy::{Policy, PolicyError, TlsVersion};
 use lab_server::server::StartError;
@@ -101,6 +102,9 @@ impl Fixed {
 /// root to hit an exact size, then the enterprise CA.
 struct StoreCase {
     label: String,
+    /// The lab PKI: its anchor is the store's last root, its UM chain the
+    /// client's certificate.
+    pki: &'static LabPki,
     len: usize,
     roots: u64,
     filler: Option<usize>,
@@ -111,24 +115,27 @@ struct StoreCase {
 }
 
 impl StoreCase {
-    fn build(label: &str, (len, roots, filler): (usize, u64, Option<usize>)) -> StoreCase {
-        let (store, ca_index) = fixed_store(roots, len, filler);
+    fn build(
+        label: &str,
+        pki: &'static LabPki,
+        (len, roots, filler): (usize, u64, Option<usize>),
+    ) -> StoreCase {
+        let (store, ca_index) = fixed_store_for(pki, roots, len, filler);
+        let anchor = anchor_subject(pki);
         let subjects: Vec<&[u8]> = store.roots().iter().map(|r| r.subject_der()).collect();
         for (i, s) in subjects.iter().enumerate() {
             let want = match i as u64 {
                 i if i < roots => len,
                 i if i == roots && filler.is_some() => filler.unwrap_or(len),
-                _ => ca_subject().len(),
+                _ => anchor.len(),
             };
             assert_eq!(s.len(), want, "{label}: subject {i}");
         }
         assert_eq!(ca_index, subjects.len() - 1, "the CA is last");
-        assert_eq!(
-            subjects.get(ca_index).copied(),
-            Some(ca_subject().as_slice())
-        );
+        assert_eq!(subjects.get(ca_index).copied(), Some(anchor.as_slice()));
         StoreCase {
             label: label.to_owned(),
+            pki,
             len,
             roots,
             filler,
@@ -399,7 +406,7 @@ async fn run_row(
         cells: Vec::new(),
         elapsed: Duration::ZERO,
     };
-    let started_server = start_server(store.store.clone(), store.ca_index, |s| {
+    let started_server = start_server_for(store.pki, store.store.clone(), store.ca_index, |s| {
         s.policy.policy = policy;
         s.max_fragment = max_fragment;
     })
@@ -657,7 +664,7 @@ fn check_server(ev: &ConnectionEvent, p: &Plan, delivered: bool, problems: &mut 
         problems.push(format!("server handshake {ok:?}, expected {want:?}"));
     }
     match (&ev.client_certificate, delivered) {
-        (Some(cert), true) if cert.issuer.contains(certgen::pki::CA_CN) => {}
+        (Some(cert), true) if cert.subject.contains(certgen::pki::UM_DNS) => {}
         (None, false) => {}
         (cert, _) => problems.push(format!(
             "server saw client certificate {cert:?} (delivered: {delivered})"
@@ -879,8 +886,8 @@ fn print_table(title: &str, rows: &[Row], fixed: Fixed) {
 }
 
 /// Builds the stores whose full list sits at and just past each limit.
-fn stores(fixed: Fixed) -> Vec<Arc<StoreCase>> {
-    let ca_cost = 2 + ca_subject().len();
+fn stores(fixed: Fixed, pki: &'static LabPki, only: &[&str]) -> Vec<Arc<StoreCase>> {
+    let ca_cost = 2 + anchor_subject(pki).len();
     let one_record = RECORD_PLAINTEXT - HANDSHAKE_HEADER - fixed.body(0);
     let sixteen_k = ONE_RECORD_BODY - fixed.body(0);
     let java = JAVA_BODY - fixed.body(0);
@@ -899,8 +906,9 @@ fn stores(fixed: Fixed) -> Vec<Arc<StoreCase>> {
     ];
     targets
         .into_iter()
+        .filter(|(label, ..)| only.is_empty() || only.contains(label))
         .map(|(label, target, at_most)| {
-            let case = StoreCase::build(label, find_size(target, ca_cost, at_most));
+            let case = StoreCase::build(label, pki, find_size(target, ca_cost, at_most));
             let ok = if at_most {
                 case.total() <= target
             } else {
@@ -922,7 +930,7 @@ fn stores(fixed: Fixed) -> Vec<Arc<StoreCase>> {
 async fn every_profile_and_policy_gives_the_predicted_outcome() {
     let started = Instant::now();
     let fixed = Fixed::of_server();
-    let stores = tokio::task::spawn_blocking(move || stores(fixed))
+    let stores = tokio::task::spawn_blocking(move || stores(fixed, pki(), &[]))
         .await
         .expect("stores");
     let built = started.elapsed();
@@ -979,11 +987,45 @@ async fn every_profile_and_policy_gives_the_predicted_outcome() {
     );
 }
 
+/// The stores where the issuer decision turns (a small list, and the
+/// Schannel cut just keeping and just dropping the anchor), in the two other
+/// PKI shapes: two-tier (the store holds the root, the UM sends leaf +
+/// issuing CA; issuer-listed clients walk the chain to the root) and
+/// self-signed (the store holds the UM's own certificate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_issuer_decision_holds_in_every_pki_shape() {
+    let fixed = Fixed::of_server();
+    for shape in [Shape::TwoTier, Shape::SelfSigned] {
+        let lab = pki_of(shape);
+        let stores = tokio::task::spawn_blocking(move || {
+            stores(fixed, lab, &["small", "schannel at", "schannel above"])
+        })
+        .await
+        .expect("stores");
+        assert_eq!(stores.len(), 3, "{shape}");
+        let jobs = stores
+            .iter()
+            .flat_map(|s| {
+                [Policy::Full, Policy::Schannel, Policy::Omit]
+                    .map(|policy| (s.clone(), policy, DEFAULT_FRAGMENT))
+            })
+            .collect();
+        let rows = run_rows(&format!("{shape} PKI: issuer decision"), jobs, fixed).await;
+        let cells: Vec<&Outcome> = rows
+            .iter()
+            .flat_map(|r| &r.cells)
+            .map(|c| &c.measured)
+            .collect();
+        assert!(cells.contains(&&Outcome::Delivered), "{shape}");
+        assert!(cells.contains(&&Outcome::NoCertificate), "{shape}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_fragment_4096_splits_the_request_for_legacy_schannel() {
     const FRAGMENT: usize = 4_096;
     let fixed = Fixed::of_server();
-    let ca_cost = 2 + ca_subject().len();
+    let ca_cost = 2 + anchor_subject(pki()).len();
     // A message of exactly 4,091 bytes fills one 4,096-byte record; 4,092 needs two.
     let at = FRAGMENT - RECORD_HEADER - HANDSHAKE_HEADER - fixed.body(0);
     let stores = tokio::task::spawn_blocking(move || {
@@ -993,7 +1035,11 @@ async fn max_fragment_4096_splits_the_request_for_legacy_schannel() {
         ]
         .into_iter()
         .map(|(label, target, at_most)| {
-            Arc::new(StoreCase::build(label, find_size(target, ca_cost, at_most)))
+            Arc::new(StoreCase::build(
+                label,
+                pki(),
+                find_size(target, ca_cost, at_most),
+            ))
         })
         .collect::<Vec<_>>()
     })

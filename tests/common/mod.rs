@@ -16,7 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use certgen::pki::LabPki;
+use certgen::pki::{LabPki, Shape};
 use certgen::roots::RootsSpec;
 use certgen::{KeyAlg, Position, Profile, Store};
 use lab_server::events::ConnectionEvent;
@@ -35,17 +35,31 @@ pub const EVENT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Seconds um-sim waits for a connection, a reply or a handshake.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The lab PKI (enterprise CA, UM client, Hub server), issued once per test
-/// process.
+/// The one-tier lab PKI (enterprise CA, UM client, Hub server), issued once
+/// per test process.
 pub fn pki() -> &'static LabPki {
-    static PKI: OnceLock<LabPki> = OnceLock::new();
-    PKI.get_or_init(|| certgen::pki::generate(Some(PKI_SEED), KeyAlg::EcdsaP256).expect("lab PKI"))
+    pki_of(Shape::OneTier)
+}
+
+/// The lab PKI of `shape`, issued once per test process: its `ca` is what
+/// the Hub's store must hold (the root CA, or the UM's own certificate).
+pub fn pki_of(shape: Shape) -> &'static LabPki {
+    static PKI: [OnceLock<LabPki>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let at = Shape::ALL.iter().position(|&s| s == shape).unwrap_or(0);
+    PKI[at].get_or_init(|| {
+        certgen::pki::generate_shape(Some(PKI_SEED), KeyAlg::EcdsaP256, shape).expect("lab PKI")
+    })
 }
 
 /// The enterprise CA's subject, DER: the issuer of the UM certificate.
 pub fn ca_subject() -> Vec<u8> {
-    pki()
-        .ca
+    anchor_subject(pki())
+}
+
+/// The subject (DER) of what the Hub's store must hold for `lab`: the root
+/// CA, or the UM's own certificate (self-signed).
+pub fn anchor_subject(lab: &LabPki) -> Vec<u8> {
+    lab.ca
         .root()
         .expect("the CA as a root")
         .subject_der()
@@ -55,6 +69,11 @@ pub fn ca_subject() -> Vec<u8> {
 /// `count` seeded DN-only Ed25519 roots of `profile`, then the enterprise CA
 /// (`Position::Last`); returns the store and the CA's index.
 pub fn store_with(count: u64, profile: Profile) -> (Store, usize) {
+    store_for(pki(), count, profile)
+}
+
+/// [`store_with`] for any lab PKI: `lab.ca` goes last.
+pub fn store_for(lab: &LabPki, count: u64, profile: Profile) -> (Store, usize) {
     let spec = RootsSpec {
         count,
         seed: Some(STORE_SEED),
@@ -63,7 +82,7 @@ pub fn store_with(count: u64, profile: Profile) -> (Store, usize) {
         dn_only: true,
     };
     let (mut store, _) = certgen::roots::generate(&spec, &|_| {}).expect("synthetic roots");
-    let ca = pki().ca.root().expect("the CA as a root");
+    let ca = lab.ca.root().expect("the CA as a root");
     let at = store.insert(ca, Position::Last);
     (store, at)
 }
@@ -71,6 +90,16 @@ pub fn store_with(count: u64, profile: Profile) -> (Store, usize) {
 /// `count` roots of `fixed:len`, then, when asked, one root of
 /// `fixed:filler` (to reach an exact list size), then the enterprise CA last.
 pub fn fixed_store(count: u64, len: usize, filler: Option<usize>) -> (Store, usize) {
+    fixed_store_for(pki(), count, len, filler)
+}
+
+/// [`fixed_store`] for any lab PKI: `lab.ca` goes last.
+pub fn fixed_store_for(
+    lab: &LabPki,
+    count: u64,
+    len: usize,
+    filler: Option<usize>,
+) -> (Store, usize) {
     let spec = |count, len, seed| RootsSpec {
         count,
         seed: Some(seed),
@@ -87,7 +116,7 @@ pub fn fixed_store(count: u64, len: usize, filler: Option<usize>) -> (Store, usi
         roots.extend(extra.into_roots());
     }
     let mut store = Store::from_roots(roots);
-    let ca = pki().ca.root().expect("the CA as a root");
+    let ca = lab.ca.root().expect("the CA as a root");
     let at = store.insert(ca, Position::Last);
     (store, at)
 }
@@ -100,6 +129,8 @@ pub struct Lab {
     pub events: broadcast::Receiver<ConnectionEvent>,
     /// Holds `maildir/` and the tests' queues.
     pub dir: tempfile::TempDir,
+    /// The lab PKI whose Hub chain it serves.
+    pub pki: &'static LabPki,
 }
 
 /// Starts lab-server in-process on 127.0.0.1:0 with lab defaults (TLS 1.2,
@@ -110,9 +141,22 @@ pub async fn start_server(
     ca_index: usize,
     tweak: impl FnOnce(&mut Settings),
 ) -> Result<Lab, StartError> {
+    start_server_for(pki(), store, ca_index, tweak).await
+}
+
+/// [`start_server`] with the Hub chain of any lab PKI.
+pub async fn start_server_for(
+    lab: &'static LabPki,
+    store: Store,
+    ca_index: usize,
+    tweak: impl FnOnce(&mut Settings),
+) -> Result<Lab, StartError> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let lab = pki();
-    let chain = vec![lab.hub.cert_der.clone().into()];
+    let chain = lab
+        .hub_chain()
+        .into_iter()
+        .map(|der| CertificateDer::from(der.to_vec()))
+        .collect();
     let key = lab
         .hub
         .key
@@ -131,6 +175,7 @@ pub async fn start_server(
         server,
         events,
         dir,
+        pki: lab,
     })
 }
 
@@ -159,7 +204,7 @@ impl Lab {
 
     /// um-sim's settings for submitting to this server with `profile`.
     pub fn submit_settings(&self, profile: &str, concurrency: usize) -> SubmitSettings {
-        submit_settings(&self.addr().to_string(), profile, concurrency)
+        submit_settings_for(self.pki, &self.addr().to_string(), profile, concurrency)
     }
 }
 
@@ -168,15 +213,29 @@ impl Lab {
 /// `um-sim submit --cert um.pem --key um.key --server-ca ca.pem` builds them
 /// (one attempt per item per pass, ten before badvoicemail/).
 pub fn submit_settings(server: &str, profile: &str, concurrency: usize) -> SubmitSettings {
-    let lab = pki();
+    submit_settings_for(pki(), server, profile, concurrency)
+}
+
+/// [`submit_settings`] for any lab PKI: the UM sends its whole chain and
+/// verifies the Hub against the shape's anchor.
+pub fn submit_settings_for(
+    lab: &LabPki,
+    server: &str,
+    profile: &str,
+    concurrency: usize,
+) -> SubmitSettings {
     let key = PrivateKeyDer::try_from(lab.um.key.pkcs8_der().expect("UM key").to_vec())
         .expect("UM key as a PrivateKeyDer");
-    let identity = Identity::new(vec![CertificateDer::from(lab.um.cert_der.clone())], key)
-        .expect("UM identity");
+    let chain = lab
+        .um_chain()
+        .into_iter()
+        .map(|der| CertificateDer::from(der.to_vec()))
+        .collect();
+    let identity = Identity::new(chain, key).expect("UM identity");
     let mut roots = rustls::RootCertStore::empty();
     roots
-        .add(CertificateDer::from(lab.ca.cert_der.clone()))
-        .expect("the CA as a trust anchor");
+        .add(CertificateDer::from(lab.hub_anchor().to_vec()))
+        .expect("the Hub's anchor");
     SubmitSettings {
         client: ClientSettings {
             server: server.to_owned(),
