@@ -15,6 +15,7 @@ use lab_server::tls::ClientAuth;
 use um_sim::profile::Profile;
 
 use crate::engine::{Outcome, Prediction, Remediation, Setup, predict, remediate};
+use crate::fix::{FixInput, FixOption, Windows};
 
 /// The client presets judged: every stack um-sim models
 /// ([`um_sim::presets::PRESETS`]), then `lenient` (no limit at all);
@@ -63,6 +64,8 @@ pub struct Request {
     pub must_keep: Vec<PathBuf>,
     /// Schannel's budget in bytes of names.
     pub budget: usize,
+    /// The Hub's Windows version: which fixes apply.
+    pub windows: Windows,
 }
 
 /// One client preset's predicted fate.
@@ -159,6 +162,11 @@ pub struct Analysis {
     pub remove: Vec<(usize, String, usize)>,
     /// Roots that must stay (issuers and `--must-keep`).
     pub kept: usize,
+    /// The Hub's Windows version.
+    pub windows: Windows,
+    /// The fixes for that version, with their files (none when nothing is
+    /// cut).
+    pub fixes: Vec<FixOption>,
 }
 
 /// The setup of a TLS 1.2 server asking for a certificate, as the Hub does,
@@ -268,7 +276,17 @@ pub fn analyze(req: &Request) -> Result<Analysis, AnalyzeError> {
                 .map(|r| (i, r.subject_text(), r.subject_der().len()))
         })
         .collect();
+    let fixes = crate::fix::plan(&FixInput {
+        windows: req.windows,
+        roots: store.roots(),
+        budget: req.budget,
+        list_bytes: store.ca_list_bytes(),
+        issuers: &issuer_at,
+        fewest: (&remediation.remove, remediation.fits),
+    });
     Ok(Analysis {
+        windows: req.windows,
+        fixes,
         path: req.store.clone(),
         roots: store.len(),
         list_bytes: store.ca_list_bytes(),
@@ -411,6 +429,23 @@ impl fmt::Display for Analysis {
                  `um-sim profiles` gives the reason)"
             )?;
         }
+        if self.windows == Windows::Server2012 {
+            writeln!(
+                f,
+                "Windows Server 2012 and later: no list by default (SendTrustedIssuerList 0); \
+                 the Root store holds {} bytes of names{}",
+                self.list_bytes,
+                if self.list_bytes > budget {
+                    format!(
+                        ", past {budget}: client authentication fails whatever \
+                         SendTrustedIssuerList says (KB 2880390; not verified here: no Windows \
+                         on this machine)"
+                    )
+                } else {
+                    format!(", under {budget}")
+                }
+            )?;
+        }
         let fix = &self.remediation;
         if !sch.truncated {
             return writeln!(
@@ -419,29 +454,58 @@ impl fmt::Display for Analysis {
             );
         }
         if !fix.fits {
-            return writeln!(
+            writeln!(
                 f,
                 "remediation: the required roots alone exceed {budget} bytes; set \
                  SendTrustedIssuerList = 0"
-            );
+            )?;
+        } else {
+            writeln!(
+                f,
+                "remediation: remove {} root(s) (largest subjects first{}) to fit {budget} bytes \
+                 ({} after); or set SendTrustedIssuerList = 0",
+                fix.remove.len(),
+                if self.kept == 0 {
+                    String::new()
+                } else {
+                    format!(", keeping {} required", self.kept)
+                },
+                fix.list_bytes_after
+            )?;
+            for (i, name, len) in self.remove.iter().take(SHOW_REMOVED) {
+                writeln!(f, "  remove {i:>4}: {name} ({len} bytes)")?;
+            }
+            if self.remove.len() > SHOW_REMOVED {
+                writeln!(f, "  ... and {} more", self.remove.len() - SHOW_REMOVED)?;
+            }
         }
         writeln!(
             f,
-            "remediation: remove {} root(s) (largest subjects first{}) to fit {budget} bytes \
-             ({} after); or set SendTrustedIssuerList = 0",
-            fix.remove.len(),
-            if self.kept == 0 {
-                String::new()
-            } else {
-                format!(", keeping {} required", self.kept)
-            },
-            fix.list_bytes_after
+            "fix for Windows Server {} (not verified here: no Windows on this machine; the lab \
+             applies each fix's equivalent in its tests; --emit DIR writes the files):",
+            match self.windows {
+                Windows::Server2008R2 => "2008 R2",
+                Windows::Server2012 => "2012 and later",
+            }
         )?;
-        for (i, name, len) in self.remove.iter().take(SHOW_REMOVED) {
-            writeln!(f, "  remove {i:>4}: {name} ({len} bytes)")?;
-        }
-        if self.remove.len() > SHOW_REMOVED {
-            writeln!(f, "  ... and {} more", self.remove.len() - SHOW_REMOVED)?;
+        for (k, o) in self.fixes.iter().enumerate() {
+            writeln!(
+                f,
+                "  {}. {}{}",
+                k + 1,
+                o.title,
+                if o.sufficient {
+                    ""
+                } else {
+                    " (NOT enough on its own)"
+                }
+            )?;
+            writeln!(f, "     why: {}", o.effect)?;
+            writeln!(f, "     also: {}", o.changes)?;
+            if !o.files.is_empty() {
+                let names: Vec<&str> = o.files.iter().map(|x| x.name.as_str()).collect();
+                writeln!(f, "     files: {}", names.join(", "))?;
+            }
         }
         Ok(())
     }
@@ -489,6 +553,7 @@ mod tests {
             issuer: Some(issuer),
             must_keep: Vec::new(),
             budget: certgen::wire::SCHANNEL_LIMIT,
+            windows: Windows::default(),
         })
         .expect("analysis");
         assert_eq!(a.roots, 355);
@@ -535,6 +600,7 @@ mod tests {
             issuer: Some(issuer),
             must_keep: Vec::new(),
             budget: certgen::wire::SCHANNEL_LIMIT,
+            windows: Windows::default(),
         })
         .expect("analysis");
         assert_eq!(a.schannel.len(), um_sim::presets::PRESETS.len() + 1);
@@ -603,6 +669,7 @@ mod tests {
             issuer: Some(path.clone()),
             must_keep: Vec::new(),
             budget: certgen::wire::SCHANNEL_LIMIT,
+            windows: Windows::default(),
         })
         .expect_err("not in the store");
         assert!(matches!(err, AnalyzeError::NotInStore { .. }), "{err}");

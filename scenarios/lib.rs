@@ -8,6 +8,7 @@ pub mod analyze;
 pub mod chart;
 pub mod engine;
 pub mod error;
+pub mod fix;
 pub mod model;
 pub mod report;
 

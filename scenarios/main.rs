@@ -11,6 +11,7 @@ use certgen::wire::SCHANNEL_LIMIT;
 use clap::{Parser, Subcommand};
 use umlab::analyze::{Request, analyze};
 use umlab::engine::Lab;
+use umlab::fix::Windows;
 use umlab::model::{Resolved, Scenario, Sweep};
 use umlab::{PKI_SEED, ScenarioResult, report};
 
@@ -84,6 +85,15 @@ enum Command {
         /// Schannel's budget.
         #[arg(long, default_value_t = SCHANNEL_LIMIT)]
         budget: usize,
+        /// The Hub's Windows version: 2008r2 (the list is sent, cut at 16 KB)
+        /// or 2012 (and later: no list by default; KB 2880390).
+        #[arg(long, default_value = "2008r2")]
+        windows: Windows,
+        /// Write the fix's files here: a .reg file per registry choice, a
+        /// PowerShell script per removal (backing up every root first), the
+        /// enterprise CA files, and PLAN.txt (this report).
+        #[arg(long)]
+        emit: Option<PathBuf>,
     },
 }
 
@@ -142,14 +152,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             issuer,
             must_keep,
             budget,
+            windows,
+            emit,
         }) => {
             let request = Request {
                 store,
                 issuer,
                 must_keep,
                 budget,
+                windows,
             };
-            print!("{}", analyze(&request)?);
+            let analysis = analyze(&request)?;
+            print!("{analysis}");
+            if let Some(dir) = emit {
+                let written = emit_fix(&dir, &analysis)?;
+                println!(
+                    "wrote {} file(s) to {}: {}",
+                    written.len(),
+                    dir.display(),
+                    written.join(", ")
+                );
+            }
             return Ok(ExitCode::SUCCESS);
         }
     };
@@ -166,6 +189,32 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the fixes' files and PLAN.txt into `dir` (created when missing),
+/// each through a temporary name; returns their names.
+fn emit_fix(dir: &std::path::Path, analysis: &umlab::analyze::Analysis) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    let mut written = Vec::new();
+    let plan = analysis.to_string().replace('\n', "\r\n");
+    let files = analysis
+        .fixes
+        .iter()
+        .flat_map(|o| {
+            o.files
+                .iter()
+                .map(|f| (f.name.as_str(), f.bytes.as_slice()))
+        })
+        .chain([("PLAN.txt", plan.as_bytes())]);
+    for (name, bytes) in files {
+        if written.iter().any(|w| w == name) {
+            continue;
+        }
+        certgen::fsutil::write_atomic(&dir.join(name), bytes, certgen::fsutil::Access::Public)?;
+        written.push(name.to_owned());
+    }
+    Ok(written)
 }
 
 /// Runs every scenario, printing each table as it finishes.

@@ -174,6 +174,46 @@ fn analyze_gives_a_verdict_on_the_system_bundle() {
     ]);
     assert_eq!(run.code, Some(0), "{}", run.dump());
     assert!(run.stdout.contains("remediation: remove"), "{}", run.dump());
+    // --emit writes the fix's files, PLAN.txt holding the report.
+    let out = tempfile::tempdir().expect("temp dir");
+    let emit = out.path().join("fix");
+    let run = umlab(&[
+        "analyze",
+        "--store",
+        bundle.to_str().unwrap(),
+        "--budget",
+        "8000",
+        "--windows",
+        "2008r2",
+        "--emit",
+        emit.to_str().unwrap(),
+    ]);
+    assert_eq!(run.code, Some(0), "{}", run.dump());
+    let mut names: Vec<String> = common::files_in(&emit)
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "PLAN.txt",
+            "SendTrustedIssuerList-0.reg",
+            "remove-fewest-roots.ps1"
+        ],
+        "{}",
+        run.dump()
+    );
+    let plan = std::fs::read_to_string(emit.join("PLAN.txt")).expect("PLAN.txt");
+    assert!(plan.contains("fix for Windows Server 2008 R2"), "{plan}");
+    let run = umlab(&[
+        "analyze",
+        "--store",
+        bundle.to_str().unwrap(),
+        "--windows",
+        "xp",
+    ]);
+    assert_eq!(run.code, Some(2), "{}", run.dump());
     let run = umlab(&["analyze", "--store", "/nonexistent"]);
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("/nonexistent"), "{}", run.dump());

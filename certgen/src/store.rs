@@ -73,6 +73,20 @@ impl Root {
         }
     }
 
+    /// Whether the root may anchor a client-authentication chain: it has no
+    /// extended key usage (every purpose), or one naming clientAuth or
+    /// anyExtendedKeyUsage. A root that cannot be parsed again counts as
+    /// serving client authentication, so a fix never removes it for this.
+    pub fn serves_client_auth(&self) -> bool {
+        match X509Certificate::from_der(&self.der) {
+            Ok((_, cert)) => match cert.extended_key_usage() {
+                Ok(Some(eku)) => eku.value.client_auth || eku.value.any,
+                Ok(None) | Err(_) => true,
+            },
+            Err(_) => true,
+        }
+    }
+
     /// The certificate, DER.
     pub fn der(&self) -> &[u8] {
         &self.der

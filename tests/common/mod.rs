@@ -12,6 +12,7 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -403,3 +404,36 @@ impl Rng {
         lo + self.next_u64() % (hi - lo + 1)
     }
 }
+
+/// Submits one freshly queued voicemail to `lab` with `profile`, once (what
+/// `um-sim submit` does per item), and returns um-sim's attempt record.
+pub async fn submit_one(lab: &Lab, profile: &str) -> um_sim::client::Attempt {
+    let dir = lab
+        .dir
+        .path()
+        .join(format!("queue-{}", QUEUES.fetch_add(1, Ordering::Relaxed)));
+    let (queue, items) = tokio::task::spawn_blocking(move || {
+        let queue = um_sim::queue::Queue::open(&dir).expect("queue");
+        let spec = um_sim::queue::EnqueueSpec {
+            count: 1,
+            seconds: 1,
+            to: "user@lab.test".into(),
+            seed: 7,
+            sample_rate: 8_000,
+        };
+        um_sim::queue::enqueue(&queue, &spec).expect("enqueue");
+        let (items, _) = queue.scan().expect("scan");
+        (queue, items)
+    })
+    .await
+    .expect("queue thread");
+    let item = items.first().expect("one queued voicemail");
+    let settings = lab.submit_settings(profile, 1);
+    um_sim::submit::attempt(&queue, &settings, item)
+        .await
+        .expect("queue readable")
+        .expect("a usable voicemail")
+}
+
+/// Numbers the queue folders [`submit_one`] makes.
+static QUEUES: AtomicUsize = AtomicUsize::new(0);
