@@ -9,6 +9,7 @@
 //! ([`maildir`]) and events ([`events`]).
 
 pub mod events;
+pub mod inspector;
 pub mod maildir;
 pub mod policy;
 pub mod server;

@@ -94,6 +94,10 @@ struct Args {
     /// 421 4.7.0 [default: 20].
     #[arg(long)]
     max_per_address: Option<usize>,
+    /// Serve the inspector, a web page and JSON API under /api/, on this
+    /// address (e.g. 127.0.0.1:8025); off unless given.
+    #[arg(long)]
+    http: Option<SocketAddr>,
     /// Seconds allowed for each command line once TLS is up [default: 300].
     #[arg(long)]
     idle_timeout: Option<u64>,
@@ -185,6 +189,7 @@ async fn run(mut args: Args) -> Result<()> {
             max_message_size,
             max_connections,
             max_per_address,
+            http,
             idle_timeout,
             pre_tls_timeout,
             handshake_timeout,
@@ -240,6 +245,7 @@ async fn run(mut args: Args) -> Result<()> {
     }
     settings.max_connections = args.max_connections.unwrap_or(settings.max_connections);
     settings.max_per_address = args.max_per_address.unwrap_or(settings.max_per_address);
+    settings.http = args.http;
     let seconds = |flag: Option<u64>, default: Duration| flag.map_or(default, Duration::from_secs);
     settings.idle_timeout = seconds(args.idle_timeout, settings.idle_timeout);
     settings.pre_tls_timeout = seconds(args.pre_tls_timeout, settings.pre_tls_timeout);
@@ -255,6 +261,9 @@ async fn run(mut args: Args) -> Result<()> {
         println!("{entry}");
     }
     println!("listening on {}", server.local_addr());
+    if let Some(at) = server.http_addr() {
+        println!("inspector on http://{at}/ (JSON under http://{at}/api/)");
+    }
     let mut events = server.subscribe();
     let log_file = args.log.clone();
     let printer = tokio::spawn(async move {

@@ -33,6 +33,7 @@ use tokio_rustls::TlsAcceptor;
 use certgen::Store;
 
 use crate::events::{ConnectionEvent, event_36885, now_rfc3339};
+use crate::inspector::{self, Inspector};
 use crate::maildir::Maildir;
 use crate::policy::{self, Report, TlsVersion};
 use crate::shaper::Layout;
@@ -94,6 +95,8 @@ pub struct Settings {
     /// Concurrent connections from one client address; the excess get
     /// 421 4.7.0, so one address cannot hold every slot.
     pub max_per_address: usize,
+    /// Serve the inspector (web page and JSON API) here; off when `None`.
+    pub http: Option<SocketAddr>,
 }
 
 impl Settings {
@@ -130,6 +133,7 @@ impl Settings {
             max_session_bytes: None,
             max_connections: 100,
             max_per_address: 20,
+            http: None,
         }
     }
 
@@ -265,6 +269,7 @@ pub struct Server {
     task: tokio::task::JoinHandle<()>,
     writer: Option<tokio::task::JoinHandle<()>>,
     log: Vec<String>,
+    inspector: Option<Inspector>,
 }
 
 /// State shared by connection tasks.
@@ -350,6 +355,27 @@ impl Server {
             None => (None, None),
         };
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        // The inspector subscribes before the first connection is accepted.
+        let inspector = match settings.http {
+            Some(at) => {
+                let http = TcpListener::bind(at)
+                    .await
+                    .map_err(io_err(format!("inspector on {at}")))?;
+                let setup = inspector::Setup {
+                    roots: inspector::view::store_view(&settings.store, &plan.sent),
+                    sent: plan.sent.clone(),
+                    report: plan.report.clone(),
+                    startup_log: log.clone(),
+                    maildir: maildir.root().to_path_buf(),
+                };
+                Some(
+                    Inspector::start(http, setup, events.subscribe(), shutdown_rx.clone())
+                        .map_err(io_err("inspector address"))?,
+                )
+            }
+            None => None,
+        };
         let shared = Arc::new(Shared {
             session: SessionConfig {
                 hostname: settings.hostname,
@@ -375,7 +401,6 @@ impl Server {
             sink,
             next_id: AtomicU64::new(1),
         });
-        let (shutdown, shutdown_rx) = watch::channel(false);
         let limits =
             accept::ConnectionLimits::new(settings.max_connections, settings.max_per_address);
         let task = tokio::spawn(accept::accept_loop(listener, shared, limits, shutdown_rx));
@@ -387,7 +412,13 @@ impl Server {
             task,
             writer,
             log,
+            inspector,
         })
+    }
+
+    /// The inspector's address, when it serves (useful with port 0).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.inspector.as_ref().map(Inspector::local_addr)
     }
 
     /// The bound address (useful with port 0).
@@ -417,6 +448,9 @@ impl Server {
     /// connection's event has reached the events file.
     pub async fn shutdown(self, grace: Duration) {
         let _ = self.shutdown.send(true);
+        if let Some(inspector) = self.inspector {
+            inspector.stop();
+        }
         let mut task = self.task;
         if tokio::time::timeout(grace, &mut task).await.is_err() {
             task.abort();

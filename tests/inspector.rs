@@ -1,0 +1,221 @@
+//! lab-server's inspector over real HTTP: um-sim submits to a 355-root Hub
+//! under the Schannel policy, and the JSON API shows what the page shows: the
+//! connection with its CertificateRequest (names, running total, where the
+//! cut fell, event 36885), the stored voicemail with its headers and a WAV
+//! that plays, the raw message, deletion, and the live stream. The requests
+//! are plain HTTP/1.1 over a TCP socket.
+
+mod common;
+
+use std::time::Duration;
+
+use certgen::Profile;
+use common::{start_server, store_with, submit_one};
+use lab_server::policy::Policy;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// A response: status, headers (lower-case names) and body.
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+}
+
+/// One request with `Connection: close`; the body is read to the end.
+async fn http(addr: std::net::SocketAddr, method: &str, path: &str) -> Response {
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.expect("request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("a response in time")
+        .expect("read");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a header block");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Response {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_shows_the_cut_the_handshake_and_the_voicemail() {
+    let (store, ca) = store_with(354, Profile::Realistic);
+    let mut lab = start_server(store, ca, |s| {
+        s.policy.policy = Policy::Schannel;
+        s.http = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await
+    .expect("lab-server");
+    let api = lab.server.http_addr().expect("the inspector serves");
+    let report = lab.server.report().clone();
+
+    // The page itself: markup from peers is put in as text only.
+    let page = http(api, "GET", "/").await;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(html.contains("textContent") && !html.contains("innerHTML"));
+    assert!(page.header("content-security-policy").is_some());
+
+    // The store: every root with its fate.
+    let policy = http(api, "GET", "/api/policy").await.json();
+    let roots = policy["roots"].as_array().expect("roots");
+    assert_eq!(roots.len(), 355);
+    let sent = roots.iter().filter(|r| !r["sent_at"].is_null()).count();
+    assert_eq!(sent, report.kept);
+    assert_eq!(policy["startup_log"].as_array().map(Vec::len), Some(1));
+
+    // The live stream, opened before the clients connect.
+    let mut stream = TcpStream::connect(api).await.expect("stream");
+    stream
+        .write_all(format!("GET /api/stream HTTP/1.1\r\nHost: {api}\r\n\r\n").as_bytes())
+        .await
+        .expect("stream request");
+    let mut stream = BufReader::new(stream);
+
+    // The Exchange client fails (its CA is cut); a lenient one delivers.
+    let failed = submit_one(&lab, "schannel-2008r2").await;
+    assert!(!failed.delivered);
+    let delivered = submit_one(&lab, "lenient").await;
+    assert!(delivered.delivered, "{delivered:#?}");
+    for _ in 0..2 {
+        lab.next_event(common::EVENT_TIMEOUT)
+            .await
+            .expect("server event");
+    }
+    let mut live = Vec::new();
+    while live.len() < 2 {
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_line(&mut line))
+            .await
+            .expect("a live event in time")
+            .expect("read");
+        if let Some(data) = line.trim_end().strip_prefix("data: ") {
+            let v: Value = serde_json::from_str(data).expect("JSON");
+            live.push(v["outcome"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(live, ["failed", "ok"]);
+
+    let list = http(api, "GET", "/api/connections").await.json();
+    let conns = list["connections"].as_array().expect("connections");
+    assert_eq!(conns.len(), 2);
+    let failed_id = conns
+        .iter()
+        .find(|c| c["outcome"] == "failed")
+        .and_then(|c| c["id"].as_u64())
+        .expect("the failed connection");
+    let d = http(api, "GET", &format!("/api/connections/{failed_id}"))
+        .await
+        .json();
+    let names = d["request"]["names"].as_array().expect("names");
+    assert_eq!(names.len(), report.kept);
+    assert_eq!(
+        d["request"]["list_bytes"].as_u64(),
+        Some(report.list_bytes as u64)
+    );
+    assert_eq!(
+        names.last().and_then(|n| n["total"].as_u64()),
+        Some(report.list_bytes as u64)
+    );
+    // The cut falls at the first root not sent, before the CA (the last).
+    assert_eq!(
+        d["request"]["first_dropped"]["index"].as_u64(),
+        Some(report.kept as u64)
+    );
+    assert_eq!(
+        d["request"]["dropped"].as_u64(),
+        Some(report.dropped as u64)
+    );
+    assert!(d["events"][0].as_str().is_some_and(|e| e.contains("36885")));
+    assert!(d["event"]["client_certificate"].is_null());
+    assert_eq!(
+        d["event"]["certificate_request"]["bytes"].as_u64(),
+        Some(report.message_bytes as u64)
+    );
+
+    // The message: headers, the WAV, the raw file, deletion.
+    let msgs = http(api, "GET", "/api/messages").await.json();
+    let msgs = msgs.as_array().expect("messages");
+    assert_eq!(msgs.len(), 1);
+    let id = msgs[0]["id"].as_u64().expect("id");
+    let m = http(api, "GET", &format!("/api/messages/{id}"))
+        .await
+        .json();
+    assert_eq!(m["headers"]["Content-Class"], "voice-ca");
+    assert!(
+        m["headers"]["X-CallID"]
+            .as_str()
+            .is_some_and(|c| !c.is_empty())
+    );
+    let wav = http(api, "GET", &format!("/api/messages/{id}/audio")).await;
+    assert_eq!(wav.status, 200);
+    assert_eq!(wav.header("content-type"), Some("audio/wav"));
+    let reader = hound::WavReader::new(std::io::Cursor::new(&wav.body)).expect("a WAV");
+    assert_eq!(reader.spec().sample_rate, 8_000);
+    assert_eq!(reader.duration(), 8_000, "one second");
+    let raw = http(api, "GET", &format!("/api/messages/{id}/raw")).await;
+    assert_eq!(raw.header("content-type"), Some("message/rfc822"));
+    assert!(String::from_utf8_lossy(&raw.body).contains("X-CallID:"));
+    let path = m["stored"]["path"].as_str().expect("path").to_owned();
+    assert!(std::path::Path::new(&path).exists());
+    assert_eq!(
+        http(api, "DELETE", &format!("/api/messages/{id}"))
+            .await
+            .status,
+        204
+    );
+    assert!(!std::path::Path::new(&path).exists());
+    assert_eq!(
+        http(api, "GET", "/api/messages").await.json(),
+        Value::Array(Vec::new())
+    );
+    assert_eq!(
+        http(api, "GET", &format!("/api/messages/{id}"))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        http(api, "GET", "/api/connections/999999").await.status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn the_inspector_is_off_unless_asked() {
+    let (store, ca) = store_with(10, Profile::Realistic);
+    let lab = start_server(store, ca, |_| {}).await.expect("lab-server");
+    assert_eq!(lab.server.http_addr(), None);
+}
