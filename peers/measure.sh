@@ -62,10 +62,12 @@ trap 'echo "measure.sh: terminated by a signal" >&2; exit 143' TERM INT
 
 "$bin/certgen" pki --out "$work/one" --seed 11 >/dev/null
 "$bin/certgen" pki --out "$work/two" --seed 12 --shape two-tier >/dev/null
-# Filler names of 1,000 bytes each (1,002 on the wire), then odd-sized fillers on demand.
-"$bin/certgen" roots --count 66 --profile fixed:1000 --dn-only --seed 7 --out "$work/pool" >/dev/null
-mkdir -p "$work/pool/split"
-awk -v dir="$work/pool/split" '/BEGIN CERT/{n++} {print > (dir "/" n ".pem")}' "$work/pool/roots.pem"
+# Filler names of 100 bytes each (102 on the wire), then odd-sized fillers on
+# demand. Every component stays within X.520's upper bounds (a CN of at most 64
+# characters): Erlang/OTP refuses a request holding a longer one.
+pool_dn=100
+pool_count=$(( 65535 / (pool_dn + 2) + 1 ))
+"$bin/certgen" roots --count $pool_count --profile "fixed:$pool_dn" --dn-only --seed 7 --out "$work/pool" >/dev/null
 
 dn_len() { # DER length of a certificate's subject (what certificate_authorities carries)
     openssl x509 -in "$1" -outform DER | python3 -c '
@@ -91,17 +93,38 @@ print(tlv(starts[subject])[1] - starts[subject])
 ca_dn_one=$(dn_len "$work/one/ca.pem")
 ca_dn_two=$(dn_len "$work/two/ca.pem")
 
-filler() { # filler LEN TAG -> path of a root whose subject is LEN bytes
+filler() { # filler LEN TAG -> path of a root whose subject is LEN bytes, or fails
     local dir="$work/filler-$1-$2"
     [[ -f $dir/roots.pem ]] ||
-        "$bin/certgen" roots --count 1 --profile "fixed:$1" --dn-only --seed $((1000 * $2 + $1)) --out "$dir" >/dev/null
+        "$bin/certgen" roots --count 1 --profile "fixed:$1" --dn-only --seed $((1000 * $2 + $1)) --out "$dir" >/dev/null 2>&1 ||
+        return 1
     printf '%s\n' "$dir/roots.pem"
+}
+
+# fillers WIRE_BYTES OUT: appends one or two names taking WIRE_BYTES (2 + DN each);
+# some DN lengths cannot exist in DER (130, for one), so a failing split moves a byte.
+fillers() {
+    local total=$1 out=$2 f a k
+    if (( total <= pool_dn + 2 )) && f=$(filler $((total - 2)) 1); then
+        cat "$f" >>"$out"
+        return 0
+    fi
+    for k in 0 1 2 3 4 5 6; do
+        a=$(( total / 2 + k ))
+        local f1 f2
+        if f1=$(filler $((a - 2)) 1) && f2=$(filler $((total - a - 2)) 2); then
+            cat "$f1" "$f2" >>"$out"
+            return 0
+        fi
+    done
+    echo "no filler pair for $total bytes" >&2
+    exit 2
 }
 
 # make_store NAMES_BYTES CA_PEM|"" OUT: a store whose certificate_authorities
 # hold exactly NAMES_BYTES (each name 2 + its DN), the CA last when given.
 make_store() {
-    local want=$1 ca=$2 out=$3 rest n i
+    local want=$1 ca=$2 out=$3 rest n full last wire=$((pool_dn + 2))
     rest=$want
     : >"$out"
     if [[ -n $ca ]]; then
@@ -109,22 +132,17 @@ make_store() {
     fi
     (( rest >= 0 )) || { echo "store of $want bytes cannot hold the CA" >&2; exit 2; }
     if (( rest > 0 )); then
-        n=$(( (rest + 1001) / 1002 ))       # names needed
-        local full=$((n - 1)) last
-        last=$((rest - full * 1002))       # 1..1002 left for one name
-        if (( last < 22 )); then           # too small for one name: split two
+        n=$(( (rest + wire - 1) / wire ))  # names needed
+        full=$((n - 1))
+        last=$((rest - full * wire))       # 1..wire left for the fillers
+        if (( last < 44 && full > 0 )); then  # room for two fillers of >= 22
             full=$((full - 1))
-            last=$((last + 1002))
+            last=$((last + wire))
         fi
-        (( full <= 66 )) || { echo "pool too small" >&2; exit 2; }
-        for ((i = 1; i <= full; i++)); do cat "$work/pool/split/$i.pem" >>"$out"; done
-        if (( last > 1002 )); then
-            local a=$(( last / 2 )) b
-            b=$((last - a))
-            cat "$(filler $((a - 2)) 1)" "$(filler $((b - 2)) 2)" >>"$out"
-        else
-            cat "$(filler $((last - 2)) 1)" >>"$out"
-        fi
+        (( last >= 22 )) || { echo "store of $want bytes cannot be made" >&2; exit 2; }
+        (( full <= pool_count )) || { echo "pool too small" >&2; exit 2; }
+        awk -v n="$full" '/BEGIN CERT/{c++} c >= 1 && c <= n' "$work/pool/roots.pem" >>"$out"
+        fillers "$last" "$out"
     fi
     [[ -n $ca ]] && cat "$ca" >>"$out"
     return 0
@@ -251,6 +269,7 @@ if [[ -n $bodies ]]; then
 fi
 
 max_names=65535
+[[ $tls == 1.3 ]] && max_names=65505   # TLS 1.3 wraps the names in an extension
 lo=4000                      # body known to be taken
 [[ $real_ok == 1 ]] || { echo "the client fails even a ${body}-byte request; no bisection"; lo=""; }
 if [[ -n $lo ]]; then
