@@ -54,8 +54,14 @@ fi
 work=$(mktemp -d)
 server_pid=""
 cleanup() {
-    [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    local rc=$?
+    trap - ERR
+    if [[ -n $server_pid ]]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
     rm -rf "$work"
+    exit "$rc"
 }
 trap cleanup EXIT
 trap 'echo "measure.sh: terminated by a signal" >&2; exit 143' TERM INT
@@ -162,12 +168,19 @@ start_server() {
         --key "$pki/hub.key" --policy full --tls "$tls" --maildir "$work/maildir" \
         --events "$events" >"$work/server.out" 2>&1 &
     server_pid=$!
-    for _ in $(seq 100); do
+    for _ in $(seq 600); do
         grep -q '^listening on' "$work/server.out" 2>/dev/null && break
-        kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.out" >&2; exit 2; }
+        if ! kill -0 "$server_pid" 2>/dev/null; then
+            local st=0
+            wait "$server_pid" || st=$?
+            server_pid=""
+            echo "lab-server exited (status $st) before listening:" >&2
+            cat "$work/server.out" >&2
+            exit 2
+        fi
         sleep 0.05
     done
-    grep -q '^listening on' "$work/server.out" || { cat "$work/server.out" >&2; exit 2; }
+    grep -q '^listening on' "$work/server.out" || { echo "lab-server did not listen within 30 s:" >&2; cat "$work/server.out" >&2; exit 2; }
     local msg
     msg=$(sed -n 's/.*CertificateRequest: \([0-9]*\) bytes, \([0-9]*\) record.*/\1 \2/p' "$work/server.out")
     body=$(( ${msg% *} - 4 ))

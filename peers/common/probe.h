@@ -103,5 +103,8 @@ void probe_flight_feed(struct probe_flight *f, const unsigned char *buf, size_t 
 /* The description code of a TLS alert name such as certificate_required
  * (116): used to decide certificate_sent=false from the server's alert. */
 #define PROBE_ALERT_CERTIFICATE_REQUIRED 116
+/* bad_certificate (42) and unknown_ca (48) from the server: it got one. */
+#define PROBE_ALERT_BAD_CERTIFICATE 42
+#define PROBE_ALERT_UNKNOWN_CA 48
 
 #endif

@@ -14,7 +14,7 @@
 %% message, so the probe can say whether the certificate was sent.
 -module(probe).
 -mode(compile).
--export([main/1, send/2, '$handle_undefined_function'/2]).
+-export([main/1, send/2, log/2, '$handle_undefined_function'/2]).
 
 -define(TIMEOUT, 10000).
 -define(REPLY_MAX, 4096).
@@ -24,6 +24,9 @@ main(Argv) ->
     %% ssl's own reports (alerts) go to stderr: stdout carries the JSON line only.
     _ = logger:remove_handler(default),
     _ = logger:add_handler(default, logger_std_h, #{config => #{type => standard_error}}),
+    %% ssl reports an alert it receives only to the logger when the
+    %% connection is already gone by the time the probe writes: keep it.
+    _ = logger:add_handler(probe_alerts, ?MODULE, #{}),
     case ssl:start() of
         ok -> ok;
         {error, Why} ->
@@ -34,14 +37,20 @@ main(Argv) ->
     Version = "OTP " ++ erlang:system_info(otp_release) ++ ", ssl " ++ SslVsn,
     Res0 = #{version => Version, outcome => "rejected", stage => "connect", error => ""},
     ets:new(probe_flight, [named_table, public, set]),
+    ets:new(probe_alert, [named_table, public, set]),
     ets:insert(probe_flight, [{buf, <<>>}, {done, false}, {sent, null}]),
     {Res, Code} = run(Args, Res0),
-    Sent = case maps:get(tls_alert, Res, none) of
-               certificate_required -> false;
-               _ -> case ets:lookup(probe_flight, sent) of
-                        [{sent, S}] -> S;
-                        _ -> null
-                    end
+    %% TLS 1.3 hides the Certificate message: the server's certificate_required
+    %% alert says none was sent, its bad_certificate or unknown_ca that one was.
+    Seen = case ets:lookup(probe_flight, sent) of
+               [{sent, S}] -> S;
+               _ -> null
+           end,
+    Sent = case {Seen, maps:get(tls_alert, Res, none)} of
+               {null, certificate_required} -> false;
+               {null, bad_certificate} -> true;
+               {null, unknown_ca} -> true;
+               _ -> Seen
            end,
     io:format("~s~n", [json(Res#{certificate_sent => Sent})]),
     halt(Code).
@@ -110,7 +119,6 @@ run(Args = #{host := Host, port := PortS}, Res) ->
                         {error, Why} ->
                             fail(Res#{tls_alert => alert_of(Why)}, "tls_failed", "handshake", text(Why));
                         {ok, Tls} ->
-                            ok = ssl:setopts(Tls, [{packet, line}, {packet_size, ?REPLY_MAX}]),
                             deliver(Tls, Res)
                     end
             end
@@ -158,8 +166,57 @@ plain_step(Sock, Cmd) ->
 
 tls_step(Tls, Cmd) ->
     case ssl:send(Tls, Cmd) of
-        {error, Why} -> {io_error, Why};
-        ok -> read_reply(fun() -> ssl:recv(Tls, 0, ?TIMEOUT) end, [])
+        {error, Why} -> {io_error, alert_behind(Tls, Why)};
+        ok ->
+            case read_reply(fun() -> tls_line(Tls) end, []) of
+                {io_error, {tls_alert, _}} = E -> E;
+                {io_error, Why} -> {io_error, alert_behind(Tls, Why)};
+                Reply -> Reply
+            end
+    end.
+
+%% A write that failed because the server's alert closed the connection: the
+%% alert as ssl reported it, {tls_alert, {Name, Text}} as ssl:recv would
+%% return it, when ssl logged one; else Why.
+alert_behind(Tls, Why) -> alert_behind(Tls, Why, 20).
+
+%% ssl may log the alert a little after the write failed: wait up to 1 s.
+alert_behind(Tls, Why, Tries) ->
+    case ets:lookup(probe_alert, received) of
+        [{received, Name, Text}] -> {tls_alert, {Name, Text}};
+        [] when Tries > 0 -> timer:sleep(50), alert_behind(Tls, Why, Tries - 1);
+        [] -> Why
+    end.
+
+%% Logger handler: ssl's "received SERVER ALERT" notices, kept with the
+%% alert's name as ssl spells it in {tls_alert, {Name, Text}}.
+log(Event, _Config) ->
+    Text = try lists:flatten(logger_formatter:format(Event, #{single_line => false,
+                                                             template => [msg]}))
+           catch _:_ -> "" end,
+    case string:split(Text, "received SERVER ALERT: Fatal - ") of
+        [_, Desc] ->
+            Name = string:replace(string:lowercase(string:trim(Desc)), " ", "_", all),
+            ets:insert(probe_alert, {received, list_to_atom(lists:flatten(Name)), Text});
+        _ -> ok
+    end.
+
+%% One line from the TLS socket (raw mode: no setopts after the handshake,
+%% which would race the server's alert), at most ?REPLY_MAX bytes.
+tls_line(Tls) ->
+    Buf = case get(tls_buf) of undefined -> <<>>; B -> B end,
+    case binary:match(Buf, <<"\n">>) of
+        {Pos, 1} ->
+            <<Line:(Pos + 1)/binary, Rest/binary>> = Buf,
+            put(tls_buf, Rest),
+            {ok, Line};
+        nomatch when byte_size(Buf) > ?REPLY_MAX ->
+            {ok, <<"line too long">>};
+        nomatch ->
+            case ssl:recv(Tls, 0, ?TIMEOUT) of
+                {ok, More} -> put(tls_buf, <<Buf/binary, More/binary>>), tls_line(Tls);
+                Error -> Error
+            end
     end.
 
 %% One reply, all its lines (each at most ?REPLY_MAX bytes by packet_size).
@@ -188,6 +245,10 @@ send(Socket, Data) ->
     watch(iolist_to_binary(Data)),
     gen_tcp:send(Socket, Data).
 
+%% logger's optional handler callbacks (this module is also a handler)
+'$handle_undefined_function'(adding_handler, [Config]) -> {ok, Config};
+'$handle_undefined_function'(removing_handler, [_]) -> ok;
+'$handle_undefined_function'(changing_config, [_, _, New]) -> {ok, New};
 '$handle_undefined_function'(F, Args) ->
     case erlang:function_exported(gen_tcp, F, length(Args)) of
         true -> apply(gen_tcp, F, Args);

@@ -167,9 +167,14 @@ int main(int argc, char **argv)
 done:
     res.certificate_sent = c.flight.certificate_sent;
     /* TLS 1.3 hides the Certificate message: the server's certificate_required
-     * alert says none was sent. */
-    if (res.certificate_sent < 0 && alert_received(ssl) == PROBE_ALERT_CERTIFICATE_REQUIRED)
-        res.certificate_sent = 0;
+     * alert says none was sent, its bad_certificate or unknown_ca that one was. */
+    if (res.certificate_sent < 0) {
+        int alert = alert_received(ssl);
+        if (alert == PROBE_ALERT_CERTIFICATE_REQUIRED)
+            res.certificate_sent = 0;
+        else if (alert == PROBE_ALERT_BAD_CERTIFICATE || alert == PROBE_ALERT_UNKNOWN_CA)
+            res.certificate_sent = 1; /* the server judged the certificate it got */
+    }
     code = probe_finish(&res);
 out:
     if (c.fd >= 0)
