@@ -338,7 +338,7 @@ pub fn check_real(
                 ));
             }
             if r.certificate_sent == Some(false) {
-                problems.push("it says it sent no certificate, yet delivered".into());
+                problems.push("the real client says it sent no certificate".into());
             }
             if ev.stored.len() != 1 || ev.client_certificate.is_none() {
                 problems.push(format!(

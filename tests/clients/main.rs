@@ -57,6 +57,11 @@ const ROWS: &[Row] = &[
         tls: TlsVersion::Tls12,
     },
     Row {
+        stack: "gnutls",
+        preset: "gnutls37",
+        tls: TlsVersion::Tls12,
+    },
+    Row {
         stack: "node",
         preset: "openssl3",
         tls: TlsVersion::Tls12,

@@ -295,9 +295,15 @@ pub const PRESETS: &[Preset] = &[
         prints: Some("GNUTLS_E_HANDSHAKE_TOO_LARGE"),
         alert: AlertFact::NotRecorded,
         sources: &[("all", "measured (DESIGN.md 2a)")],
-        verified: "not verified here: lab-server/tests/peers.rs only shows gnutls-cli \
-                   completing a handshake whose small request lists its issuer (21 roots); \
-                   sending when unlisted and the limit are not tested",
+        verified: "partly: tests/clients runs gnutls-cli 3.7.9: it presents its certificate \
+                   when its CA is not listed and leaf + issuing CA in the two-tier PKI, and \
+                   delivers at a 65,560-byte body (65,535 bytes of names, the largest list TLS \
+                   1.2 carries; um-sim stops there first, own-stack-limit); the 131,072 limit \
+                   lies beyond any list lab-server can send and is not tested. `sends` is \
+                   gnutls-cli's own choice (its retrieve callback returns the loaded chain); a \
+                   program that leaves the choice to the library gets GnuTLS's built-in \
+                   matching of the chain's issuers (lib/auth/cert.c find_x509_client_cert), \
+                   not verified here",
     },
     Preset {
         name: "boringssl",
