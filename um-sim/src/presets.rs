@@ -201,7 +201,13 @@ pub const PRESETS: &[Preset] = &[
         ),
         alert: AlertFact::Sends("unexpected_message", ALERT_UNEXPECTED_MESSAGE),
         sources: &[("all", "measured (DESIGN.md 2a)")],
-        verified: PENDING,
+        verified: "verified here: tests/clients (OpenJDK 17.0.15, the default SunX509 key \
+                   manager): a 32,768-byte body delivers, 32,769 fails with \
+                   `javax.net.ssl.SSLProtocolException: The size of the handshake message \
+                   (32769) exceeds the maximum allowed size (32768)` and alert \
+                   unexpected_message; it withholds its certificate when its CA is not listed \
+                   and presents leaf + issuing CA when only the two-tier root is listed (chain \
+                   walk); its `measure` mode bisects to 32,768 / 32,769",
     },
     Preset {
         name: "go",
@@ -216,7 +222,13 @@ pub const PRESETS: &[Preset] = &[
             ("limit, text, alert", "measured (DESIGN.md 2a, Go 1.19)"),
             ("withholds", "crypto/tls SupportsCertificate"),
         ],
-        verified: PENDING,
+        verified: "verified here: tests/clients (Go 1.19.8, tls.Config.Certificates): a \
+                   65,536-byte body delivers, 65,537 fails with `tls: handshake message of \
+                   length 65537 bytes exceeds maximum of 65536 bytes` and alert internal_error; \
+                   it withholds its certificate when its CA is not listed and presents leaf + \
+                   issuing CA when only the two-tier root is listed; its `measure` mode bisects \
+                   to 65,536 / 65,537. At 65,536 um-sim itself stops first (own-stack-limit); \
+                   above it um-sim reports this limit, judged on the handshake header",
     },
     Preset {
         name: "nss",
@@ -264,11 +276,14 @@ pub const PRESETS: &[Preset] = &[
         prints: Some("EXCESSIVE_MESSAGE_SIZE"),
         alert: AlertFact::Sends("illegal_parameter", ALERT_ILLEGAL_PARAMETER),
         sources: &[("all", "measured (DESIGN.md 2a)")],
-        verified: "partly: lab-server/tests/peers.rs runs openssl s_client (OpenSSL 3) over \
-                   TLS 1.2: it presents its certificate when its issuer is not listed \
-                   (schannel policy, 355 roots) and when no names are sent (omit), and takes \
-                   a 355-name request of more than 32,768 bytes of names in 3 records (full); \
-                   the 102,400 limit is not tested",
+        verified: "partly: tests/clients runs openssl s_client (OpenSSL 3.0.22), Python \
+                   3.11.7 ssl (OpenSSL 3.0.22) and Node 20.20.2 (its bundled OpenSSL 3.0.19): \
+                   each presents its certificate when its CA is not listed and presents leaf + \
+                   issuing CA in the two-tier PKI, and each delivers at a 65,560-byte body \
+                   (65,535 bytes of names, the largest list TLS 1.2 carries; um-sim stops \
+                   there first, own-stack-limit); the 102,400 limit lies beyond any list \
+                   lab-server can send and is not tested (lab-server/tests/peers.rs shows \
+                   s_client sending under the schannel and omit policies too)",
     },
     Preset {
         name: "gnutls37",
@@ -280,9 +295,15 @@ pub const PRESETS: &[Preset] = &[
         prints: Some("GNUTLS_E_HANDSHAKE_TOO_LARGE"),
         alert: AlertFact::NotRecorded,
         sources: &[("all", "measured (DESIGN.md 2a)")],
-        verified: "not verified here: lab-server/tests/peers.rs only shows gnutls-cli \
-                   completing a handshake whose small request lists its issuer (21 roots); \
-                   sending when unlisted and the limit are not tested",
+        verified: "partly: tests/clients runs gnutls-cli 3.7.9: it presents its certificate \
+                   when its CA is not listed and leaf + issuing CA in the two-tier PKI, and \
+                   delivers at a 65,560-byte body (65,535 bytes of names, the largest list TLS \
+                   1.2 carries; um-sim stops there first, own-stack-limit); the 131,072 limit \
+                   lies beyond any list lab-server can send and is not tested. `sends` is \
+                   gnutls-cli's own choice (its retrieve callback returns the loaded chain); a \
+                   program that leaves the choice to the library gets GnuTLS's built-in \
+                   matching of the chain's issuers (lib/auth/cert.c find_x509_client_cert), \
+                   not verified here",
     },
     Preset {
         name: "boringssl",
