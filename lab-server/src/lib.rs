@@ -10,6 +10,7 @@
 
 pub mod events;
 pub mod maildir;
+pub mod persona;
 pub mod policy;
 pub mod server;
 pub mod settings;
