@@ -244,6 +244,7 @@ async fn run(mut args: Args) -> Result<()> {
             grace
         );
     }
+    let persona = parse::<PersonaName>(args.persona.as_deref(), PersonaName::Schannel2008R2)?;
     let (Some(store_path), Some(cert_path), Some(key_path)) = (&args.store, &args.cert, &args.key)
     else {
         bail!("--store, --cert and --key are required (on the command line or in --config)");
@@ -269,7 +270,6 @@ async fn run(mut args: Args) -> Result<()> {
     if let Some(a) = args.listen {
         settings.listen = a;
     }
-    let persona = parse::<PersonaName>(args.persona.as_deref(), PersonaName::Schannel2008R2)?;
     settings.use_persona(persona);
     match args.send_trusted_issuer_list {
         None => {}

@@ -506,3 +506,113 @@ async fn postfix_persona_answers_as_postfix_3_7() {
         assert_eq!(ev.handshake.map(|h| h.outcome), Some("ok"), "{what}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Refusals at start and Schannel 2012's stores (in-process)
+
+/// Starts a server with `tweak`, returning the start error's text if any.
+async fn start_error(
+    realistic: u64,
+    tweak: impl FnOnce(&mut lab_server::server::Settings),
+) -> Option<String> {
+    let (store, _) = common::store(realistic);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pki = common::pki();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+        pki.hub.key.pkcs8_der().expect("hub key").to_vec(),
+    ));
+    let chain = vec![CertificateDer::from(pki.hub.cert_der.clone())];
+    let mut settings = lab_server::server::Settings::new(store, chain, key, dir.path().join("m"));
+    settings.listen = ([127, 0, 0, 1], 0).into();
+    tweak(&mut settings);
+    match lab_server::server::Server::start(settings).await {
+        Ok(server) => {
+            server.shutdown(Duration::from_secs(1)).await;
+            None
+        }
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s2n_and_alb_refuse_past_their_limits_and_start_below() {
+    // ~100 bytes a name: 250 names pass 20,000 bytes of list; 20 do not.
+    let big = start_error(250, |s| s.use_persona(PersonaName::S2n)).await;
+    assert!(
+        big.as_deref()
+            .is_some_and(|e| e.contains("S2N_ERR_TOO_MANY_CAS")),
+        "{big:?}"
+    );
+    assert_eq!(
+        start_error(20, |s| s.use_persona(PersonaName::S2n)).await,
+        None
+    );
+    let alb = start_error(120, |s| s.use_persona(PersonaName::AwsAlb)).await;
+    assert!(
+        alb.as_deref().is_some_and(|e| e.contains("10,000")),
+        "{alb:?}"
+    );
+    assert_eq!(
+        start_error(20, |s| s.use_persona(PersonaName::AwsAlb)).await,
+        None
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alb_advertises_only_when_told_and_s2n_sends_no_names_in_tls12() {
+    let lab = start(20, |s| s.use_persona(PersonaName::AwsAlb)).await;
+    assert_eq!(
+        lab.server.report().kept,
+        0,
+        "AdvertiseTrustStoreCaNames off"
+    );
+    let lab = start(20, |s| {
+        s.use_persona(PersonaName::AwsAlb);
+        s.advertise(true);
+    })
+    .await;
+    assert_eq!(lab.server.report().kept, 21);
+    let lab = start(20, |s| s.use_persona(PersonaName::S2n)).await;
+    assert_eq!(lab.server.report().kept, 0, "s2n: no names in TLS 1.2");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn schannel_2012_trust_mode_2_advertises_and_trusts_only_the_issuers_store() {
+    let pki = common::pki();
+    let ca = pki.ca.root().expect("CA");
+    let issuers = certgen::Store::from_roots(vec![ca]);
+    // The Root store lacks the CA: only the issuers store can trust the UM.
+    let (roots, _) = common::store(30);
+    let without_ca = certgen::Store::from_roots(roots.roots()[..30].to_vec());
+    let mut lab = start_with(without_ca, 0, |s| {
+        s.use_persona(PersonaName::Schannel2012);
+        s.advertise(true);
+        s.issuers = Some(issuers.clone());
+        s.trust_mode = lab_server::persona::TrustMode::ExclusiveCa;
+    })
+    .await;
+    assert_eq!(lab.server.report().kept, 1);
+    let s = Smtp::greeted(lab.addr()).await;
+    let mut s = s;
+    assert_eq!(s.cmd("EHLO um.lab.test").await.code, 250);
+    assert_eq!(s.cmd("STARTTLS").await.code, 220);
+    let tls = s
+        .tls()
+        .await
+        .expect("the issuers store trusts the UM certificate");
+    drop(tls);
+    let ev = lab.next_event().await;
+    assert_eq!(ev.certificate_request.map(|c| c.ca_names), Some(1));
+    assert_eq!(ev.handshake.map(|h| h.outcome), Some("ok"));
+    // Without the issuers store, mode 2 cannot start.
+    let e = start_error(5, |s| {
+        s.use_persona(PersonaName::Schannel2012);
+        s.trust_mode = lab_server::persona::TrustMode::ExclusiveCa;
+    })
+    .await;
+    assert!(
+        e.as_deref()
+            .is_some_and(|e| e.contains("--client-auth-issuers")),
+        "{e:?}"
+    );
+}
