@@ -20,6 +20,12 @@ pub struct CertRequestInfo {
     /// `wire` when read from the bytes sent (TLS 1.2); `encoding` when computed
     /// from the lab's own encoding (TLS 1.3: encrypted, not observable).
     pub source: &'static str,
+    /// Body bytes besides the names (types, schemes, length fields).
+    pub overhead: usize,
+    /// The same for the modeled real server, when known here.
+    pub real_overhead: Option<usize>,
+    /// Where the request differs from the modeled server's.
+    pub difference: String,
 }
 
 /// The client's certificate, when it presented one.
@@ -75,6 +81,8 @@ pub struct ConnectionEvent {
     pub id: u64,
     /// Peer address.
     pub peer: String,
+    /// The persona the server models.
+    pub persona: String,
     /// Start time, RFC 3339.
     pub started: String,
     /// Negotiated TLS version.

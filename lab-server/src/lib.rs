@@ -11,6 +11,7 @@
 pub mod events;
 pub mod inspector;
 pub mod maildir;
+pub mod persona;
 pub mod policy;
 pub mod server;
 pub mod settings;

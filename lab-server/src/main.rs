@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use certgen::Store;
 use clap::Parser;
 use lab_server::events::ConnectionEvent;
+use lab_server::persona::{PersonaName, PersonaReport, TrustMode};
 use lab_server::policy::{Accounting, Order, Policy, Report, TlsVersion};
 use lab_server::server::{Server, Settings};
 use lab_server::shaper::Layout;
@@ -26,10 +27,39 @@ use tokio::sync::broadcast::error::RecvError;
 #[command(name = "lab-server", version, about)]
 #[serde(deny_unknown_fields)]
 struct Args {
+    /// `personas`: print the persona table with its sources and exit.
+    #[command(subcommand)]
+    #[serde(skip)]
+    command: Option<Command>,
     /// TOML file with any of the settings below.
     #[arg(long)]
     #[serde(skip)]
     config: Option<PathBuf>,
+    /// The real server modeled: schannel-2008r2, schannel-2012, openssl,
+    /// postfix, s2n, dotnet-linux, aws-alb [default: schannel-2008r2]. Its
+    /// settings apply first; every explicit setting overrides them.
+    #[arg(long)]
+    persona: Option<String>,
+    /// Schannel's SendTrustedIssuerList: 1 advertises (the persona's policy),
+    /// 0 sends no names [default: the persona's; 0 for schannel-2012].
+    #[arg(long)]
+    send_trusted_issuer_list: Option<u8>,
+    /// ALB's AdvertiseTrustStoreCaNames: on or off [default: the persona's;
+    /// off for aws-alb].
+    #[arg(long)]
+    advertise_ca_names: Option<String>,
+    /// Schannel 2012+: the Client Authentication Issuers store (PEM bundle,
+    /// folder, .p7b or .sst), advertised instead of the Trusted Root store.
+    #[arg(long)]
+    client_auth_issuers: Option<PathBuf>,
+    /// Schannel 2012+: ClientAuthTrustMode 0 (machine trust), 1 (exclusive
+    /// root trust), 2 (exclusive CA trust) [default: 0].
+    #[arg(long)]
+    client_auth_trust_mode: Option<String>,
+    /// dotnet-linux: the system trust store [default:
+    /// /etc/ssl/certs/ca-certificates.crt].
+    #[arg(long)]
+    system_store: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:2525].
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -122,6 +152,16 @@ struct Args {
     grace: Option<u64>,
 }
 
+/// Commands besides serving.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Print every persona: its settings, behaviours and sources.
+    Personas,
+}
+
+/// The system trust store dotnet-linux reads when none is given.
+const SYSTEM_STORE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
 macro_rules! merge {
     ($flags:ident, $file:ident, $($field:ident),+) => {
         $( if $flags.$field.is_none() { $flags.$field = $file.$field.take(); } )+
@@ -160,6 +200,10 @@ fn parse<T: std::str::FromStr<Err = String>>(value: Option<&str>, default: T) ->
 }
 
 async fn run(mut args: Args) -> Result<()> {
+    if let Some(Command::Personas) = args.command {
+        print!("{}", lab_server::persona::table());
+        return Ok(());
+    }
     if let Some(path) = args.config.clone() {
         let text = certgen::fsutil::read_capped_text(&path, certgen::fsutil::MAX_TEXT_FILE)
             .with_context(|| format!("config {}", path.display()))?;
@@ -168,6 +212,12 @@ async fn run(mut args: Args) -> Result<()> {
         merge!(
             args,
             file,
+            persona,
+            send_trusted_issuer_list,
+            advertise_ca_names,
+            client_auth_issuers,
+            client_auth_trust_mode,
+            system_store,
             listen,
             store,
             cert,
@@ -199,6 +249,7 @@ async fn run(mut args: Args) -> Result<()> {
             grace
         );
     }
+    let persona = parse::<PersonaName>(args.persona.as_deref(), PersonaName::Schannel2008R2)?;
     let (Some(store_path), Some(cert_path), Some(key_path)) = (&args.store, &args.cert, &args.key)
     else {
         bail!("--store, --cert and --key are required (on the command line or in --config)");
@@ -223,6 +274,32 @@ async fn run(mut args: Args) -> Result<()> {
     settings.named = track(&settings.store, args.track.as_deref().unwrap_or_default())?;
     if let Some(a) = args.listen {
         settings.listen = a;
+    }
+    settings.use_persona(persona);
+    match args.send_trusted_issuer_list {
+        None => {}
+        Some(n @ (0 | 1)) => settings.advertise(n == 1),
+        Some(n) => bail!("--send-trusted-issuer-list {n}: expected 0 or 1"),
+    }
+    match args.advertise_ca_names.as_deref() {
+        None => {}
+        Some("on") => settings.advertise(true),
+        Some("off") => settings.advertise(false),
+        Some(other) => bail!("--advertise-ca-names {other:?}: expected on or off"),
+    }
+    settings.trust_mode =
+        parse::<TrustMode>(args.client_auth_trust_mode.as_deref(), settings.trust_mode)?;
+    if let Some(path) = &args.client_auth_issuers {
+        settings.issuers = Some(Store::load(path)?);
+    }
+    let system = match (&args.system_store, persona) {
+        (Some(path), _) => Some(path.clone()),
+        (None, PersonaName::DotnetLinux) => Some(PathBuf::from(SYSTEM_STORE)),
+        (None, _) => None,
+    };
+    if let Some(path) = system {
+        settings.system_store =
+            Some(Store::load(&path).with_context(|| format!("system store {}", path.display()))?);
     }
     settings.policy.policy = parse::<Policy>(args.policy.as_deref(), settings.policy.policy)?;
     settings.policy.budget = args.budget.unwrap_or(settings.policy.budget);
@@ -257,6 +334,7 @@ async fn run(mut args: Args) -> Result<()> {
 
     let server = Server::start(settings).await?;
     print!("{}", render_report(server.report()));
+    print!("{}", render_persona(server.persona_report()));
     for entry in server.startup_log() {
         println!("{entry}");
     }
@@ -379,6 +457,22 @@ fn render_report(r: &Report) -> String {
             Some(i) => out.push_str(&format!("{label}: sent, position {i}\n")),
             None => out.push_str(&format!("{label}: DROPPED from the list\n")),
         }
+    }
+    out
+}
+
+fn render_persona(p: &PersonaReport) -> String {
+    let mut out = format!(
+        "persona {}: CertificateRequest overhead names + {} bytes{}\n",
+        p.name,
+        p.overhead,
+        p.real_overhead.map_or(String::new(), |r| format!(
+            " (the real server: names + {r})"
+        ))
+    );
+    out.push_str(&format!("  difference: {}\n", p.difference));
+    for note in &p.notes {
+        out.push_str(&format!("  {note}\n"));
     }
     out
 }

@@ -280,6 +280,50 @@ pub fn plan(
 ) -> Result<Plan, PolicyError> {
     let planner = Planner::new(entries, settings.order);
     let sent = planner.plan(settings, shape)?;
+    Ok(plan_report(
+        &planner,
+        sent,
+        entries,
+        settings,
+        shape,
+        max_fragment,
+        named,
+    ))
+}
+
+/// The plan of a server that tries to send every name whatever the TLS
+/// limit (OpenSSL): the figures of the list it would send, which a
+/// CertificateRequest cannot carry past the limit. The caller must not hand
+/// such a list to rustls.
+pub fn plan_whole(
+    entries: &[Entry<'_>],
+    settings: &Settings,
+    shape: &MessageShape,
+    max_fragment: usize,
+    named: &[(String, usize)],
+) -> Plan {
+    let planner = Planner::new(entries, settings.order);
+    let sent = planner.order.clone();
+    plan_report(
+        &planner,
+        sent,
+        entries,
+        settings,
+        shape,
+        max_fragment,
+        named,
+    )
+}
+
+fn plan_report(
+    planner: &Planner,
+    sent: Vec<usize>,
+    entries: &[Entry<'_>],
+    settings: &Settings,
+    shape: &MessageShape,
+    max_fragment: usize,
+    named: &[(String, usize)],
+) -> Plan {
     let list_bytes = planner.prefix.get(sent.len()).copied().unwrap_or(0);
     let message_bytes = shape.message_len(list_bytes);
     let report = Report {
@@ -299,7 +343,7 @@ pub fn plan(
             .collect(),
         truncated: settings.policy == Policy::Schannel && sent.len() < entries.len(),
     };
-    Ok(Plan { sent, report })
+    Plan { sent, report }
 }
 
 /// The one planning entry point for a whole store: the message shape of the

@@ -105,3 +105,84 @@ pub enum Layout {
 }
 
 parse_enum!(Layout, "record layout", "per-message" => Layout::PerMessage, "coalesced" => Layout::Coalesced);
+
+/// The real server family lab-server behaves as (see [`crate::persona`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PersonaName {
+    /// Schannel, Windows Server 2003 (KB 933430) / 2008 / 2008 R2: the
+    /// default, lab-server's behaviour before personas existed.
+    Schannel2008R2,
+    /// Schannel, Windows Server 2012 and later.
+    Schannel2012,
+    /// OpenSSL 3.0 (s_server, HAProxy, nginx, Envoy, gRPC C++).
+    Openssl,
+    /// Postfix 3.7 smtpd with `smtpd_tls_req_ccert = yes`.
+    Postfix,
+    /// s2n-tls.
+    S2n,
+    /// .NET on Linux.
+    DotnetLinux,
+    /// AWS Application Load Balancer mutual TLS.
+    AwsAlb,
+}
+
+impl PersonaName {
+    /// Every persona, in the table's order.
+    pub const ALL: &'static [PersonaName] = &[
+        PersonaName::Schannel2008R2,
+        PersonaName::Schannel2012,
+        PersonaName::Openssl,
+        PersonaName::Postfix,
+        PersonaName::S2n,
+        PersonaName::DotnetLinux,
+        PersonaName::AwsAlb,
+    ];
+}
+
+parse_enum!(PersonaName, "persona",
+    "schannel-2008r2" => PersonaName::Schannel2008R2,
+    "schannel-2012" => PersonaName::Schannel2012,
+    "openssl" => PersonaName::Openssl,
+    "postfix" => PersonaName::Postfix,
+    "s2n" => PersonaName::S2n,
+    "dotnet-linux" => PersonaName::DotnetLinux,
+    "aws-alb" => PersonaName::AwsAlb);
+
+/// Schannel's `ClientAuthTrustMode` (Windows Server 2012 and later): which
+/// certificates a client chain may end at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrustMode {
+    /// 0, Machine Trust (default): the Trusted Root store.
+    MachineTrust,
+    /// 1, Exclusive Root Trust: only the root certificates of the Client
+    /// Authentication Issuers store.
+    ExclusiveRoot,
+    /// 2, Exclusive CA Trust: every certificate (root or intermediate) of the
+    /// Client Authentication Issuers store.
+    ExclusiveCa,
+}
+
+parse_enum!(TrustMode, "ClientAuthTrustMode",
+    "0" => TrustMode::MachineTrust,
+    "1" => TrustMode::ExclusiveRoot,
+    "2" => TrustMode::ExclusiveCa);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_persona_spelling_round_trips() {
+        for p in PersonaName::ALL {
+            assert_eq!(p.to_string().parse::<PersonaName>(), Ok(*p));
+        }
+        let err = "iis".parse::<PersonaName>().unwrap_err();
+        assert!(
+            err.contains("schannel-2012") && err.contains("aws-alb"),
+            "{err}"
+        );
+        assert_eq!("2".parse::<TrustMode>(), Ok(TrustMode::ExclusiveCa));
+    }
+}

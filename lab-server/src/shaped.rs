@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::shaper::{Layout, Observed, Shaper};
+use crate::shaper::{Layout, Observed, Rewrite, Shaper};
 
 /// What the shaper saw go out, shared with the connection, which keeps it
 /// when a failed handshake drops the stream: the incident's own connection is
@@ -22,6 +22,9 @@ pub struct WireFacts {
     pub alert: Option<[u8; 2]>,
     /// Whether a ServerHello went out.
     pub server_hello: bool,
+    /// Whether the flight was cut after ServerKeyExchange with internal_error
+    /// (OpenSSL past its list limit).
+    pub aborted: bool,
 }
 
 /// A stream whose outbound bytes pass through a [`Shaper`]: TLS writes go
@@ -45,9 +48,20 @@ impl<S> ShapedStream<S> {
         max_fragment: usize,
         facts: Arc<std::sync::Mutex<WireFacts>>,
     ) -> ShapedStream<S> {
+        ShapedStream::with_rewrite(inner, layout, max_fragment, Rewrite::default(), facts)
+    }
+
+    /// Wraps `inner` with a persona's [`Rewrite`] of the plaintext records.
+    pub fn with_rewrite(
+        inner: S,
+        layout: Layout,
+        max_fragment: usize,
+        rewrite: Rewrite,
+        facts: Arc<std::sync::Mutex<WireFacts>>,
+    ) -> ShapedStream<S> {
         ShapedStream {
             inner,
-            shaper: Shaper::new(layout, max_fragment),
+            shaper: Shaper::with_rewrite(layout, max_fragment, rewrite),
             facts,
             out: Vec::new(),
             written: 0,
@@ -75,12 +89,25 @@ impl<S: AsyncWrite + Unpin> ShapedStream<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for ShapedStream<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ShapedStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.shaper.aborted() {
+            // The alert goes out first; then the handshake ends here, as
+            // OpenSSL's does, without waiting for the client.
+            return match self.drain(cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "the CA list does not fit the CertificateRequest: sent fatal internal_error \
+                     after ServerKeyExchange, as OpenSSL does (construct_ca_names)",
+                ))),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -105,6 +132,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ShapedStream<S> {
             facts.request = this.shaper.observed().cloned();
             facts.alert = this.shaper.alert();
             facts.server_hello = this.shaper.server_hello_sent();
+            facts.aborted = this.shaper.aborted();
         }
         // Push what we can now; the rest goes out on flush (tokio-rustls
         // flushes after every handshake flight).

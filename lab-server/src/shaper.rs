@@ -14,12 +14,36 @@
 //! In both layouts the shaper reads the flight and records what the
 //! CertificateRequest looked like on the wire: its size, the records it
 //! spanned and the names it carried.
+//!
+//! Two persona behaviours live here too, both on plaintext records only, so no
+//! transcript hash changes ([`Rewrite`]): OpenSSL past its list limit (the
+//! flight ends after ServerKeyExchange with a fatal internal_error alert, and
+//! nothing more leaves), and the alert a server sends in TLS 1.2 when no client
+//! certificate comes (rustls writes certificate_required, 116; OpenSSL writes
+//! handshake_failure, 40).
 
 use certgen::wire::{
-    CONTENT_ALERT, CONTENT_HANDSHAKE, CertificateRequest12, FlightReader, FlightSink,
-    HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST, HS_SERVER_HELLO, MAX_PLAINTEXT,
-    RECORD_HEADER_LEN, RecordHeader,
+    ALERT_FATAL, ALERT_INTERNAL_ERROR, CONTENT_ALERT, CONTENT_HANDSHAKE, CertificateRequest12,
+    FlightReader, FlightSink, HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST, HS_SERVER_HELLO,
+    HS_SERVER_HELLO_DONE, MAX_PLAINTEXT, RECORD_HEADER_LEN, RecordHeader,
 };
+
+/// Alert description certificate_required (116): what rustls sends when a
+/// required client certificate does not come.
+const ALERT_CERTIFICATE_REQUIRED: u8 = 116;
+
+/// What a persona changes in the plaintext records, beyond their layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    /// End the flight after ServerKeyExchange: where the CertificateRequest
+    /// would start, send a fatal internal_error alert instead and let nothing
+    /// more out (OpenSSL past its list limit). The flight is then framed one
+    /// message per record, as OpenSSL frames it, whatever the layout.
+    pub fail_before_request: bool,
+    /// The description a plaintext fatal certificate_required alert is
+    /// rewritten to (handshake_failure, 40, for OpenSSL in TLS 1.2).
+    pub no_cert_alert: Option<u8>,
+}
 
 pub use crate::settings::Layout;
 
@@ -41,6 +65,7 @@ pub struct Shaper {
     reader: FlightReader,
     emit: Emit,
     alert: Option<[u8; 2]>,
+    no_cert_alert: Option<u8>,
 }
 
 /// The [`FlightSink`] half: where the flight's records and messages go.
@@ -51,17 +76,39 @@ struct Emit {
     out: Vec<u8>,
     observed: Option<Observed>,
     server_hello: bool,
+    fail_before_request: bool,
+    aborted: bool,
 }
 
 impl FlightSink for Emit {
     fn record(&mut self, raw: &[u8]) {
-        if self.layout == Layout::Coalesced {
+        if self.layout == Layout::Coalesced && !self.fail_before_request {
             self.out.extend_from_slice(raw);
         }
     }
 
     fn message(&mut self, message: &[u8], records: usize, version: [u8; 2]) {
-        let records = match self.layout {
+        if self.aborted {
+            return;
+        }
+        if self.fail_before_request
+            && matches!(
+                message.first(),
+                Some(&HS_CERTIFICATE_REQUEST | &HS_SERVER_HELLO_DONE)
+            )
+        {
+            RecordHeader::write(&mut self.out, CONTENT_ALERT, version, 2);
+            self.out
+                .extend_from_slice(&[ALERT_FATAL, ALERT_INTERNAL_ERROR]);
+            self.aborted = true;
+            return;
+        }
+        let layout = if self.fail_before_request {
+            Layout::PerMessage
+        } else {
+            self.layout
+        };
+        let records = match layout {
             Layout::PerMessage => {
                 frame(&mut self.out, version, message, self.max_payload);
                 message.len().div_ceil(self.max_payload).max(1)
@@ -86,6 +133,11 @@ impl Shaper {
     /// A shaper for `layout`; `max_fragment` counts the 5-byte record header
     /// (valid 32..=16,389, clamped).
     pub fn new(layout: Layout, max_fragment: usize) -> Shaper {
+        Shaper::with_rewrite(layout, max_fragment, Rewrite::default())
+    }
+
+    /// A shaper that also applies a persona's [`Rewrite`].
+    pub fn with_rewrite(layout: Layout, max_fragment: usize, rewrite: Rewrite) -> Shaper {
         Shaper {
             reader: FlightReader::new(),
             emit: Emit {
@@ -96,9 +148,19 @@ impl Shaper {
                 out: Vec::new(),
                 observed: None,
                 server_hello: false,
+                fail_before_request: rewrite.fail_before_request,
+                aborted: false,
             },
             alert: None,
+            no_cert_alert: rewrite.no_cert_alert,
         }
+    }
+
+    /// Whether the flight was cut after ServerKeyExchange with an
+    /// internal_error alert ([`Rewrite::fail_before_request`]): nothing more
+    /// leaves, and the connection must end.
+    pub fn aborted(&self) -> bool {
+        self.emit.aborted
     }
 
     /// The plaintext alert (level, description) that ended the flight, if one
@@ -125,13 +187,26 @@ impl Shaper {
 
     /// Consumes `input`, appending the shaped bytes that are ready to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        if self.emit.aborted {
+            return;
+        }
         if self.reader.ended() {
             out.extend_from_slice(input);
             return;
         }
         let rest = self.reader.feed(input, &mut self.emit);
         out.append(&mut self.emit.out);
-        if let Some(rest) = rest {
+        if self.emit.aborted {
+            self.alert = Some([ALERT_FATAL, ALERT_INTERNAL_ERROR]);
+            return;
+        }
+        if let Some(mut rest) = rest {
+            if let (Some(to), [CONTENT_ALERT, _, _, 0, 2, ALERT_FATAL, description, ..]) =
+                (self.no_cert_alert, &mut rest[..])
+                && *description == ALERT_CERTIFICATE_REQUIRED
+            {
+                *description = to;
+            }
             // The plaintext flight is over: a message cut short is framed as
             // it is (per-message; coalesced already passed its records on),
             // then everything passes unchanged.

@@ -407,6 +407,15 @@ impl Session {
         )
     }
 
+    /// Postfix's refusal of a TLS client without a trusted certificate
+    /// (`smtpd_tls_req_ccert`): `421 4.7.1 <host> Error: <why>`, then close.
+    pub fn client_certificate_refused(&self, why: &str) -> (Reply, Next) {
+        (
+            Reply::new(421, "4.7.1", format!("{} Error: {why}", self.cfg.hostname)),
+            Next::Close,
+        )
+    }
+
     /// The server is stopping.
     pub fn shutting_down(&self) -> (Reply, Next) {
         (

@@ -2,16 +2,19 @@
 //! CertificateRequest it produces.
 //!
 //! Like Schannel, the server verifies client chains against the whole store
-//! while advertising only the policy's list: `WebPkiClientVerifier` built on
-//! every root, with its root hints replaced by the planned names.
+//! (or the persona's trust set) while advertising only the policy's list:
+//! `WebPkiClientVerifier` built on every anchor, with its root hints replaced
+//! by the planned names, wrapped in a [`PersonaVerifier`] that offers the
+//! persona's signature schemes in the real server's order.
 
 use std::sync::Arc;
 
-use rustls::SignatureScheme;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::server::danger::ClientCertVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use crate::policy::{MessageShape, TlsVersion};
 
@@ -40,7 +43,8 @@ pub enum TlsError {
 
 /// What [`server_config`] needs.
 pub struct TlsInputs<'a> {
-    /// Every root of the store (trust anchors for client chains).
+    /// The trust anchors for client chains (every root of the store, or the
+    /// persona's trust set).
     pub roots: &'a [&'a [u8]],
     /// The subject DERs to advertise, in order.
     pub advertised: &'a [Vec<u8>],
@@ -56,6 +60,124 @@ pub struct TlsInputs<'a> {
     pub max_fragment: usize,
     /// Log secrets to SSLKEYLOGFILE.
     pub keylog: bool,
+    /// The signature schemes the CertificateRequest offers, in order; `None`
+    /// for the provider's own.
+    pub schemes: Option<Vec<SignatureScheme>>,
+    /// Complete the handshake whatever certificate the client sends, trusted
+    /// or not; the session judges it afterwards (Postfix).
+    pub accept_untrusted: bool,
+    /// Reject every client certificate with this reason (Schannel with
+    /// KB 2880390's broken client authentication).
+    pub reject_all: Option<String>,
+}
+
+/// The built configuration.
+pub struct ServerTls {
+    /// The rustls configuration.
+    pub config: Arc<rustls::ServerConfig>,
+    /// Store roots that could not serve as trust anchors.
+    pub rejected: usize,
+    /// The strict chain verifier, for a session that judges the client's
+    /// certificate after the handshake (Postfix); `None` without client auth.
+    pub verifier: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+/// The client-certificate verifier with a persona's face: the signature
+/// schemes it offers (so the CertificateRequest lists the real server's, in
+/// its order), and optionally acceptance of any chain (Postfix judges after
+/// the handshake) or rejection of all (KB 2880390). Signatures are always
+/// checked by the inner verifier.
+#[derive(Debug)]
+pub struct PersonaVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    schemes: Option<Vec<SignatureScheme>>,
+    accept_untrusted: bool,
+    reject_all: Option<String>,
+}
+
+impl ClientCertVerifier for PersonaVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if let Some(reason) = &self.reject_all {
+            return Err(rustls::Error::General(reason.clone()));
+        }
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            Err(_) if self.accept_untrusted => Ok(ClientCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        match &self.schemes {
+            Some(s) => s.clone(),
+            None => self.inner.supported_verify_schemes(),
+        }
+    }
+}
+
+/// The schemes rustls 0.23 writes into a TLS 1.2 CertificateRequest from a
+/// verifier's list: only those it knows a signature algorithm for
+/// (server/tls12.rs `emit_certificate_req`), in the given order. TLS 1.3
+/// writes the list as it is.
+pub fn schemes_on_wire(version: TlsVersion, schemes: &[u16]) -> Vec<u16> {
+    schemes
+        .iter()
+        .copied()
+        .filter(|s| version == TlsVersion::Tls13 || has_algorithm(SignatureScheme::from(*s)))
+        .collect()
+}
+
+/// The CertificateRequest's fixed part when the verifier offers `schemes`
+/// (`None`: the provider's own, as [`message_shape`]).
+pub fn message_shape_with(version: TlsVersion, schemes: Option<&[u16]>) -> MessageShape {
+    match schemes {
+        None => message_shape(version),
+        Some(list) => MessageShape {
+            version,
+            cert_types: match version {
+                TlsVersion::Tls12 => 2,
+                TlsVersion::Tls13 => 0,
+            },
+            sig_schemes: schemes_on_wire(version, list).len(),
+        },
+    }
 }
 
 /// The lab's one crypto provider.
@@ -109,9 +231,7 @@ fn has_algorithm(s: SignatureScheme) -> bool {
 
 /// Builds the server configuration. Returns it with the number of store roots
 /// that could not serve as trust anchors.
-pub fn server_config(
-    inputs: TlsInputs<'_>,
-) -> Result<(Arc<rustls::ServerConfig>, usize), TlsError> {
+pub fn server_config(inputs: TlsInputs<'_>) -> Result<ServerTls, TlsError> {
     let fragments = certgen::wire::MIN_FRAGMENT..=certgen::wire::MAX_FRAGMENT;
     if !fragments.contains(&inputs.max_fragment) {
         return Err(TlsError::Fragment(inputs.max_fragment));
@@ -124,6 +244,7 @@ pub fn server_config(
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)?;
     let mut rejected = 0;
+    let mut strict = None;
     let builder = match inputs.client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::Required | ClientAuth::Optional => {
@@ -149,7 +270,14 @@ pub fn server_config(
             if inputs.client_auth == ClientAuth::Optional {
                 verifier = verifier.allow_unauthenticated();
             }
-            let verifier: Arc<dyn ClientCertVerifier> = verifier.build()?;
+            let inner: Arc<dyn ClientCertVerifier> = verifier.build()?;
+            strict = Some(inner.clone());
+            let verifier: Arc<dyn ClientCertVerifier> = Arc::new(PersonaVerifier {
+                inner,
+                schemes: inputs.schemes,
+                accept_untrusted: inputs.accept_untrusted,
+                reject_all: inputs.reject_all,
+            });
             builder.with_client_cert_verifier(verifier)
         }
     };
@@ -159,7 +287,11 @@ pub fn server_config(
     if inputs.keylog {
         config.key_log = Arc::new(rustls::KeyLogFile::new());
     }
-    Ok((Arc::new(config), rejected))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        rejected,
+        verifier: strict,
+    })
 }
 
 pub use crate::shaped::{ShapedStream, WireFacts};

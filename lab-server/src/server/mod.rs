@@ -32,11 +32,16 @@ use tokio_rustls::TlsAcceptor;
 
 use certgen::Store;
 
+use rustls::server::danger::ClientCertVerifier;
+
 use crate::events::{ConnectionEvent, event_36885, now_rfc3339};
 use crate::inspector::{self, Inspector};
 use crate::maildir::Maildir;
-use crate::policy::{self, Report, TlsVersion};
-use crate::shaper::Layout;
+use crate::persona::{
+    self, PastLimit, Persona, PersonaName, PersonaReport, TrustMode, WithoutCert,
+};
+use crate::policy::{self, Policy, PolicyError, Report, TlsVersion};
+use crate::shaper::{Layout, Rewrite};
 use crate::smtp::{Limits, SessionConfig};
 use crate::tls::{ClientAuth, TlsInputs, server_config};
 
@@ -97,6 +102,15 @@ pub struct Settings {
     pub max_per_address: usize,
     /// Serve the inspector (web page and JSON API) here; off when `None`.
     pub http: Option<SocketAddr>,
+    /// The real server family modeled ([`Settings::use_persona`] sets it
+    /// with the settings it implies; its fields may be changed one by one).
+    pub persona: Persona,
+    /// Schannel 2012+: the Client Authentication Issuers store.
+    pub issuers: Option<Store>,
+    /// Schannel 2012+: ClientAuthTrustMode.
+    pub trust_mode: TrustMode,
+    /// The system trust store (dotnet-linux).
+    pub system_store: Option<Store>,
 }
 
 impl Settings {
@@ -134,7 +148,27 @@ impl Settings {
             max_connections: 100,
             max_per_address: 20,
             http: None,
+            persona: Persona::get(PersonaName::Schannel2008R2),
+            issuers: None,
+            trust_mode: TrustMode::MachineTrust,
+            system_store: None,
         }
+    }
+
+    /// Models `name`: its row of [`persona::PERSONAS`] and the settings it
+    /// implies (policy, budget, client authentication). Settings changed
+    /// afterwards override the persona's.
+    pub fn use_persona(&mut self, name: PersonaName) {
+        self.persona = Persona::get(name);
+        self.policy.policy = self.persona.policy(self.persona.advertise);
+        self.policy.budget = self.persona.budget;
+        self.client_auth = self.persona.client_auth;
+    }
+
+    /// Turns advertising on or off (SendTrustedIssuerList,
+    /// AdvertiseTrustStoreCaNames): on is the persona's own policy.
+    pub fn advertise(&mut self, on: bool) {
+        self.policy.policy = self.persona.policy(on);
     }
 
     /// The session byte budget in effect.
@@ -238,6 +272,9 @@ pub enum StartError {
     /// The CA list cannot be sent.
     #[error(transparent)]
     Policy(#[from] policy::PolicyError),
+    /// The modeled server refuses this configuration.
+    #[error(transparent)]
+    Persona(#[from] persona::PersonaError),
     /// TLS configuration failed.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -270,6 +307,7 @@ pub struct Server {
     writer: Option<tokio::task::JoinHandle<()>>,
     log: Vec<String>,
     inspector: Option<Inspector>,
+    persona: PersonaReport,
 }
 
 /// State shared by connection tasks.
@@ -292,6 +330,10 @@ struct Shared {
     events: broadcast::Sender<ConnectionEvent>,
     sink: Option<mpsc::Sender<ConnectionEvent>>,
     next_id: AtomicU64,
+    rewrite: Rewrite,
+    without_cert: WithoutCert,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+    persona: PersonaReport,
 }
 
 impl Server {
@@ -300,21 +342,118 @@ impl Server {
     pub async fn start(settings: Settings) -> Result<Server, StartError> {
         settings.validate()?;
         let session_bytes = settings.session_bytes();
-        let plan = policy::plan_store(
-            &settings.store,
-            &settings.policy,
-            settings.tls_version,
-            settings.max_fragment,
-            &settings.named,
+        let p = settings.persona;
+        let version = settings.tls_version;
+        let resolved = persona::resolve(
+            &p,
+            &persona::Stores {
+                store: &settings.store,
+                issuers: settings.issuers.as_ref(),
+                system: settings.system_store.as_ref(),
+                trust_mode: settings.trust_mode,
+            },
         )?;
-        let advertised: Vec<Vec<u8>> = plan
-            .sent
+        let mut policy_settings = settings.policy;
+        let mut notes = resolved.notes.clone();
+        if version == TlsVersion::Tls12
+            && !p.names_in_tls12
+            && policy_settings.policy != Policy::Omit
+        {
+            policy_settings.policy = Policy::Omit;
+            notes.push(format!(
+                "{} sends no names in TLS 1.2 (an empty certificate_authorities)",
+                p.name
+            ));
+        }
+        let schemes = match version {
+            TlsVersion::Tls12 => p.schemes_tls12,
+            TlsVersion::Tls13 => p.schemes_tls13,
+        };
+        let shape = crate::tls::message_shape_with(version, schemes);
+        // Tracked CAs are named by their place in the store; find them in
+        // the persona's list by thumbprint.
+        let named: Vec<(String, usize)> = settings
+            .named
             .iter()
-            .filter_map(|&i| settings.store.roots().get(i))
-            .map(|r| r.subject_der().to_vec())
+            .filter_map(|(label, i)| {
+                let sha1 = settings.store.roots().get(*i)?.sha1();
+                let at = resolved.list.roots().iter().position(|r| r.sha1() == sha1);
+                Some((label.clone(), at.unwrap_or(usize::MAX)))
+            })
             .collect();
-        let roots: Vec<&[u8]> = settings.store.roots().iter().map(|r| r.der()).collect();
-        let (config, rejected) = server_config(TlsInputs {
+        let entries = policy::entries(&resolved.list);
+        let mut fails_each_handshake = false;
+        let plan = match policy::plan(
+            &entries,
+            &policy_settings,
+            &shape,
+            settings.max_fragment,
+            &named,
+        ) {
+            Ok(plan) => plan,
+            Err(PolicyError::OverProtocolLimit { list, max, .. })
+                if p.past_limit == PastLimit::FailEachHandshake =>
+            {
+                if version == TlsVersion::Tls13 {
+                    return Err(persona::PersonaError::Tls13PastLimit {
+                        persona: p.name,
+                        bytes: list,
+                        limit: max,
+                    }
+                    .into());
+                }
+                fails_each_handshake = true;
+                notes.push(format!(
+                    "the list is {list} bytes, past {max}: the server starts, and each \
+                     handshake ends after ServerKeyExchange with fatal internal_error"
+                ));
+                policy::plan_whole(
+                    &entries,
+                    &policy_settings,
+                    &shape,
+                    settings.max_fragment,
+                    &named,
+                )
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let advertised: Vec<Vec<u8>> = if fails_each_handshake {
+            Vec::new()
+        } else {
+            plan.sent
+                .iter()
+                .filter_map(|&i| resolved.list.roots().get(i))
+                .map(|r| r.subject_der().to_vec())
+                .collect()
+        };
+        let lab_schemes: Vec<u16> = match schemes {
+            Some(s) => crate::tls::schemes_on_wire(version, s),
+            None => Vec::new(),
+        };
+        let persona_report = PersonaReport {
+            name: p.name.to_string(),
+            overhead: shape.body_len(0),
+            real_overhead: match version {
+                TlsVersion::Tls12 => p.real_overhead_tls12(),
+                TlsVersion::Tls13 => None,
+            },
+            difference: match (version, schemes) {
+                (TlsVersion::Tls12, _) => persona::difference_tls12(&p, &lab_schemes),
+                (TlsVersion::Tls13, Some(_)) => {
+                    "TLS 1.3: the real server's signature_algorithms in its order; the \
+                     request is encrypted, sizes come from the lab's encoding"
+                        .to_owned()
+                }
+                (TlsVersion::Tls13, None) => {
+                    "TLS 1.3: rustls's signature_algorithms; the real server's not known here"
+                        .to_owned()
+                }
+            },
+            fails_each_handshake,
+            notes,
+        };
+        let roots: Vec<&[u8]> = resolved.anchors.iter().map(Vec::as_slice).collect();
+        let tls = server_config(TlsInputs {
             roots: &roots,
             advertised: &advertised,
             chain: settings.chain,
@@ -323,7 +462,15 @@ impl Server {
             version: settings.tls_version,
             max_fragment: settings.max_fragment,
             keylog: settings.keylog,
+            schemes: schemes.map(|s| {
+                s.iter()
+                    .map(|&v| rustls::SignatureScheme::from(v))
+                    .collect()
+            }),
+            accept_untrusted: p.without_cert == WithoutCert::Reply421,
+            reject_all: resolved.broken.clone(),
         })?;
+        let (config, rejected) = (tls.config, tls.rejected);
         let maildir = Maildir::create(&settings.maildir, &settings.hostname)
             .map_err(io_err(format!("maildir {}", settings.maildir.display())))?;
         let listener = TcpListener::bind(settings.listen)
@@ -363,7 +510,7 @@ impl Server {
                     .await
                     .map_err(io_err(format!("inspector on {at}")))?;
                 let setup = inspector::Setup {
-                    roots: inspector::view::store_view(&settings.store, &plan.sent),
+                    roots: inspector::view::store_view(&resolved.list, &plan.sent),
                     sent: plan.sent.clone(),
                     report: plan.report.clone(),
                     startup_log: log.clone(),
@@ -400,6 +547,16 @@ impl Server {
             events: events.clone(),
             sink,
             next_id: AtomicU64::new(1),
+            rewrite: Rewrite {
+                fail_before_request: fails_each_handshake,
+                no_cert_alert: match version {
+                    TlsVersion::Tls12 => p.no_cert_alert_tls12,
+                    TlsVersion::Tls13 => None,
+                },
+            },
+            without_cert: p.without_cert,
+            verifier: tls.verifier,
+            persona: persona_report.clone(),
         });
         let limits =
             accept::ConnectionLimits::new(settings.max_connections, settings.max_per_address);
@@ -413,12 +570,19 @@ impl Server {
             writer,
             log,
             inspector,
+            persona: persona_report,
         })
     }
 
     /// The inspector's address, when it serves (useful with port 0).
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.inspector.as_ref().map(Inspector::local_addr)
+    }
+
+    /// What the persona changed, and how the lab's CertificateRequest
+    /// differs from the real server's.
+    pub fn persona_report(&self) -> &PersonaReport {
+        &self.persona
     }
 
     /// The bound address (useful with port 0).

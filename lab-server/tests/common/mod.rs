@@ -247,6 +247,14 @@ impl Smtp<TcpStream> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Smtp<S> {
+    /// Wraps any connected stream, e.g. a TLS stream set up by the test.
+    pub fn wrap(stream: S, local: SocketAddr) -> Smtp<S> {
+        Smtp {
+            io: BufReader::new(stream),
+            local,
+        }
+    }
+
     /// Writes bytes as they are, in one write.
     pub async fn send(&mut self, bytes: &[u8]) {
         let s = self.io.get_mut();
