@@ -76,6 +76,31 @@ const ROWS: &[Row] = &[
         preset: "go",
         tls: TlsVersion::Tls12,
     },
+    Row {
+        stack: "mbedtls",
+        preset: "mbedtls-3.6.2",
+        tls: TlsVersion::Tls12,
+    },
+    Row {
+        stack: "wolfssl",
+        preset: "wolfssl5",
+        tls: TlsVersion::Tls12,
+    },
+    Row {
+        stack: "nss",
+        preset: "nss",
+        tls: TlsVersion::Tls12,
+    },
+    Row {
+        stack: "erlang",
+        preset: "erlang-tls12",
+        tls: TlsVersion::Tls12,
+    },
+    Row {
+        stack: "erlang",
+        preset: "erlang-tls13",
+        tls: TlsVersion::Tls13,
+    },
 ];
 
 /// One runtime for every trial (each blocks on it from its own thread).

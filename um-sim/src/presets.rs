@@ -240,7 +240,11 @@ pub const PRESETS: &[Preset] = &[
         prints: None,
         alert: AlertFact::NotRecorded,
         sources: &[("all", "nss lib/ssl/authcert.c (chain walk)")],
-        verified: PENDING,
+        verified: "partly: NSS 3.87.1 (Debian 12; peers/nss, tests/clients, \
+                   NSS_GetClientAuthData with no nickname) withholds its certificate when no \
+                   issuer of its chain is listed and presents leaf + issuing CA when only the \
+                   two-tier root is listed; it takes the largest request lab-server sends \
+                   (body 65,560); the 131,071 limit lies beyond what TLS 1.2 can carry",
     },
     Preset {
         name: "erlang-tls12",
@@ -252,7 +256,11 @@ pub const PRESETS: &[Preset] = &[
         prints: None,
         alert: AlertFact::NotRecorded,
         sources: &[("all", "otp lib/ssl")],
-        verified: PENDING,
+        verified: "partly: OTP 25 (ssl 10.8.7; peers/erlang, tests/clients) over TLS 1.2 \
+                   sends its certificate when its CA is not listed, takes the largest request \
+                   lab-server sends (body 65,560) and the two-tier PKI delivers; the 131,072 \
+                   limit lies beyond what TLS 1.2 can carry. Not modeled: it refuses \
+                   (decode_error) a list holding a name whose CN passes 128 characters",
     },
     Preset {
         name: "erlang-tls13",
@@ -264,7 +272,11 @@ pub const PRESETS: &[Preset] = &[
         prints: None,
         alert: AlertFact::NotRecorded,
         sources: &[("all", "otp lib/ssl")],
-        verified: PENDING,
+        verified: "partly: OTP 25 (ssl 10.8.7; peers/erlang, tests/clients) over TLS 1.3 \
+                   withholds its certificate when its CA is not listed (certificate_required), \
+                   takes the largest request lab-server sends and the two-tier PKI delivers; \
+                   the 131,072 limit lies beyond what TLS 1.3 can carry. Not modeled: it \
+                   refuses (decode_error) a list holding a name whose CN passes 128 characters",
     },
     Preset {
         name: "openssl3",
@@ -353,10 +365,22 @@ pub const PRESETS: &[Preset] = &[
         rules: &[Rule::OneRecord],
         limit: "one record: body <= 16,380",
         unlisted: Unlisted::Sends,
-        prints: Some("-0x7080 \"TLS handshake fragmentation not supported\""),
-        alert: AlertFact::NotRecorded,
-        sources: &[("all", "measured (DESIGN.md 2a, 3.6.2)")],
-        verified: PENDING,
+        prints: Some("-0x7080 SSL - The requested feature is not available"),
+        alert: AlertFact::NoAlert,
+        sources: &[
+            ("limit", "measured (DESIGN.md 2a, 3.6.2; 2.28.3 here)"),
+            (
+                "text",
+                "mbedtls_strerror(-0x7080), measured with 2.28.3; 3.6.2's debug log adds \
+                 \"TLS handshake fragmentation not supported\"",
+            ),
+        ],
+        verified: "verified here with Mbed TLS 2.28.3 (Debian 12; peers/mbedtls, \
+                   tests/clients; 2.28 has no TLS 1.3 client): a 16,380-byte body in one \
+                   record delivers, 16,381 in two records fails with -0x7080 (SSL - The \
+                   requested feature is not available) and no alert; it sends its certificate \
+                   when its CA is not listed; the two-tier PKI delivers. 3.6.0 to 3.6.2 are not \
+                   installable here",
     },
     Preset {
         name: "mbedtls-3.6.3",
@@ -377,7 +401,7 @@ pub const PRESETS: &[Preset] = &[
                  (MBEDTLS_SSL_IN_BUFFER_LEN)",
             ),
         ],
-        verified: PENDING,
+        verified: "not verified here: Debian 12 ships Mbed TLS 2.28 only",
     },
     Preset {
         name: "wolfssl5",
@@ -386,10 +410,20 @@ pub const PRESETS: &[Preset] = &[
         rules: &[Rule::MaxBody(18_462)],
         limit: "MAX_HANDSHAKE_SZ 18,462 (body)",
         unlisted: Unlisted::Sends,
-        prints: Some("HANDSHAKE_SIZE_ERROR -404"),
-        alert: AlertFact::NotRecorded,
-        sources: &[("all", "wolfssl internal.h")],
-        verified: PENDING,
+        prints: Some("-404 Handshake message too large Error"),
+        alert: AlertFact::NoAlert,
+        sources: &[
+            ("limit", "wolfssl internal.h"),
+            (
+                "text, no alert",
+                "measured here (5.5.4, HANDSHAKE_SIZE_ERROR)",
+            ),
+        ],
+        verified: "verified here with wolfSSL 5.5.4 (Debian 12; peers/wolfssl, tests/clients) \
+                   over TLS 1.2: an 18,462-byte body delivers, 18,463 fails with -404 \
+                   (Handshake message too large Error) and no alert; it sends its certificate \
+                   when its CA is not listed; the two-tier PKI delivers. Over TLS 1.3 it fails \
+                   after the handshake against lab-server (-425), not modeled",
     },
 ];
 

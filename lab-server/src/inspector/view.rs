@@ -200,6 +200,9 @@ mod tests {
                 records: plan.report.records,
                 ca_names: plan.report.kept,
                 source: "wire",
+                overhead: plan.report.shape.body_len(0),
+                real_overhead: None,
+                difference: String::new(),
             }),
             ..ConnectionEvent::default()
         };
