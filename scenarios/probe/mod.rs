@@ -295,3 +295,44 @@ pub fn load_issuers(path: &Path) -> Result<Vec<(String, Vec<u8>)>, ProbeError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dialogue_follows_the_port_unless_given() {
+        for (port, want) in [
+            (25, Starttls::Smtp),
+            (587, Starttls::Smtp),
+            (2525, Starttls::Smtp),
+            (143, Starttls::Imap),
+            (110, Starttls::Pop3),
+            (389, Starttls::Ldap),
+            (443, Starttls::None),
+            (636, Starttls::None),
+        ] {
+            assert_eq!(Starttls::for_port(port), want, "{port}");
+            let r = Request::new(format!("mail.example:{port}"));
+            assert_eq!(r.starttls_or_default(), want);
+            assert_eq!(want.to_string().parse::<Starttls>(), Ok(want));
+        }
+        let mut r = Request::new("[::1]:25");
+        assert_eq!(r.starttls_or_default(), Starttls::Smtp);
+        r.starttls = Some(Starttls::None);
+        assert_eq!(r.starttls_or_default(), Starttls::None);
+        assert_eq!(net::host_of("[::1]:25"), "::1");
+        assert_eq!(net::host_of("hub.example:2525"), "hub.example");
+        assert!("smtps".parse::<Starttls>().is_err());
+        assert_eq!("1.3".parse::<TlsChoice>(), Ok(TlsChoice::Tls13));
+        assert!("1.1".parse::<TlsChoice>().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_target_without_a_port_is_refused_before_any_connection() {
+        let err = probe(&Request::new("hub.example"))
+            .await
+            .expect_err("no port");
+        assert!(err.to_string().contains("HOST:PORT"), "{err}");
+    }
+}

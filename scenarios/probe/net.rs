@@ -601,7 +601,7 @@ pub(super) async fn observe(req: &Request) -> Result<Observation, ProbeError> {
     };
     if let Some(e) = broke {
         return Err(match e {
-            FlightError::NotTls(d) => ProbeError::NotTls(d.to_string()),
+            FlightError::NotTls(_) => ProbeError::NotTls(e.to_string()),
             FlightError::TooLarge => ProbeError::Handshake(e.to_string()),
         });
     }

@@ -335,7 +335,8 @@ const MARKS: [(usize, &str); 3] = [
 
 /// Why TLS 1.3 hides the sizes.
 const HIDDEN: &str = "TLS 1.3 encrypts the CertificateRequest: its records and exact body size \
-                      are not observable; rustls passes on only the names and signature schemes";
+                      are not observable; rustls passes on only the names and the signature \
+                      schemes usable in TLS 1.3";
 
 /// The subject and issuer of a DER certificate, as text.
 pub fn chain_entry(der: &[u8]) -> ChainEntry {
@@ -715,8 +716,8 @@ impl fmt::Display for Report {
         if let Some(w) = &r.schannel_truncation {
             writeln!(
                 f,
-                "  WARNING: the list is {} bytes, {} under 16,384, nearer than its largest name \
-                 ({} bytes with its prefix): the mark of Schannel truncation. A Schannel server \
+                "  WARNING: the list is {} bytes, {} short of 16,384: nearer to it than its largest \
+                 name ({} bytes with its prefix), the mark of Schannel truncation. A Schannel server \
                  (Windows 2008 R2 and earlier, or SendTrustedIssuerList = 1) fills the list up to \
                  16 KB and drops the rest (System event 36885): its trust store likely holds more \
                  CAs than it sends, and a client whose issuer was dropped withholds its \
