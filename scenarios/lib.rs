@@ -2,7 +2,8 @@
 //! wire. Scenario files ([`model`]) are run by the [`engine`]: every store is
 //! predicted from the encodings and measured with lab-server and um-sim over
 //! real TCP and TLS; [`report`] renders tables, JSON, CSV and charts;
-//! [`analyze`] judges a user's own store with the same prediction.
+//! [`analyze`] judges a user's own store with the same prediction; [`probe`]
+//! reads a real server's CertificateRequest and judges it for every client.
 
 pub mod analyze;
 pub mod chart;
@@ -10,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod fix;
 pub mod model;
+pub mod probe;
 pub mod report;
 
 use std::collections::hash_map::Entry;

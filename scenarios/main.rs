@@ -13,6 +13,7 @@ use umlab::analyze::{Request, analyze};
 use umlab::engine::Lab;
 use umlab::fix::Windows;
 use umlab::model::{Resolved, Scenario, Sweep};
+use umlab::probe::{self, Starttls, TlsChoice};
 use umlab::{PKI_SEED, ScenarioResult, report};
 
 /// Reproduces the Schannel CA-list truncation failure family over real TLS and
@@ -95,6 +96,48 @@ enum Command {
         #[arg(long)]
         emit: Option<PathBuf>,
     },
+    /// Read a real server's CertificateRequest in one handshake and judge it
+    /// for every client stack: exit 0 when every client passes, 1 when one
+    /// fails, 2 on error.
+    Probe {
+        /// The server, HOST:PORT.
+        target: String,
+        /// STARTTLS dialogue: smtp, imap, pop3, ldap or none [default: by
+        /// port: 25, 587, 2525 smtp; 143 imap; 110 pop3; 389 ldap; else none].
+        #[arg(long)]
+        starttls: Option<Starttls>,
+        /// TLS version to offer: 1.2 (the request is read on the wire) or 1.3
+        /// (encrypted: the names come from rustls).
+        #[arg(long, default_value = "1.2")]
+        tls: TlsChoice,
+        /// A client certificate chain (PEM, leaf first) to present and check.
+        #[arg(long, requires = "key")]
+        cert: Option<PathBuf>,
+        /// Its private key (PEM).
+        #[arg(long, requires = "cert")]
+        key: Option<PathBuf>,
+        /// The client certificate's issuer (PEM): is it listed?
+        #[arg(long)]
+        issuer: Option<PathBuf>,
+        /// Verify the server's chain against these CAs (PEM) instead of the
+        /// system roots (the probe goes on either way).
+        #[arg(long)]
+        server_ca: Option<PathBuf>,
+        /// The server name to verify and send [default: the host].
+        #[arg(long)]
+        servername: Option<String>,
+        /// Judge only these client presets (repeatable) [default: every
+        /// preset and lenient].
+        #[arg(long = "client")]
+        clients: Vec<String>,
+        /// Seconds allowed to connect, for each read and for the handshake
+        /// (0.1 to 300).
+        #[arg(long, default_value_t = 10.0)]
+        timeout: f64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -174,6 +217,53 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
             }
             return Ok(ExitCode::SUCCESS);
+        }
+        Some(Command::Probe {
+            target,
+            starttls,
+            tls,
+            cert,
+            key,
+            issuer,
+            server_ca,
+            servername,
+            clients,
+            timeout,
+            json,
+        }) => {
+            if !(0.1..=300.0).contains(&timeout) {
+                anyhow::bail!("--timeout {timeout}: between 0.1 and 300 seconds");
+            }
+            let mut request = probe::Request::new(target);
+            request.starttls = starttls;
+            request.tls = tls;
+            request.timeout = std::time::Duration::from_secs_f64(timeout);
+            request.servername = servername;
+            if let (Some(cert), Some(key)) = (&cert, &key) {
+                request.identity = Some(probe::load_identity(cert, key)?);
+            }
+            if let Some(path) = &issuer {
+                request.issuers = probe::load_issuers(path)?;
+            }
+            if let Some(path) = &server_ca {
+                let certs = probe::load_certs(path, "--server-ca")?;
+                request.server_ca = Some((format!("--server-ca {}", path.display()), certs));
+            }
+            request.presets = clients
+                .iter()
+                .map(|c| c.parse().map_err(anyhow::Error::msg))
+                .collect::<Result<_>>()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| anyhow::anyhow!("tokio runtime: {e}"))?;
+            let report = runtime.block_on(probe::probe(&request))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            return Ok(ExitCode::from(report.exit_code));
         }
     };
     let runtime =
