@@ -126,6 +126,8 @@ pub struct ConnectionSummary {
     pub id: u64,
     /// Peer address.
     pub peer: String,
+    /// The server persona that answered.
+    pub persona: String,
     /// When it was accepted.
     pub started: String,
     /// TLS version.
@@ -147,6 +149,7 @@ pub fn summary(ev: &ConnectionEvent) -> ConnectionSummary {
     ConnectionSummary {
         id: ev.id,
         peer: ev.peer.clone(),
+        persona: ev.persona.clone(),
         started: ev.started.clone(),
         tls_version: ev.tls_version.clone(),
         outcome: ev
