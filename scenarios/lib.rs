@@ -14,14 +14,13 @@ pub mod model;
 pub mod probe;
 pub mod report;
 
-use std::collections::hash_map::Entry;
 use std::path::Path;
 
 use serde::Serialize;
 
 pub use crate::error::{Error, Result};
 
-use crate::engine::{BreakPoint, Lab, Lottery, Point};
+use crate::engine::{Lab, Lottery, Odds, Point, Searched};
 use crate::model::Resolved;
 
 // `BUILTIN`: every scenario file of `scenarios/`, embedded by build.rs.
@@ -41,12 +40,16 @@ pub struct ScenarioResult {
     pub description: String,
     /// The settings, in words, for the table header.
     pub setup: String,
-    /// One row per store measured (sizes in order; the lottery's seeds too).
+    /// One row per store measured (per order, sizes in order; the lottery's
+    /// organisations too).
     pub points: Vec<Point>,
-    /// The break point, when searched.
-    pub break_point: Option<Result<BreakPoint, String>>,
+    /// The break point under each order, when searched.
+    pub break_points: Vec<Searched>,
     /// Failure rate per size, for a Monte Carlo sweep.
     pub lottery: Vec<Lottery>,
+    /// The exact odds beside the Monte Carlo sweep (`Err`: why they were not
+    /// computed); `None` without a sweep.
+    pub odds: Option<Result<Odds, String>>,
     /// Disagreements and unmet expectations; empty when the run is sound.
     pub problems: Vec<String>,
 }
@@ -60,10 +63,11 @@ pub async fn run_file(path: &Path, lab: &mut Lab) -> Result<ScenarioResult> {
 
 /// Runs a resolved scenario; `progress(n)` counts measured stores.
 ///
-/// In a Monte Carlo sweep each run is a different organisation: its own
-/// synthetic roots (seed + k) and its own PKI, so the enterprise CA's
+/// The scenario runs under each of its orders in turn. In a Monte Carlo sweep
+/// each run is a different organisation: its own synthetic roots and its own
+/// PKI, from a seed no other run uses (at any size), so the enterprise CA's
 /// thumbprint, and with it its place in a thumbprint-ordered list, is drawn
-/// anew each time.
+/// anew each time and the sizes' failure counts are independent.
 pub async fn run(
     r: &Resolved,
     lab: &mut Lab,
@@ -84,7 +88,11 @@ pub async fn run(
             .join("+"),
         r.policy.budget,
         r.policy.accounting,
-        r.policy.order,
+        r.orders
+            .iter()
+            .map(|o| o.to_string())
+            .collect::<Vec<_>>()
+            .join("+"),
         r.tls,
         s.server.layout,
         s.server.max_fragment,
@@ -97,8 +105,9 @@ pub async fn run(
         description: s.description.clone(),
         setup,
         points: Vec::new(),
-        break_point: None,
+        break_points: Vec::new(),
         lottery: Vec::new(),
+        odds: None,
         problems: Vec::new(),
     };
     // The caller's lab serves every scenario of its PKI shape; another shape
@@ -110,35 +119,41 @@ pub async fn run(
         let (seed, shape) = (lab.seed(), r.shape);
         own.insert(tokio::task::spawn_blocking(move || Lab::with_shape(seed, shape)).await??)
     };
+    for &order in &r.orders {
+        let ro = r.with_order(order);
+        run_order(&ro, lab, progress, &mut result).await?;
+    }
+    check(r, &mut result);
+    Ok(result)
+}
+
+/// Runs the scenario under one order (`r.orders` holds just it).
+async fn run_order(
+    r: &Resolved,
+    lab: &mut Lab,
+    progress: &(dyn Fn(u64) + Sync),
+    result: &mut ScenarioResult,
+) -> Result<()> {
+    let s = &r.scenario;
     let seeds = r.organisation_seeds();
-    let mut orgs: std::collections::HashMap<u64, Lab> = std::collections::HashMap::new();
-    for &size in &r.sizes {
-        let mut lottery = Lottery {
-            size,
-            runs: 0,
-            failures: 0,
-            predicted_failures: 0,
-        };
+    let mut ca_entries = std::collections::BTreeSet::new();
+    let mut lottery_points = Vec::new();
+    for (i, &size) in r.sizes.iter().enumerate() {
+        let mut lottery = Lottery::new(size, r.policy.order.to_string());
         for k in 0..seeds {
-            let seed = r.organisation_seed(k).ok_or_else(|| {
+            let seed = r.organisation_seed(i as u64, k).ok_or_else(|| {
                 Error::Invalid(format!(
-                    "store.seed {} + {k} passes the largest seed",
+                    "store.seed {} + {i} x {seeds} + {k} passes the largest seed",
                     s.store.seed
                 ))
             })?;
             let point = if seeds > 1 {
-                let lab = match orgs.entry(seed) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    // Its own PKI: key generation, kept off the runtime's workers.
-                    Entry::Vacant(e) => {
-                        let shape = r.shape;
-                        e.insert(
-                            tokio::task::spawn_blocking(move || Lab::with_shape(seed, shape))
-                                .await??,
-                        )
-                    }
-                };
-                lab.point(r, size, seed).await?
+                // Its own PKI: key generation, kept off the runtime's workers.
+                let shape = r.shape;
+                let mut org =
+                    tokio::task::spawn_blocking(move || Lab::with_shape(seed, shape)).await??;
+                ca_entries.insert(2 + org.ca().subject_der().len());
+                org.point(r, size, seed).await?
             } else {
                 lab.point(r, size, seed).await?
             };
@@ -146,11 +161,26 @@ pub async fn run(
             lottery.runs += 1;
             lottery.failures += usize::from(point.measured.failed());
             lottery.predicted_failures += usize::from(point.predicted.failed());
+            if seeds > 1 {
+                lottery_points.push(result.points.len());
+            }
             result.points.push(point);
         }
         if seeds > 1 {
             result.lottery.push(lottery);
         }
+    }
+    if seeds > 1 {
+        let points: Vec<&Point> = lottery_points
+            .iter()
+            .filter_map(|&i| result.points.get(i))
+            .collect();
+        let lotteries: Vec<&mut Lottery> = result
+            .lottery
+            .iter_mut()
+            .filter(|l| l.order == r.policy.order.to_string())
+            .collect();
+        result.odds = Some(engine::odds_for(r, &ca_entries, &points, lotteries));
     }
     for policy in r.policies.iter().skip(1) {
         for &size in &r.sizes {
@@ -162,19 +192,23 @@ pub async fn run(
     if let Some(bp) = s.break_point {
         let found = engine::break_point(lab, r, bp.from, bp.to, s.store.seed).await?;
         progress(1);
-        result.break_point = Some(found);
+        result.break_points.push(Searched {
+            order: r.policy.order.to_string(),
+            result: found,
+        });
     }
-    check(r, &mut result);
-    Ok(result)
+    Ok(())
 }
 
 /// Collects disagreements and unmet expectations.
 fn check(r: &Resolved, result: &mut ScenarioResult) {
     let mut problems = Vec::new();
-    let bp_points: Vec<&Point> = match &result.break_point {
-        Some(Ok(bp)) => vec![&bp.below, &bp.at],
-        _ => Vec::new(),
-    };
+    let bp_points: Vec<&Point> = result
+        .break_points
+        .iter()
+        .filter_map(|b| b.result.as_ref().ok())
+        .flat_map(|bp| [&bp.below, &bp.at])
+        .collect();
     for p in result.points.iter().chain(bp_points) {
         for d in &p.disagreements {
             problems.push(format!("{} roots (seed {}): {d}", p.size, p.seed));
@@ -184,7 +218,12 @@ fn check(r: &Resolved, result: &mut ScenarioResult) {
         let got: Vec<&Point> = result
             .points
             .iter()
-            .filter(|p| p.size == *size && policy.as_ref().is_none_or(|x| *x == p.policy))
+            .filter(|p| {
+                p.size == *size
+                    && policy
+                        .as_ref()
+                        .is_none_or(|x| *x == p.policy || *x == p.order)
+            })
             .collect();
         let at = match policy {
             Some(p) => format!("{size} roots under {p}"),
@@ -202,7 +241,9 @@ fn check(r: &Resolved, result: &mut ScenarioResult) {
             }
         }
     }
-    match (&r.scenario.expect.break_point, &result.break_point) {
+    // The expected break point is the first order's.
+    let first = result.break_points.first().map(|b| &b.result);
+    match (&r.scenario.expect.break_point, first) {
         (Some(want), Some(Ok(bp))) if bp.size != *want => {
             problems.push(format!(
                 "break point: expected {want} roots, found {}",
@@ -218,6 +259,9 @@ fn check(r: &Resolved, result: &mut ScenarioResult) {
             "break point {want} expected but the scenario has no [break_point] search"
         )),
         _ => {}
+    }
+    if let Some(Ok(odds)) = &result.odds {
+        problems.extend(odds.problems());
     }
     result.problems = problems;
 }

@@ -33,50 +33,48 @@ pub fn table(r: &ScenarioResult) -> String {
         "predicted",
         "measured"
     );
-    if r.lottery.is_empty() {
-        for p in &r.points {
-            row(&mut out, p);
-        }
-    } else {
+    // A Monte Carlo sweep's stores are summed up per size below; the other
+    // orders' stores are shown one by one.
+    let swept = |p: &Point| r.lottery.iter().any(|l| l.order == p.order);
+    for p in r.points.iter().filter(|p| !swept(p)) {
+        row(&mut out, p);
+    }
+    let in_sweep = r.points.iter().filter(|p| swept(p)).count();
+    if in_sweep > 0 {
         let _ = writeln!(
             out,
-            "   ({} stores measured; every one is in report.json and report.csv)",
-            r.points.len()
+            "   ({in_sweep} stores of the Monte Carlo measured; every one is in report.json and report.csv)"
         );
     }
-    match &r.break_point {
-        Some(Ok(bp)) => {
-            let _ = writeln!(
-                out,
-                "break point: {} roots ({} measured stores): {} roots {} ({} bytes of names), {} roots {} ({} bytes)",
-                bp.size,
-                bp.probes,
-                bp.below.size,
-                bp.below.measured.label(),
-                bp.below.list_bytes,
-                bp.at.size,
-                bp.at.measured.label(),
-                bp.at.list_bytes
-            );
-            row(&mut out, &bp.below);
-            row(&mut out, &bp.at);
+    for searched in &r.break_points {
+        let order = if r.break_points.len() > 1 {
+            format!(" ({} order)", searched.order)
+        } else {
+            String::new()
+        };
+        match &searched.result {
+            Ok(bp) => {
+                let _ = writeln!(
+                    out,
+                    "break point{order}: {} roots ({} measured stores): {} roots {} ({} bytes of names), {} roots {} ({} bytes)",
+                    bp.size,
+                    bp.probes,
+                    bp.below.size,
+                    bp.below.measured.label(),
+                    bp.below.list_bytes,
+                    bp.at.size,
+                    bp.at.measured.label(),
+                    bp.at.list_bytes
+                );
+                row(&mut out, &bp.below);
+                row(&mut out, &bp.at);
+            }
+            Err(why) => {
+                let _ = writeln!(out, "break point{order}: none found ({why})");
+            }
         }
-        Some(Err(why)) => {
-            let _ = writeln!(out, "break point: none found ({why})");
-        }
-        None => {}
     }
-    for l in &r.lottery {
-        let _ = writeln!(
-            out,
-            "{:>6} roots: {:>3} of {:<3} organisations fail ({:>5.1}%), {:>3} predicted",
-            l.size,
-            l.failures,
-            l.runs,
-            100.0 * l.failures as f64 / l.runs.max(1) as f64,
-            l.predicted_failures
-        );
-    }
+    lottery_table(&mut out, r);
     if r.problems.is_empty() {
         let _ = writeln!(out, "prediction and measurement agree on every store");
     } else {
@@ -121,6 +119,78 @@ fn row(out: &mut String, p: &Point) {
     );
 }
 
+/// The Monte Carlo per size beside the exact odds, and how they compare.
+fn lottery_table(out: &mut String, r: &ScenarioResult) {
+    if r.lottery.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:>6} {:>10} {:>8} {:>9} {:>17} {:>8} {:>7}  exact inside",
+        "roots", "order", "fail", "measured", "95% Wilson", "exact", "miss P"
+    );
+    for l in &r.lottery {
+        let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+        let _ = writeln!(
+            out,
+            "{:>6} {:>10} {:>8} {:>9} {:>17} {:>8} {:>7}  {}",
+            l.size,
+            l.order,
+            format!("{}/{}", l.failures, l.runs),
+            pct(l.rate()),
+            format!("[{}, {}]", pct(l.wilson_low), pct(l.wilson_high)),
+            l.exact.map_or("-".into(), pct),
+            l.miss_probability.map_or("-".into(), pct),
+            match l.inside() {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            }
+        );
+    }
+    match &r.odds {
+        Some(Ok(o)) => {
+            let _ = writeln!(
+                out,
+                "exact odds: {}; CA entry {} bytes, list budget {} bytes",
+                o.model, o.ca_entry, o.list_budget
+            );
+            let _ = writeln!(
+                out,
+                "  outside the interval at {} of {} sizes (chance of at least that many: {:.3}); \
+                 {} failures in {} organisations, {:.1} expected (two-sided chance: {}); \
+                 problem below {:.0e}",
+                o.misses,
+                o.sizes,
+                o.miss_tail,
+                o.failures,
+                o.runs,
+                o.expected_failures,
+                o.pooled_p
+                    .map_or("not computed".into(), |p| format!("{p:.3}")),
+                crate::engine::CHANCE_BOUND
+            );
+            let q: Vec<String> = o
+                .break_point_quantiles
+                .iter()
+                .map(|(q, n)| match n {
+                    Some(n) => format!("{:.0}%: {n} roots", 100.0 * q),
+                    None => format!("{:.0}%: past {} roots", 100.0 * q, o.curve.len() - 1),
+                })
+                .collect();
+            let _ = writeln!(
+                out,
+                "  break point under this order, quantiles: {}",
+                q.join(", ")
+            );
+        }
+        Some(Err(why)) => {
+            let _ = writeln!(out, "exact odds: not computed ({why})");
+        }
+        None => {}
+    }
+}
+
 /// Unique values in first-seen order, with a count when repeated.
 fn dedup(items: impl Iterator<Item = String>) -> Vec<String> {
     let mut seen: Vec<(String, usize)> = Vec::new();
@@ -149,17 +219,20 @@ fn csv_field(value: &str) -> String {
 /// 4180 ([`csv_field`]).
 pub fn csv(results: &[ScenarioResult]) -> String {
     let mut out = String::from(
-        "scenario,policy,size,seed,ca_index,store_list_bytes,list_bytes,names_sent,names_dropped,body_bytes,records,ca_listed,predicted,measured,agree\n",
+        "scenario,policy,order,size,seed,ca_index,store_list_bytes,list_bytes,names_sent,names_dropped,body_bytes,records,ca_listed,predicted,measured,agree\n",
     );
     for r in results {
-        let bp: Vec<&Point> = match &r.break_point {
-            Some(Ok(bp)) => vec![&bp.below, &bp.at],
-            _ => Vec::new(),
-        };
+        let bp: Vec<&Point> = r
+            .break_points
+            .iter()
+            .filter_map(|b| b.result.as_ref().ok())
+            .flat_map(|bp| [&bp.below, &bp.at])
+            .collect();
         for p in r.points.iter().chain(bp) {
             let fields = [
                 r.name.clone(),
                 p.policy.clone(),
+                p.order.clone(),
                 p.size.to_string(),
                 p.seed.to_string(),
                 p.ca_index.to_string(),
@@ -221,8 +294,9 @@ mod tests {
             description: "d".into(),
             setup: "s".into(),
             points: Vec::new(),
-            break_point: None,
+            break_points: Vec::new(),
             lottery: Vec::new(),
+            odds: None,
             problems: Vec::new(),
         }
     }
@@ -245,6 +319,7 @@ mod tests {
         let point = Point {
             size: 11,
             policy: "full,\"x\"".into(),
+            order: "store".into(),
             removed: 0,
             seed: 1,
             ca_index: 10,
@@ -266,7 +341,7 @@ mod tests {
         let text = csv(&[r]);
         let line = text.lines().nth(1).expect("a data line");
         assert!(
-            line.starts_with(r#""a,""b""","full,""x""",11,1,10,"#),
+            line.starts_with(r#""a,""b""","full,""x""",store,11,1,10,"#),
             "{line}"
         );
         assert!(text.contains("\"failed:a\r\nb\""), "{text}");

@@ -80,7 +80,7 @@ fn run(path: PathBuf, shape: Option<Shape>) -> Result<(), Failed> {
         let result = umlab::run(&r, &mut lab, &|_| {})
             .await
             .map_err(|e| format!("{e:#}"))?;
-        if result.points.is_empty() && result.break_point.is_none() {
+        if result.points.is_empty() && result.break_points.is_empty() {
             return Err("the scenario measured nothing".into());
         }
         if !result.problems.is_empty() {

@@ -103,11 +103,12 @@ fn run_shows_the_incident_and_writes_the_report() {
         .as_array()
         .and_then(|a| a.iter().find(|s| s["name"] == "binary-small"))
         .expect("binary-small in report.json");
-    assert_eq!(small["break_point"]["Ok"]["size"], 170);
+    assert_eq!(small["break_points"][0]["order"], "store");
+    assert_eq!(small["break_points"][0]["result"]["Ok"]["size"], 170);
     let csv = std::fs::read_to_string(report.join("report.csv")).unwrap();
     assert!(
         csv.lines()
-            .any(|l| l.starts_with("binary-small,schannel,355,")
+            .any(|l| l.starts_with("binary-small,schannel,store,355,")
                 && l.contains("failed:no-acceptable-certificate"))
     );
 }

@@ -40,6 +40,15 @@ pub enum Error {
         /// what is wrong, and at which offset (not a `source`, as for `Pem`)
         problem: crate::sst::SstError,
     },
+    /// A DN list (subject names in hex) that cannot be read: the problem
+    /// names the line.
+    #[error("{}: DN list: {problem}", path.display())]
+    DnList {
+        /// the file
+        path: PathBuf,
+        /// what is wrong, and on which line (not a `source`, as for `Pem`)
+        problem: crate::dnlist::DnListError,
+    },
     /// An input file (or a folder read as one store) is larger than the lab
     /// reads (see [`crate::fsutil`]).
     #[error("{}: larger than {limit} bytes, the most read from such an input", path.display())]

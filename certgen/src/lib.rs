@@ -6,10 +6,11 @@
 //! crate models and encodes X.509 Names ([`name`]), draws seeded synthetic
 //! subjects ([`synth`]), mass-produces roots ([`roots`]), issues the lab PKI
 //! ([`pki`]), loads and saves stores ([`store`], PEM bundles read strictly by [`bundle`],
-//! Windows serialized stores by [`sst`]) and reports their sizes
+//! Windows serialized stores by [`sst`], lists of subject names by [`dnlist`]) and reports their sizes
 //! ([`inspect`], [`wire`]).
 
 pub mod bundle;
+pub mod dnlist;
 pub mod error;
 pub mod fsutil;
 pub mod inspect;

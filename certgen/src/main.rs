@@ -75,7 +75,7 @@ enum Command {
     },
     /// Report a store's size against the 16 KB, 32 KB and 64 KB limits.
     Inspect {
-        /// PEM bundle, DER certificate, .p7b, .sst, or a folder of them.
+        /// PEM bundle, DER certificate, .p7b, .sst, DN list, or a folder of them.
         store: PathBuf,
         /// Print JSON instead of text.
         #[arg(long)]
@@ -83,9 +83,10 @@ enum Command {
     },
     /// Write a store in another format, roots in the same order.
     Convert {
-        /// PEM bundle, DER certificate, .p7b, .sst, or a folder of them.
+        /// PEM bundle, DER certificate, .p7b, .sst, DN list, or a folder of them.
         store: PathBuf,
-        /// Output format: sst (Windows serialized store) or pem (bundle).
+        /// Output format: sst (Windows serialized store), pem (bundle) or
+        /// dnlist (the subject names only, in hex).
         #[arg(long, value_enum)]
         to: Format,
         /// Output file.
@@ -101,6 +102,8 @@ enum Format {
     Sst,
     /// PEM bundle, as `roots` writes.
     Pem,
+    /// DN list: the subject names alone, one per line (certgen/README.md).
+    Dnlist,
 }
 
 fn main() -> ExitCode {
@@ -279,6 +282,21 @@ fn run_into(command: Command, out: &mut String) -> Result<()> {
                     let bundle: String = loaded.roots().iter().map(|r| r.to_pem()).collect();
                     write_atomic(&file, bundle.as_bytes(), Access::Public)?;
                     "a PEM bundle"
+                }
+                Format::Dnlist => {
+                    let header = format!("{} roots, from {}", loaded.len(), store.display());
+                    let friendly: Vec<Option<String>> =
+                        loaded.roots().iter().map(|r| r.display_name()).collect();
+                    let text = certgen::dnlist::write(
+                        &[header.as_str()],
+                        loaded
+                            .roots()
+                            .iter()
+                            .zip(&friendly)
+                            .map(|(r, f)| (r.subject_der(), f.as_deref())),
+                    );
+                    write_atomic(&file, text.as_bytes(), Access::Public)?;
+                    "a DN list"
                 }
             };
             writeln!(

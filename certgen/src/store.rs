@@ -259,7 +259,8 @@ impl Store {
     }
 
     /// Loads a store from a PEM bundle, a DER certificate, a PKCS #7 file
-    /// (.p7b/.p7c, DER or PEM), a Windows serialized store (.sst) or a folder
+    /// (.p7b/.p7c, DER or PEM), a Windows serialized store (.sst), a DN list
+    /// ([`crate::dnlist`]: one placeholder-signed root per name) or a folder
     /// of such files (sorted by name).
     ///
     /// A file, or a folder's files together, past [`MAX_STORE_FILE`] is refused
@@ -410,7 +411,7 @@ fn rfc3339(ts: i64) -> String {
         .unwrap_or_else(|| ts.to_string())
 }
 
-const CERT_EXTENSIONS: &[&str] = &["pem", "crt", "cer", "der", "p7b", "p7c", "sst"];
+const CERT_EXTENSIONS: &[&str] = &["pem", "crt", "cer", "der", "p7b", "p7c", "sst", "dnlist"];
 
 fn load_dir(dir: &Path) -> Result<Vec<Root>, Error> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -426,7 +427,7 @@ fn load_dir(dir: &Path) -> Result<Vec<Root>, Error> {
     if files.is_empty() {
         return Err(Error::malformed(
             dir,
-            "folder holds no .pem, .crt, .cer, .der, .p7b or .sst file",
+            "folder holds no .pem, .crt, .cer, .der, .p7b, .sst or .dnlist file",
         ));
     }
     files.sort();
@@ -466,6 +467,15 @@ pub fn parse_file(path: &Path, bytes: &[u8]) -> Result<Vec<Root>, Error> {
     // and a certificate inside may hold any bytes, "-----BEGIN " included.
     if crate::sst::has_header(bytes) {
         return parse_sst(path, bytes);
+    }
+    if crate::dnlist::has_header(bytes) {
+        let names = crate::dnlist::read(bytes).map_err(|problem| Error::DnList {
+            path: path.to_path_buf(),
+            problem,
+        })?;
+        let store =
+            crate::roots::with_subjects(&names, crate::dnlist::LOAD_SEED, crate::KeyAlg::Ed25519)?;
+        return Ok(store.into_roots());
     }
     let looks_pem = bytes
         .iter()

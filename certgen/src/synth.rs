@@ -97,42 +97,74 @@ type Shape = Vec<(AttrType, StringKind, usize)>;
 /// the names of one seed are pairwise distinct.
 pub fn subject(seed: u64, profile: Profile, index: u64) -> Name {
     let mut rng = rng_for(seed, index);
-    let shape = match profile {
-        Profile::Realistic => {
-            let shapes = mozilla_shapes();
-            let k = rng.random_range(0..shapes.len() as u32) as usize;
-            shapes.get(k).cloned().unwrap_or_default()
-        }
-        Profile::Fixed(len) => fixed_shape(len),
-        Profile::Short => {
-            let target = 32 + rng.random_range(0..33u32) as usize;
-            fit_shape(
-                vec![
-                    (AttrType::Country, StringKind::Printable, 2),
-                    (AttrType::CommonName, StringKind::Printable, 1),
-                ],
-                1,
-                target,
-            )
-        }
-        Profile::Long => {
-            let target = 180 + rng.random_range(0..241u32) as usize;
-            fit_shape(
-                vec![
-                    (AttrType::Country, StringKind::Printable, 2),
-                    (AttrType::State, StringKind::Printable, 12),
-                    (AttrType::Locality, StringKind::Printable, 10),
-                    (AttrType::Organization, StringKind::Printable, 36),
-                    (AttrType::OrgUnit, StringKind::Printable, 40),
-                    (AttrType::CommonName, StringKind::Printable, 1),
-                    (AttrType::Email, StringKind::Ia5, 20),
-                ],
-                5,
-                target,
-            )
-        }
+    let draw = match draws(profile) {
+        Some(n) => rng.random_range(0..n),
+        None => 0,
     };
+    let shape = shape_of_draw(profile, draw);
     fill(&mut rng, &shape, index)
+}
+
+/// How many equally likely shapes `subject` draws from (`None`: one shape,
+/// nothing drawn).
+fn draws(profile: Profile) -> Option<u32> {
+    match profile {
+        Profile::Realistic => Some(mozilla_shapes().len() as u32),
+        Profile::Fixed(_) => None,
+        Profile::Short => Some(33),
+        Profile::Long => Some(241),
+    }
+}
+
+/// The shape of draw `k` (see [`draws`]).
+fn shape_of_draw(profile: Profile, k: u32) -> Shape {
+    match profile {
+        Profile::Realistic => mozilla_shapes()
+            .get(k as usize)
+            .cloned()
+            .unwrap_or_default(),
+        Profile::Fixed(len) => fixed_shape(len),
+        Profile::Short => fit_shape(
+            vec![
+                (AttrType::Country, StringKind::Printable, 2),
+                (AttrType::CommonName, StringKind::Printable, 1),
+            ],
+            1,
+            32 + k as usize,
+        ),
+        Profile::Long => fit_shape(
+            vec![
+                (AttrType::Country, StringKind::Printable, 2),
+                (AttrType::State, StringKind::Printable, 12),
+                (AttrType::Locality, StringKind::Printable, 10),
+                (AttrType::Organization, StringKind::Printable, 36),
+                (AttrType::OrgUnit, StringKind::Printable, 40),
+                (AttrType::CommonName, StringKind::Printable, 1),
+                (AttrType::Email, StringKind::Ia5, 20),
+            ],
+            5,
+            180 + k as usize,
+        ),
+    }
+}
+
+/// The DER lengths of the subjects `profile` draws, each with its exact
+/// probability, in ascending length. Every subject of every seed and index
+/// is drawn independently from this distribution (one ChaCha stream per
+/// index), which is what lets the odds of a thumbprint-ordered store of this
+/// profile be computed exactly rather than sampled.
+pub fn length_distribution(profile: Profile) -> Vec<(usize, f64)> {
+    let n = draws(profile).unwrap_or(1);
+    let mut counts = std::collections::BTreeMap::<usize, u32>::new();
+    for k in 0..n {
+        *counts
+            .entry(shape_der_len(&shape_of_draw(profile, k)))
+            .or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(len, c)| (len, f64::from(c) / f64::from(n)))
+        .collect()
 }
 
 /// Generates subjects `start..start + count` of `seed`, in order.
@@ -468,6 +500,41 @@ mod tests {
         want.sort_unstable();
         got.sort_unstable();
         assert_eq!(got, want, "shapes keep each subject's exact DER size");
+    }
+
+    #[test]
+    fn length_distributions_are_what_subjects_draw() {
+        for profile in [
+            Profile::Realistic,
+            Profile::Short,
+            Profile::Long,
+            Profile::Fixed(100),
+        ] {
+            let dist = length_distribution(profile);
+            let total: f64 = dist.iter().map(|(_, p)| p).sum();
+            assert!((total - 1.0).abs() < 1e-12, "{profile}: {total}");
+            // 4,000 subjects: every length is in the support, and each
+            // length's count is within 5 standard deviations of its mean.
+            let n = 4_000u64;
+            let mut seen = std::collections::BTreeMap::<usize, u64>::new();
+            for i in 0..n {
+                *seen.entry(subject(11, profile, i).der_len()).or_default() += 1;
+            }
+            for (len, count) in &seen {
+                let p = dist
+                    .iter()
+                    .find(|(l, _)| l == len)
+                    .map(|(_, p)| *p)
+                    .unwrap_or_else(|| panic!("{profile}: length {len} drawn, not in the support"));
+                let mean = p * n as f64;
+                let sd = (mean * (1.0 - p)).sqrt().max(1.0);
+                assert!(
+                    (*count as f64 - mean).abs() <= 5.0 * sd,
+                    "{profile}: length {len}: {count} drawn, {mean:.1} expected"
+                );
+            }
+        }
+        assert_eq!(length_distribution(Profile::Fixed(100)), vec![(100, 1.0)]);
     }
 
     #[test]

@@ -1732,3 +1732,87 @@ fn a_broken_sst_names_the_offset() {
     assert_clean_failure(&out, &format!("offset {end}"));
     assert!(!target.exists(), "convert wrote a file from a broken store");
 }
+
+// ---------------------------------------------------------------------------
+// DN lists
+
+/// The hex names of a DN list, read here by hand (no certgen code).
+fn dnlist_names(text: &str) -> Vec<Vec<u8>> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .map(|hex| {
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn dn_lists_are_written_and_read_as_stores() {
+    let d = tmp();
+    let dir = d.path().join("store");
+    let manifest = gen_roots(&dir, &["--count", "30", "--seed", "5", "--dn-only"]);
+    let list = d.path().join("names.dnlist");
+    succeed(
+        certgen()
+            .args(["convert", "--to", "dnlist", "--out"])
+            .arg(&list)
+            .arg(dir.join("roots.pem")),
+    );
+    let text = fs::read_to_string(&list).expect("the DN list");
+    assert!(text.starts_with("# umlab DN list v1\n"), "{text}");
+    let names = dnlist_names(&text);
+    // Every name is the subject of the certificate at the same place.
+    let certs = read_certs(&dir.join("roots.pem"));
+    assert_eq!(names.len(), certs.len());
+    for (name, cert) in names.iter().zip(&certs) {
+        assert_eq!(name.len(), subject_der_len(&cert.der));
+    }
+    // Read back as a store: same subjects, in order, same CA-list size.
+    let from_list = inspect_json(&list);
+    let from_pem = inspect_json(&dir.join("roots.pem"));
+    assert_eq!(
+        root_strings(&from_list, "subject"),
+        root_strings(&manifest, "subject")
+    );
+    assert_eq!(
+        number(&from_list, "ca_list_bytes"),
+        number(&from_pem, "ca_list_bytes")
+    );
+    // A broken line is refused with its number, and nothing is written.
+    let broken = d.path().join("broken.dnlist");
+    fs::write(&broken, text.replacen("\n30", "\n3x", 1)).expect("write");
+    let target = d.path().join("out.pem");
+    let out = run(certgen()
+        .args(["convert", "--to", "pem", "--out"])
+        .arg(&target)
+        .arg(&broken));
+    assert_clean_failure(&out, "DN list: line 3");
+    assert!(!target.exists());
+}
+
+#[test]
+fn the_microsoft_root_program_file_reads_as_a_store() {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/microsoft-root-program.dnlist");
+    let text = fs::read_to_string(&file).expect("data/microsoft-root-program.dnlist");
+    let names = dnlist_names(&text);
+    let report = inspect_json(&file);
+    assert_eq!(number(&report, "count"), names.len());
+    assert_eq!(
+        number(&report, "ca_list_bytes"),
+        names.iter().map(|n| 2 + n.len()).sum::<usize>()
+    );
+    // The header states what the file holds; it must agree with the names.
+    let stated = format!(
+        "# {} roots, {} bytes of names (DER), {} bytes as a TLS 1.2 CA list.",
+        names.len(),
+        names.iter().map(Vec::len).sum::<usize>(),
+        names.iter().map(|n| 2 + n.len()).sum::<usize>()
+    );
+    assert!(text.lines().any(|l| l == stated), "header lacks {stated:?}");
+    let lens = root_numbers(&report, "der_len");
+    assert_eq!(lens, names.iter().map(Vec::len).collect::<Vec<_>>());
+}

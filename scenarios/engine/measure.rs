@@ -58,8 +58,7 @@ impl StoreJob {
         let need = self.size.saturating_sub(1);
         let have = self.cached.as_ref().map_or(0, |l| l.len());
         let list = match (self.subjects, self.cached) {
-            (Subjects::Synthetic(_), Some(list)) if list.len() >= need => list,
-            (Subjects::Mozilla, Some(list)) => list,
+            (_, Some(list)) if list.len() >= need => list,
             (Subjects::Synthetic(profile), _) => {
                 // Grow geometrically: a sweep's stores are prefixes of one list.
                 let spec = RootsSpec {
@@ -72,9 +71,15 @@ impl StoreJob {
                 let (store, _) = roots::generate(&spec, &|_| {})?;
                 Arc::new(store.into_roots())
             }
-            (Subjects::Mozilla, None) => {
-                let subjects = certgen::synth::mozilla_subjects();
-                let store = roots::with_subjects(&subjects, self.seed, KeyAlg::Ed25519)?;
+            (real, _) => {
+                // Root i depends only on (seed, i, subject i): the roots of a
+                // prefix are those of the whole list.
+                let subjects = real
+                    .real_list()
+                    .unwrap_or(Ok(&[]))
+                    .map_err(Error::Invalid)?;
+                let take = subjects.get(..need).unwrap_or(subjects);
+                let store = roots::with_subjects(take, self.seed, KeyAlg::Ed25519)?;
                 Arc::new(store.into_roots())
             }
         };
@@ -106,6 +111,11 @@ impl StoreJob {
 }
 
 impl Lab {
+    /// The enterprise CA: the root the Hub's store must list for the UM.
+    pub fn ca(&self) -> &Root {
+        &self.ca
+    }
+
     /// The one-tier lab PKI and client identity for a seed.
     pub fn new(seed: u64) -> Result<Lab> {
         Lab::with_shape(seed, Shape::OneTier)
