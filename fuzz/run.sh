@@ -24,7 +24,7 @@ main() {
     cd "$root" || exit 2
     targets=("$@")
     if [ ${#targets[@]} -eq 0 ]; then
-        targets=(smtp_session um_header um_reply tls_flight store_load)
+        targets=(smtp_session um_header um_reply tls_flight store_load probe_flight)
     fi
 
     ci=false

@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use certgen::wire::{
     CertificateRequest12, DecodeError, FlightReader, FlightSink, HS_CERTIFICATE_REQUEST,
-    HS_SERVER_HELLO, HS_SERVER_HELLO_DONE, HandshakeHeader, RECORD_HEADER_LEN,
+    HS_SERVER_HELLO, HS_SERVER_HELLO_DONE, HandshakeHeader, RECORD_HEADER_LEN, RecordHeader,
 };
 use serde::Serialize;
 
@@ -289,11 +289,55 @@ pub enum FlightError {
     TooLarge,
 }
 
+/// Cuts a byte stream at TLS record ends, so the flight can stop reading at
+/// the record that ends it whatever the reads looked like.
+#[derive(Default)]
+struct RecordCutter {
+    header: [u8; RECORD_HEADER_LEN],
+    have: usize,
+    left: usize,
+}
+
+impl RecordCutter {
+    /// Bytes of `b` up to the end of the current record (all of `b` when
+    /// the record goes on past it).
+    fn take(&mut self, b: &[u8]) -> usize {
+        let mut n = 0;
+        while self.have < RECORD_HEADER_LEN {
+            let Some(&byte) = b.get(n) else {
+                return n;
+            };
+            if let Some(slot) = self.header.get_mut(self.have) {
+                *slot = byte;
+            }
+            self.have += 1;
+            n += 1;
+            if self.have == RECORD_HEADER_LEN {
+                match RecordHeader::parse(&self.header) {
+                    // A header that cannot be TLS ends the flight there.
+                    Ok(h) if h.is_plausible() => self.left = h.len,
+                    _ => {
+                        self.have = 0;
+                        return n;
+                    }
+                }
+            }
+        }
+        let payload = self.left.min(b.len() - n);
+        self.left -= payload;
+        if self.left == 0 {
+            self.have = 0;
+        }
+        n + payload
+    }
+}
+
 /// The server's first flight, read as it arrives.
 #[derive(Default)]
 pub struct FirstFlight {
     reader: FlightReader,
     sink: Recorder,
+    cutter: RecordCutter,
     bytes: usize,
     error: Option<FlightError>,
 }
@@ -304,19 +348,23 @@ impl FirstFlight {
         FirstFlight::default()
     }
 
-    /// Consumes bytes from the server; nothing once the flight is over.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        if self.done() {
-            return;
-        }
-        self.bytes = self.bytes.saturating_add(bytes.len());
-        if self.bytes > MAX_FLIGHT {
-            self.error = Some(FlightError::TooLarge);
-            return;
-        }
-        let _ = self.reader.feed(bytes, &mut self.sink);
-        if let Some(e) = self.reader.error() {
-            self.error = Some(FlightError::NotTls(e.clone()));
+    /// Consumes bytes from the server, a record at a time, and nothing
+    /// after the record that ends the flight (so how the bytes were cut
+    /// into reads never changes what is read).
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() && !self.done() {
+            let n = self.cutter.take(bytes).max(1);
+            let (record, rest) = bytes.split_at(n.min(bytes.len()));
+            bytes = rest;
+            self.bytes = self.bytes.saturating_add(record.len());
+            if self.bytes > MAX_FLIGHT {
+                self.error = Some(FlightError::TooLarge);
+                return;
+            }
+            let _ = self.reader.feed(record, &mut self.sink);
+            if let Some(e) = self.reader.error() {
+                self.error = Some(FlightError::NotTls(e.clone()));
+            }
         }
     }
 
@@ -380,7 +428,7 @@ impl FirstFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use certgen::wire::{RecordHeader, write_ca_list};
+    use certgen::wire::write_ca_list;
     use proptest::prelude::*;
 
     fn message(t: u8, body: &[u8]) -> Vec<u8> {
@@ -502,7 +550,71 @@ mod tests {
         assert!(!f.done());
     }
 
+    /// What a reading left, to compare readings of the same bytes.
+    fn summary(f: &FirstFlight) -> String {
+        format!(
+            "{} {} {:?} {:?} {} {:?} {}",
+            f.done(),
+            f.complete(),
+            f.error().map(ToString::to_string),
+            f.server_hello(),
+            f.messages().len(),
+            f.request()
+                .map(|r| (r.body_bytes, r.records.len(), r.buffered_bytes)),
+            f.bytes()
+        )
+    }
+
+    /// Found by the probe_flight fuzz target: a TLS 1.3 ServerHello (here
+    /// a HelloRetryRequest) ends the plaintext flight, but when the records
+    /// after it came in the same read they were read too.
+    #[test]
+    fn the_flight_ends_at_its_last_record_whatever_the_reads() {
+        let mut hrr = hello(Some(0x0304));
+        if let Some(random) = hrr.get_mut(6..38) {
+            random.copy_from_slice(&HRR_RANDOM);
+        }
+        let names = vec![vec![0x30, 0]];
+        let wire = framed(
+            &[hrr, request(&names), message(HS_SERVER_HELLO_DONE, &[])],
+            100,
+        );
+        let mut whole = FirstFlight::new();
+        whole.feed(&wire);
+        let mut bytewise = FirstFlight::new();
+        for b in &wire {
+            bytewise.feed(std::slice::from_ref(b));
+        }
+        assert_eq!(summary(&whole), summary(&bytewise));
+        assert!(whole.server_hello().is_some_and(|h| h.hello_retry));
+        assert!(
+            whole.request().is_none(),
+            "nothing read past the ServerHello"
+        );
+        assert_eq!(whole.messages().len(), 1);
+    }
+
     proptest! {
+        #[test]
+        fn any_cut_of_the_bytes_reads_the_same(
+            head in proptest::collection::vec(any::<u8>(), 0..40),
+            cut in any::<prop::sample::Index>(),
+            extra in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            // A real flight start, then anything.
+            let mut wire = framed(&[hello(None)], 100);
+            wire.extend_from_slice(&head);
+            wire.extend(framed(&[request(&[vec![0x30, 0]]), message(HS_SERVER_HELLO_DONE, &[])], 7));
+            wire.extend_from_slice(&extra);
+            let at = cut.index(wire.len() + 1);
+            let mut whole = FirstFlight::new();
+            whole.feed(&wire);
+            let mut two = FirstFlight::new();
+            two.feed(&wire[..at]);
+            two.feed(&wire[at..]);
+            prop_assert_eq!(summary(&whole), summary(&two));
+        }
+
         #[test]
         fn any_bytes_are_read_without_panic(chunks in proptest::collection::vec(
             proptest::collection::vec(any::<u8>(), 0..300), 0..20)) {
