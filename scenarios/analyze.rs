@@ -8,10 +8,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use certgen::Store;
-use certgen::wire::MAX_FRAGMENT;
-use lab_server::policy::{self, Policy, TlsVersion};
-use lab_server::shaper::Layout;
-use lab_server::tls::ClientAuth;
+use lab_server::persona::PersonaName;
+use lab_server::policy::{self, Policy};
 use um_sim::profile::Profile;
 
 use crate::engine::{Outcome, Prediction, Remediation, Setup, predict, remediate};
@@ -172,13 +170,7 @@ pub struct Analysis {
 /// The setup of a TLS 1.2 server asking for a certificate, as the Hub does,
 /// with 16 KB records, for one client preset.
 fn setup(client: Profile) -> Setup {
-    Setup {
-        tls: TlsVersion::Tls12,
-        layout: Layout::PerMessage,
-        max_fragment: MAX_FRAGMENT,
-        client_auth: ClientAuth::Required,
-        client,
-    }
+    Setup::persona(PersonaName::Schannel2008R2, client)
 }
 
 /// Analyses a store: which client presets fail against a Schannel server and

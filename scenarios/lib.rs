@@ -75,12 +75,14 @@ pub async fn run(
 ) -> Result<ScenarioResult> {
     let s = &r.scenario;
     let setup = format!(
-        "PKI {}; store: {} subjects, seed {}, CA {}; server: policy {}, budget {} ({}), order {}, TLS {}, \
-         {} records up to {} bytes, client auth {}; client: {}, {} voicemail(s) per store",
+        "PKI {}; store: {} subjects, seed {}, CA {}; server: persona {}, policy {}, budget {} ({}), \
+         order {}, TLS {}, {} records up to {} bytes, client auth {}; client: {}, {} voicemail(s) \
+         per store",
         r.shape,
         r.profile,
         s.store.seed,
         s.store.ca,
+        r.persona.name,
         r.policies
             .iter()
             .map(|p| p.policy.to_string())
@@ -96,7 +98,7 @@ pub async fn run(
         r.tls,
         s.server.layout,
         s.server.max_fragment,
-        s.server.client_auth,
+        r.client_auth,
         r.client.name,
         s.client.voicemails,
     );
