@@ -2,7 +2,8 @@
 //! wire. Scenario files ([`model`]) are run by the [`engine`]: every store is
 //! predicted from the encodings and measured with lab-server and um-sim over
 //! real TCP and TLS; [`report`] renders tables, JSON, CSV and charts;
-//! [`analyze`] judges a user's own store with the same prediction; [`probe`]
+//! [`analyze`] judges a user's own store with the same prediction and ends
+//! with the persona-by-client table of [`verdicts`]; [`probe`]
 //! reads a real server's CertificateRequest and judges it for every client.
 
 pub mod analyze;
@@ -13,6 +14,7 @@ pub mod fix;
 pub mod model;
 pub mod probe;
 pub mod report;
+pub mod verdicts;
 
 use std::path::Path;
 
