@@ -8,10 +8,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use certgen::Store;
-use certgen::wire::MAX_FRAGMENT;
-use lab_server::policy::{self, Policy, TlsVersion};
-use lab_server::shaper::Layout;
-use lab_server::tls::ClientAuth;
+use lab_server::persona::PersonaName;
+use lab_server::policy::{self, Policy};
 use um_sim::profile::Profile;
 
 use crate::engine::{Outcome, Prediction, Remediation, Setup, predict, remediate};
@@ -167,18 +165,14 @@ pub struct Analysis {
     /// The fixes for that version, with their files (none when nothing is
     /// cut).
     pub fixes: Vec<FixOption>,
+    /// Each server persona against each client preset at the store's size.
+    pub table: crate::verdicts::Table,
 }
 
 /// The setup of a TLS 1.2 server asking for a certificate, as the Hub does,
 /// with 16 KB records, for one client preset.
 fn setup(client: Profile) -> Setup {
-    Setup {
-        tls: TlsVersion::Tls12,
-        layout: Layout::PerMessage,
-        max_fragment: MAX_FRAGMENT,
-        client_auth: ClientAuth::Required,
-        client,
-    }
+    Setup::persona(PersonaName::Schannel2008R2, client)
 }
 
 /// Analyses a store: which client presets fail against a Schannel server and
@@ -284,7 +278,10 @@ pub fn analyze(req: &Request) -> Result<Analysis, AnalyzeError> {
         issuers: &issuer_at,
         fewest: (&remediation.remove, remediation.fits),
     });
+    let table = crate::verdicts::table(&store, req.budget, chain.as_deref())
+        .map_err(AnalyzeError::Preset)?;
     Ok(Analysis {
+        table,
         windows: req.windows,
         fixes,
         path: req.store.clone(),
@@ -338,6 +335,20 @@ fn verdict_line(f: &mut fmt::Formatter<'_>, v: &Verdict) -> fmt::Result {
 
 impl fmt::Display for Analysis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.fmt_verdict(f)?;
+        writeln!(
+            f,
+            "verdict table at {} roots ({} bytes of names): server persona x client preset",
+            self.roots, self.list_bytes
+        )?;
+        write!(f, "{}", self.table)
+    }
+}
+
+impl Analysis {
+    /// Everything before the table: the Schannel list, the presets against
+    /// it and a full list, the remediation and the fixes.
+    fn fmt_verdict(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let budget = self.budget;
         writeln!(
             f,
@@ -647,6 +658,85 @@ mod tests {
             .expect("schannel breaks");
         assert!((140..=180).contains(&schannel.roots), "{schannel:?}");
         assert!(seen >= 5, "{seen} presets break");
+    }
+
+    #[test]
+    fn the_verdict_table_is_predict_for_each_persona_and_preset() {
+        use crate::verdicts::{Server, code};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (bundle, issuer, store) = incident_store(dir.path());
+        let a = analyze(&Request {
+            store: bundle,
+            issuer: Some(issuer),
+            must_keep: Vec::new(),
+            budget: certgen::wire::SCHANNEL_LIMIT,
+            windows: Windows::default(),
+        })
+        .expect("analysis");
+        let t = &a.table;
+        let names = preset_names();
+        assert_eq!(t.columns.len(), names.len());
+        assert_eq!(t.rows.len(), Server::rows().len());
+        assert!(t.rows.len() > lab_server::persona::PERSONAS.len());
+        let ca = store.roots().last().map(|r| vec![r.subject_der()]);
+        for (server, cells) in &t.rows {
+            assert_eq!(cells.len(), names.len(), "{}", server.label());
+            for ((cell, column), name) in cells.iter().zip(&t.columns).zip(&names) {
+                assert_eq!(column.preset, *name);
+                assert_eq!(
+                    column.verified,
+                    um_sim::presets::find(name).is_some_and(|p| p.is_verified())
+                );
+                let profile: Profile = name.parse().expect("preset");
+                let want = predict(
+                    &Setup::persona(server.persona, profile),
+                    &server.settings(certgen::wire::SCHANNEL_LIMIT),
+                    &store,
+                    ca.as_deref(),
+                );
+                assert_eq!(cell, &want, "{} x {name}", server.label());
+            }
+        }
+        let cell = |row: &str, preset: &str| -> &Prediction {
+            let (_, cells) = t
+                .rows
+                .iter()
+                .find(|(s, _)| s.label() == row)
+                .unwrap_or_else(|| panic!("no row {row}"));
+            let at = names.iter().position(|n| *n == preset).expect("column");
+            &cells[at]
+        };
+        // The incident: the 2008 R2 Hub cuts the CA, the Exchange client
+        // sends nothing.
+        let incident = cell("schannel-2008r2", "schannel-2008r2");
+        assert_eq!(incident.outcome.label(), "failed:no-acceptable-certificate");
+        assert_eq!(code(incident), "NA");
+        // The same store in full behind OpenSSL: Java's 32,768-byte body.
+        let java = cell("openssl", "java17");
+        assert_eq!(java.rule, Some(Rule::MaxBody(certgen::wire::JAVA_LIMIT)));
+        assert_eq!(code(java), "MB");
+        // SendTrustedIssuerList 0 sends no names: every client delivers.
+        for name in &names {
+            assert_eq!(
+                cell("schannel-2008r2 STIL=0", name).outcome,
+                Outcome::Delivered,
+                "{name}"
+            );
+        }
+        // A Root store past 16 KB on 2012+: KB 2880390, whoever the client.
+        assert_eq!(code(cell("schannel-2012", "lenient")), "KB");
+        // s2n and ALB refuse a store this size at configuration.
+        assert_eq!(code(cell("s2n", "go")), "RF");
+        assert_eq!(code(cell("aws-alb", "go")), "RF");
+        let text = a.to_string();
+        let table = text
+            .split("verdict table at 355 roots")
+            .nth(1)
+            .expect("the table ends the analysis");
+        assert!(table.contains("schannel-2008r2 STIL=0"), "{table}");
+        for line in table.lines() {
+            assert!(line.chars().count() <= 130, "too wide: {line}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! wire. Scenario files ([`model`]) are run by the [`engine`]: every store is
 //! predicted from the encodings and measured with lab-server and um-sim over
 //! real TCP and TLS; [`report`] renders tables, JSON, CSV and charts;
-//! [`analyze`] judges a user's own store with the same prediction; [`probe`]
+//! [`analyze`] judges a user's own store with the same prediction and ends
+//! with the persona-by-client table of [`verdicts`]; [`probe`]
 //! reads a real server's CertificateRequest and judges it for every client.
 
 pub mod analyze;
@@ -13,6 +14,7 @@ pub mod fix;
 pub mod model;
 pub mod probe;
 pub mod report;
+pub mod verdicts;
 
 use std::path::Path;
 
@@ -75,12 +77,14 @@ pub async fn run(
 ) -> Result<ScenarioResult> {
     let s = &r.scenario;
     let setup = format!(
-        "PKI {}; store: {} subjects, seed {}, CA {}; server: policy {}, budget {} ({}), order {}, TLS {}, \
-         {} records up to {} bytes, client auth {}; client: {}, {} voicemail(s) per store",
+        "PKI {}; store: {} subjects, seed {}, CA {}; server: persona {}, policy {}, budget {} ({}), \
+         order {}, TLS {}, {} records up to {} bytes, client auth {}; client: {}, {} voicemail(s) \
+         per store",
         r.shape,
         r.profile,
         s.store.seed,
         s.store.ca,
+        r.persona.name,
         r.policies
             .iter()
             .map(|p| p.policy.to_string())
@@ -96,7 +100,7 @@ pub async fn run(
         r.tls,
         s.server.layout,
         s.server.max_fragment,
-        s.server.client_auth,
+        r.client_auth,
         r.client.name,
         s.client.voicemails,
     );

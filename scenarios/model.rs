@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use certgen::pki::Shape;
-use certgen::wire::{MAX_FRAGMENT, MIN_FRAGMENT, SCHANNEL_LIMIT};
+use certgen::wire::{MAX_FRAGMENT, MIN_FRAGMENT};
 use certgen::{Position, Profile};
+use lab_server::persona::{Persona, PersonaName, TrustMode};
 use lab_server::policy::{Accounting, Order, Policy, TlsVersion};
 use lab_server::shaper::Layout;
 use lab_server::tls::ClientAuth;
@@ -114,12 +115,27 @@ pub struct RangeSpec {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSpec {
-    /// full, schannel, omit.
-    pub policy: String,
+    /// The real server family modeled (`lab-server personas`): its settings
+    /// apply first, every setting given here overrides them.
+    pub persona: String,
+    /// full, schannel, omit; the persona's when not given.
+    pub policy: Option<String>,
     /// Or several: every store is measured under each.
     pub policies: Vec<String>,
-    /// Budget in bytes.
-    pub budget: usize,
+    /// Budget in bytes; the persona's when not given.
+    pub budget: Option<usize>,
+    /// Schannel's SendTrustedIssuerList: 1 = the persona's policy, 0 = omit
+    /// (the same switch as `advertise`).
+    pub send_trusted_issuer_list: Option<u8>,
+    /// ALB's AdvertiseTrustStoreCaNames: whether the persona advertises.
+    pub advertise: Option<bool>,
+    /// Schannel 2012+: ClientAuthTrustMode 0, 1 or 2.
+    pub client_auth_trust_mode: u8,
+    /// Schannel 2012+: the Client Authentication Issuers store; `"ca"`
+    /// holds the enterprise CA (the only one a scenario can name).
+    pub client_auth_issuers: Option<String>,
+    /// The system trust store (dotnet-linux): synthetic or real subjects.
+    pub system_store: Option<SystemStoreSpec>,
     /// ca-list or message.
     pub accounting: String,
     /// store, thumbprint, subject.
@@ -132,23 +148,48 @@ pub struct ServerSpec {
     pub max_fragment: usize,
     /// per-message or coalesced.
     pub layout: String,
-    /// required, optional, none.
-    pub client_auth: String,
+    /// required, optional, none; the persona's when not given.
+    pub client_auth: Option<String>,
+}
+
+/// A system trust store of `size` roots (dotnet-linux advertises it after
+/// the store).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemStoreSpec {
+    /// Subject profile, as `store.profile` (`mozilla` for Debian's bundle).
+    pub profile: String,
+    /// Roots; for a real list at most its length.
+    pub size: usize,
+    /// Seed of the synthetic subjects and keys (another than the store's,
+    /// so no root is in both).
+    #[serde(default = "default_system_seed")]
+    pub seed: u64,
+}
+
+fn default_system_seed() -> u64 {
+    1_000_003
 }
 
 impl Default for ServerSpec {
     fn default() -> ServerSpec {
         ServerSpec {
-            policy: "schannel".into(),
+            persona: PersonaName::Schannel2008R2.to_string(),
+            policy: None,
             policies: Vec::new(),
-            budget: SCHANNEL_LIMIT,
+            budget: None,
+            send_trusted_issuer_list: None,
+            advertise: None,
+            client_auth_trust_mode: 0,
+            client_auth_issuers: None,
+            system_store: None,
             accounting: "ca-list".into(),
             order: "store".into(),
             orders: Vec::new(),
             tls: "1.2".into(),
             max_fragment: MAX_FRAGMENT,
             layout: "per-message".into(),
-            client_auth: "required".into(),
+            client_auth: None,
         }
     }
 }
@@ -272,7 +313,7 @@ impl Scenario {
                 prune_to: None,
             },
             server: ServerSpec {
-                policy: w.policy,
+                policy: Some(w.policy),
                 ..ServerSpec::default()
             },
             client: ClientSpec {
@@ -340,6 +381,18 @@ impl std::fmt::Display for Subjects {
     }
 }
 
+/// A subject source by name: `mozilla`, `microsoft` or a synthetic profile.
+fn parse_subjects(name: &str) -> Result<Subjects, String> {
+    Ok(match name {
+        "mozilla" => Subjects::Mozilla,
+        "microsoft" => Subjects::Microsoft,
+        p => Subjects::Synthetic(
+            p.parse()
+                .map_err(|e: certgen::synth::ProfileError| e.to_string())?,
+        ),
+    })
+}
+
 /// A scenario with every setting parsed and checked.
 #[derive(Clone, Debug)]
 pub struct Resolved {
@@ -363,6 +416,15 @@ pub struct Resolved {
     pub layout: Layout,
     /// Client authentication.
     pub client_auth: ClientAuth,
+    /// The real server family modeled.
+    pub persona: Persona,
+    /// Schannel 2012+: ClientAuthTrustMode.
+    pub trust_mode: TrustMode,
+    /// Schannel 2012+: whether the Client Authentication Issuers store
+    /// (holding the enterprise CA) is given.
+    pub issuers_ca: bool,
+    /// The system trust store: subjects, roots, seed.
+    pub system_store: Option<(Subjects, usize, u64)>,
     /// Client profile.
     pub client: um_sim::profile::Profile,
     /// The lab PKI's shape.
@@ -422,11 +484,8 @@ impl Resolved {
     pub fn new(scenario: Scenario) -> Result<Resolved, String> {
         let s = &scenario;
         check_name(&s.name)?;
-        let profile = match s.store.profile.as_str() {
-            "mozilla" => Subjects::Mozilla,
-            "microsoft" => Subjects::Microsoft,
-            p => Subjects::Synthetic(p.parse().map_err(|e| format!("store.profile: {e}"))?),
-        };
+        let profile =
+            parse_subjects(&s.store.profile).map_err(|e| format!("store.profile: {e}"))?;
         let ca: Position = s.store.ca.parse().map_err(|e| format!("store.ca: {e}"))?;
         let mut sizes = s.store.sizes.clone();
         if let Some(r) = s.store.range {
@@ -465,17 +524,63 @@ impl Resolved {
                 records.end()
             ));
         }
-        let names = if server.policies.is_empty() {
-            vec![server.policy.clone()]
-        } else {
-            server.policies.clone()
+        let persona = Persona::get(
+            server
+                .persona
+                .parse::<PersonaName>()
+                .map_err(|e| format!("server.persona: {e}"))?,
+        );
+        let advertise = match (server.send_trusted_issuer_list, server.advertise) {
+            (Some(a), Some(b)) if (a == 1) != b => {
+                return Err("server.send_trusted_issuer_list and server.advertise disagree".into());
+            }
+            (Some(a @ (0 | 1)), _) => a == 1,
+            (Some(a), _) => {
+                return Err(format!(
+                    "server.send_trusted_issuer_list {a}: expected 0 or 1"
+                ));
+            }
+            (None, Some(b)) => b,
+            (None, None) => persona.advertise,
         };
+        let trust_mode: TrustMode = server
+            .client_auth_trust_mode
+            .to_string()
+            .parse()
+            .map_err(|e| format!("server.client_auth_trust_mode: {e}"))?;
+        let issuers_ca = match server.client_auth_issuers.as_deref() {
+            None => false,
+            Some("ca") => true,
+            Some(other) => {
+                return Err(format!(
+                    "server.client_auth_issuers {other:?}: only \"ca\" (a store holding the \
+                     enterprise CA) can be named"
+                ));
+            }
+        };
+        let system_store = match &server.system_store {
+            None => None,
+            Some(sys) => {
+                let subjects = parse_subjects(&sys.profile)
+                    .map_err(|e| format!("server.system_store.profile: {e}"))?;
+                if sys.size == 0 || sys.size > MAX_STORE {
+                    return Err(format!("server.system_store.size must be 1..={MAX_STORE}"));
+                }
+                Some((subjects, sys.size, sys.seed))
+            }
+        };
+        let names = match (&server.policy, server.policies.is_empty()) {
+            (_, false) => server.policies.clone(),
+            (Some(p), true) => vec![p.clone()],
+            (None, true) => vec![persona.policy(advertise).to_string()],
+        };
+        let budget = server.budget.unwrap_or(persona.budget);
         let policies = names
             .iter()
             .map(|p| {
                 Ok(lab_server::policy::Settings {
                     policy: p.parse::<Policy>()?,
-                    budget: server.budget,
+                    budget,
                     accounting: server.accounting.parse::<Accounting>()?,
                     order: server.order.parse::<Order>()?,
                 })
@@ -537,7 +642,14 @@ impl Resolved {
             orders,
             tls: server.tls.parse()?,
             layout: server.layout.parse()?,
-            client_auth: server.client_auth.parse()?,
+            client_auth: match &server.client_auth {
+                Some(c) => c.parse()?,
+                None => persona.client_auth,
+            },
+            persona,
+            trust_mode,
+            issuers_ca,
+            system_store,
             client: s.client.profile.parse()?,
             shape: s
                 .pki
@@ -740,6 +852,62 @@ mod tests {
         assert!(err.to_string().contains("larger than"), "{err}");
         std::fs::write(&path, &text[..200]).expect("write");
         assert!(Resolved::load(&path).is_ok(), "the same file under the cap");
+    }
+
+    fn server(text: &str) -> Result<Resolved, String> {
+        let text =
+            format!("name = \"t\"\ndescription = \"d\"\n[store]\nsizes = [11]\n[server]\n{text}\n");
+        Resolved::new(toml::from_str(&text).map_err(|e| e.to_string())?)
+    }
+
+    #[test]
+    fn a_persona_gives_its_settings_and_explicit_ones_win() {
+        let r = server("persona = \"openssl\"").expect("openssl");
+        assert_eq!(r.persona.name, PersonaName::Openssl);
+        assert_eq!(r.policy.policy, Policy::Full);
+        let r = server("persona = \"schannel-2012\"").expect("2012");
+        assert_eq!(
+            r.policy.policy,
+            Policy::Omit,
+            "SendTrustedIssuerList 0 by default"
+        );
+        let r = server("persona = \"schannel-2012\"\nsend_trusted_issuer_list = 1").expect("on");
+        assert_eq!(r.policy.policy, Policy::Schannel);
+        let r = server("persona = \"aws-alb\"\nadvertise = true").expect("on");
+        assert_eq!(r.policy.policy, Policy::Full);
+        let r = server("persona = \"openssl\"\npolicy = \"omit\"\nbudget = 100").expect("over");
+        assert_eq!((r.policy.policy, r.policy.budget), (Policy::Omit, 100));
+        let r = server("persona = \"postfix\"").expect("postfix");
+        assert_eq!(r.client_auth, ClientAuth::Optional);
+        let r = server("").expect("default");
+        assert_eq!(r.persona.name, PersonaName::Schannel2008R2);
+        assert_eq!(r.policy.policy, Policy::Schannel);
+        let r = server(
+            "persona = \"dotnet-linux\"\nsystem_store = { profile = \"mozilla\", size = 120 }",
+        )
+        .expect("system store");
+        assert_eq!(r.system_store.map(|s| s.1), Some(120));
+        for (bad, what) in [
+            ("persona = \"iis\"", "server.persona"),
+            ("send_trusted_issuer_list = 2", "send_trusted_issuer_list"),
+            (
+                "send_trusted_issuer_list = 1\nadvertise = false",
+                "disagree",
+            ),
+            ("client_auth_trust_mode = 3", "client_auth_trust_mode"),
+            ("client_auth_issuers = \"x.pem\"", "client_auth_issuers"),
+            (
+                "system_store = { profile = \"nope\", size = 1 }",
+                "system_store.profile",
+            ),
+            (
+                "system_store = { profile = \"short\", size = 0 }",
+                "system_store.size",
+            ),
+        ] {
+            let err = server(bad).expect_err(bad);
+            assert!(err.contains(what), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -317,6 +317,7 @@ mod tests {
     fn csv_quotes_fields_per_rfc_4180() {
         use crate::engine::{Outcome, Point};
         let point = Point {
+            persona: "openssl".into(),
             size: 11,
             policy: "full,\"x\"".into(),
             order: "store".into(),

@@ -834,3 +834,250 @@ pub fn difference_tls12(p: &Persona, lab_schemes: &[u16]) -> String {
         parts.join("; ")
     )
 }
+
+/// Everything the start planning reads: the stores, the persona and the
+/// policy settings, the TLS version and the record size. Server::start and
+/// umlab's prediction both plan through [`plan`], so they cannot disagree on
+/// the list sent or on what the server does with it.
+pub struct PlanInputs<'a> {
+    /// The real server family modeled (after any explicit override).
+    pub persona: &'a Persona,
+    /// The stores it may read, and ClientAuthTrustMode.
+    pub stores: Stores<'a>,
+    /// The CA-list policy in effect (the persona's, or an explicit one).
+    pub policy: crate::policy::Settings,
+    /// The TLS version.
+    pub version: crate::policy::TlsVersion,
+    /// Record size, header included.
+    pub max_fragment: usize,
+    /// Roots whose fate the report states: (label, index in the trust store).
+    pub named: &'a [(String, usize)],
+}
+
+/// What a persona does with a store, decided before the server binds.
+#[derive(Clone, Debug)]
+pub struct PersonaPlan {
+    /// The list source, trust anchors and KB 2880390's verdict.
+    pub resolved: Resolved,
+    /// The list planned from `resolved.list` (indices into it) and its report.
+    pub plan: crate::policy::Plan,
+    /// The CertificateRequest's fixed part with the persona's schemes.
+    pub shape: crate::policy::MessageShape,
+    /// The schemes the verifier offers (`None`: the provider's own).
+    pub schemes: Option<&'static [u16]>,
+    /// The subject DERs handed to rustls, in order (empty when each
+    /// handshake fails: nothing is ever sent).
+    pub advertised: Vec<Vec<u8>>,
+    /// Whether each TLS 1.2 handshake ends after ServerKeyExchange with
+    /// internal_error (OpenSSL past the limit).
+    pub fails_each_handshake: bool,
+    /// What the start report and every event say about the persona.
+    pub report: PersonaReport,
+}
+
+/// Why a persona's server does not start with these inputs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The CA list cannot be sent.
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    /// The modeled server refuses this configuration.
+    #[error(transparent)]
+    Persona(#[from] PersonaError),
+}
+
+/// Plans a persona's server: resolves the stores, applies the policy to the
+/// resolved list with the persona's message shape, and decides what happens
+/// past the limit (fail each handshake, refuse at start). Pure: no I/O.
+pub fn plan(inputs: &PlanInputs<'_>) -> Result<PersonaPlan, PlanError> {
+    use crate::policy::{self, Policy, PolicyError, TlsVersion};
+    let p = inputs.persona;
+    let version = inputs.version;
+    let resolved = resolve(
+        p,
+        &Stores {
+            store: inputs.stores.store,
+            issuers: inputs.stores.issuers,
+            system: inputs.stores.system,
+            trust_mode: inputs.stores.trust_mode,
+        },
+    )?;
+    let mut policy_settings = inputs.policy;
+    let mut notes = resolved.notes.clone();
+    if version == TlsVersion::Tls12 && !p.names_in_tls12 && policy_settings.policy != Policy::Omit {
+        policy_settings.policy = Policy::Omit;
+        notes.push(format!(
+            "{} sends no names in TLS 1.2 (an empty certificate_authorities)",
+            p.name
+        ));
+    }
+    let schemes = match version {
+        TlsVersion::Tls12 => p.schemes_tls12,
+        TlsVersion::Tls13 => p.schemes_tls13,
+    };
+    let shape = crate::tls::message_shape_with(version, schemes);
+    // Tracked CAs are named by their place in the store; find them in the
+    // persona's list by thumbprint.
+    let named: Vec<(String, usize)> = inputs
+        .named
+        .iter()
+        .filter_map(|(label, i)| {
+            let sha1 = inputs.stores.store.roots().get(*i)?.sha1();
+            let at = resolved.list.roots().iter().position(|r| r.sha1() == sha1);
+            Some((label.clone(), at.unwrap_or(usize::MAX)))
+        })
+        .collect();
+    let entries = policy::entries(&resolved.list);
+    let mut fails_each_handshake = false;
+    let plan = match policy::plan(
+        &entries,
+        &policy_settings,
+        &shape,
+        inputs.max_fragment,
+        &named,
+    ) {
+        Ok(plan) => plan,
+        Err(PolicyError::OverProtocolLimit { list, max, .. })
+            if p.past_limit == PastLimit::FailEachHandshake =>
+        {
+            if version == TlsVersion::Tls13 {
+                return Err(PersonaError::Tls13PastLimit {
+                    persona: p.name,
+                    bytes: list,
+                    limit: max,
+                }
+                .into());
+            }
+            fails_each_handshake = true;
+            notes.push(format!(
+                "the list is {list} bytes, past {max}: the server starts, and each \
+                 handshake ends after ServerKeyExchange with fatal internal_error"
+            ));
+            policy::plan_whole(
+                &entries,
+                &policy_settings,
+                &shape,
+                inputs.max_fragment,
+                &named,
+            )
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let advertised: Vec<Vec<u8>> = if fails_each_handshake {
+        Vec::new()
+    } else {
+        plan.sent
+            .iter()
+            .filter_map(|&i| resolved.list.roots().get(i))
+            .map(|r| r.subject_der().to_vec())
+            .collect()
+    };
+    let lab_schemes: Vec<u16> = match schemes {
+        Some(s) => crate::tls::schemes_on_wire(version, s),
+        None => Vec::new(),
+    };
+    let report = PersonaReport {
+        name: p.name.to_string(),
+        overhead: shape.body_len(0),
+        real_overhead: match version {
+            TlsVersion::Tls12 => p.real_overhead_tls12(),
+            TlsVersion::Tls13 => None,
+        },
+        difference: match (version, schemes) {
+            (TlsVersion::Tls12, _) => difference_tls12(p, &lab_schemes),
+            (TlsVersion::Tls13, Some(_)) => {
+                "TLS 1.3: the real server's signature_algorithms in its order; the \
+                 request is encrypted, sizes come from the lab's encoding"
+                    .to_owned()
+            }
+            (TlsVersion::Tls13, None) => {
+                "TLS 1.3: rustls's signature_algorithms; the real server's not known here"
+                    .to_owned()
+            }
+        },
+        fails_each_handshake,
+        notes,
+    };
+    Ok(PersonaPlan {
+        resolved,
+        plan,
+        shape,
+        schemes,
+        advertised,
+        fails_each_handshake,
+        report,
+    })
+}
+
+impl Resolved {
+    /// The subject DER of each trust anchor that parses, so a caller can
+    /// tell by name whether a client chain ends at one of them.
+    pub fn anchor_subjects(&self) -> Vec<Vec<u8>> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        self.anchors
+            .iter()
+            .filter_map(|der| X509Certificate::from_der(der).ok())
+            .map(|(_, c)| c.subject().as_raw().to_vec())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use super::*;
+    use crate::policy::TlsVersion;
+
+    fn store(n: usize, len: usize) -> certgen::Store {
+        let spec = certgen::roots::RootsSpec {
+            count: n as u64,
+            seed: Some(1),
+            profile: certgen::Profile::Fixed(len),
+            key: certgen::KeyAlg::Ed25519,
+            dn_only: true,
+        };
+        certgen::roots::generate(&spec, &|_| {}).expect("roots").0
+    }
+
+    fn plan_for(name: PersonaName, s: &certgen::Store) -> Result<PersonaPlan, PlanError> {
+        let p = Persona::get(name);
+        plan(&PlanInputs {
+            persona: &p,
+            stores: Stores {
+                store: s,
+                issuers: None,
+                system: None,
+                trust_mode: TrustMode::MachineTrust,
+            },
+            policy: crate::policy::Settings {
+                policy: p.policy(p.advertise),
+                budget: p.budget,
+                ..crate::policy::Settings::default()
+            },
+            version: TlsVersion::Tls12,
+            max_fragment: certgen::wire::MAX_FRAGMENT,
+            named: &[],
+        })
+    }
+
+    #[test]
+    fn past_the_limit_each_persona_fails_refuses_or_truncates() {
+        // 700 names of 2 + 100 bytes: 71,400 bytes of list.
+        let big = store(700, 100);
+        let openssl = plan_for(PersonaName::Openssl, &big).expect("openssl starts");
+        assert!(openssl.fails_each_handshake && openssl.report.fails_each_handshake);
+        assert!(openssl.advertised.is_empty());
+        assert_eq!(openssl.plan.report.list_bytes, 700 * 102);
+        let schannel = plan_for(PersonaName::Schannel2008R2, &big).expect("truncates");
+        assert!(!schannel.fails_each_handshake && schannel.plan.report.truncated);
+        assert_eq!(schannel.advertised.len(), 16_384 / 102);
+        assert!(matches!(
+            plan_for(PersonaName::S2n, &big),
+            Err(PlanError::Persona(PersonaError::Refused { .. }))
+        ));
+        // 90 names of 100 bytes: 9,000 bytes of subjects, under ALB's quota,
+        // and ALB does not advertise by default.
+        let alb = plan_for(PersonaName::AwsAlb, &store(90, 100)).expect("under the quota");
+        assert!(alb.advertised.is_empty());
+        assert!(plan_for(PersonaName::AwsAlb, &store(101, 100)).is_err());
+    }
+}

@@ -19,7 +19,7 @@ use um_sim::client::{ClientSettings, Identity};
 use um_sim::queue::{EnqueueSpec, Item, Queue, enqueue};
 use um_sim::submit::SubmitSettings;
 
-use super::predict::{Setup, class_name, predict};
+use super::predict::{CLIENT_AUTH_BROKEN, EVERY_HANDSHAKE, Setup, class_name, predict};
 use super::remediate::remediate;
 use super::{Outcome, Point, compare};
 use crate::model::{Resolved, Subjects};
@@ -178,6 +178,31 @@ impl Lab {
         Ok(built)
     }
 
+    /// The prediction's setup for a scenario, with its persona's stores: the
+    /// Client Authentication Issuers store (the enterprise CA) and the
+    /// system trust store, built once per scenario and seed.
+    pub async fn setup(&mut self, r: &Resolved) -> Result<Setup> {
+        let mut setup = Setup::of(r);
+        if r.issuers_ca {
+            setup.issuers = Some(Store::from_roots(vec![self.ca.clone()]));
+        }
+        if let Some((subjects, size, seed)) = r.system_store {
+            let key = (format!("system:{subjects}:{size}"), seed);
+            let list = match self.synthetic.get(&key) {
+                Some(list) => list.clone(),
+                None => {
+                    let list =
+                        tokio::task::spawn_blocking(move || system_roots(subjects, size, seed))
+                            .await??;
+                    self.synthetic.insert(key, list.clone());
+                    list
+                }
+            };
+            setup.system = Some(Store::from_roots(list.to_vec()));
+        }
+        Ok(setup)
+    }
+
     /// Prediction and measurement for one store under the scenario's first policy.
     pub async fn point(&mut self, r: &Resolved, size: usize, seed: u64) -> Result<Point> {
         self.point_with(r, &r.policy, size, seed).await
@@ -192,16 +217,15 @@ impl Lab {
         seed: u64,
     ) -> Result<Point> {
         let (store, ca_index) = self.store(r, size, seed).await?;
-        let prediction = predict(
-            &Setup::of(r),
-            policy,
-            &store,
-            Some(&self.identity.chain_issuers),
-        );
+        let setup = self.setup(r).await?;
+        let prediction = predict(&setup, policy, &store, Some(&self.identity.chain_issuers));
         let mut point = Point::predicted(policy, seed, ca_index, &store, prediction);
+        point.persona = r.persona.name.to_string();
         point.removed = size.saturating_sub(store.len());
         point.size = size;
-        point.measured = self.measure(r, policy, store, ca_index, &mut point).await?;
+        point.measured = self
+            .measure(r, &setup, policy, store, ca_index, &mut point)
+            .await?;
         compare(&mut point);
         Ok(point)
     }
@@ -211,6 +235,7 @@ impl Lab {
     async fn measure(
         &self,
         r: &Resolved,
+        setup: &Setup,
         policy: &lab_server::policy::Settings,
         store: Store,
         ca_index: usize,
@@ -218,16 +243,18 @@ impl Lab {
     ) -> Result<Outcome> {
         let dir = tokio::task::spawn_blocking(tempfile::tempdir).await??;
         let outcome = self
-            .measure_in(dir.path(), r, policy, store, ca_index, point)
+            .measure_in(dir.path(), r, setup, policy, store, ca_index, point)
             .await;
         tokio::task::spawn_blocking(move || dir.close()).await??;
         outcome
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn measure_in(
         &self,
         dir: &Path,
         r: &Resolved,
+        setup: &Setup,
         policy: &lab_server::policy::Settings,
         store: Store,
         ca_index: usize,
@@ -249,14 +276,26 @@ impl Lab {
         settings.max_fragment = r.scenario.server.max_fragment;
         settings.layout = r.layout;
         settings.client_auth = r.client_auth;
+        settings.persona = setup.persona;
+        settings.trust_mode = setup.trust_mode;
+        settings.issuers = setup.issuers.clone();
+        settings.system_store = setup.system.clone();
         let server = match Server::start(settings).await {
             Ok(s) => s,
-            Err(lab_server::server::StartError::Policy(e)) => {
+            Err(
+                e @ (lab_server::server::StartError::Policy(_)
+                | lab_server::server::StartError::Persona(_)),
+            ) => {
                 point.server_events.push(format!("refused at start: {e}"));
                 return Ok(Outcome::Refused(e.to_string()));
             }
             Err(e) => return Err(e.into()),
         };
+        if server.persona_report().fails_each_handshake {
+            point
+                .server_events
+                .push("started; fails each handshake past the limit".to_owned());
+        }
         point.server_events.extend(
             server
                 .startup_log()
@@ -301,15 +340,19 @@ impl Lab {
             {
                 point.um_events.push(ev.id);
             }
+            let mut server_error = String::new();
             match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
                 Ok(Ok(ev)) => point.server_events.push(match &ev.handshake {
                     Some(h) if h.outcome == "ok" => {
                         format!("handshake ok, {} stored", ev.stored.len())
                     }
-                    Some(h) => format!(
-                        "handshake failed ({})",
-                        h.alert.as_deref().unwrap_or("no alert")
-                    ),
+                    Some(h) => {
+                        server_error = h.error.clone().unwrap_or_default();
+                        format!(
+                            "handshake failed ({})",
+                            h.alert.as_deref().unwrap_or("no alert")
+                        )
+                    }
                     None => "no TLS".to_owned(),
                 }),
                 _ => point.server_events.push("no event".to_owned()),
@@ -324,13 +367,63 @@ impl Lab {
                 ));
             }
             if !attempt.delivered {
-                let class = attempt.failure.map_or("unknown".to_owned(), class_name);
-                outcome = Outcome::Failed(class);
+                outcome = Outcome::Failed(measured_class(&attempt, &server_error));
             }
         }
         server.shutdown(Duration::from_secs(5)).await;
         Ok(outcome)
     }
+}
+
+/// The failure class measured: um-sim's, refined where the two ends show a
+/// server-side cause the prediction names (`every-handshake`: the client got
+/// a fatal internal_error and never saw a CertificateRequest;
+/// `client-auth-broken`: lab-server rejected the certificate for KB 2880390).
+fn measured_class(attempt: &um_sim::client::Attempt, server_error: &str) -> String {
+    use um_sim::client::FailureClass;
+    let Some(class) = attempt.failure else {
+        return "unknown".to_owned();
+    };
+    if class == FailureClass::Tls {
+        let error = attempt.error.as_deref().unwrap_or_default();
+        if attempt.certificate_request.is_none() && error.contains("InternalError") {
+            return EVERY_HANDSHAKE.to_owned();
+        }
+        if server_error.contains("KB 2880390") {
+            return CLIENT_AUTH_BROKEN.to_owned();
+        }
+    }
+    class_name(class)
+}
+
+/// The roots of a system trust store: `size` synthetic or real subjects.
+fn system_roots(subjects: Subjects, size: usize, seed: u64) -> Result<Arc<Vec<Root>>> {
+    let store = match subjects.real_list() {
+        None => {
+            let Subjects::Synthetic(profile) = subjects else {
+                return Err(Error::Invalid("no subjects for the system store".into()));
+            };
+            let spec = RootsSpec {
+                count: size as u64,
+                seed: Some(seed),
+                profile,
+                key: KeyAlg::Ed25519,
+                dn_only: true,
+            };
+            roots::generate(&spec, &|_| {})?.0
+        }
+        Some(list) => {
+            let list = list.map_err(Error::Invalid)?;
+            let take = list.get(..size).ok_or_else(|| {
+                Error::Invalid(format!(
+                    "system store: {subjects} has {} roots, {size} asked for",
+                    list.len()
+                ))
+            })?;
+            roots::with_subjects(take, seed, KeyAlg::Ed25519)?
+        }
+    };
+    Ok(Arc::new(store.into_roots()))
 }
 
 /// A queue folder holding `spec`'s voicemails, and its items: files written

@@ -16,7 +16,10 @@ use serde::Serialize;
 
 pub use breakpoint::{BreakPoint, break_point};
 pub use measure::Lab;
-pub use predict::{OWN_STACK_BODY, Prediction, Setup, class_name, predict};
+pub use predict::{
+    CLIENT_AUTH_BROKEN, EVERY_HANDSHAKE, OWN_STACK_BODY, Prediction, ServerCause, Setup,
+    class_name, predict,
+};
 pub use remediate::{Remediation, remediate};
 
 /// How one store ended.
@@ -27,7 +30,8 @@ pub enum Outcome {
     Delivered,
     /// Failed, with the failure class.
     Failed(String),
-    /// lab-server refused to start (the list cannot be sent).
+    /// lab-server refused to start: the list cannot be sent, or the
+    /// persona's real server refuses the configuration (s2n, ALB).
     Refused(String),
 }
 
@@ -57,6 +61,8 @@ impl Outcome {
 pub struct Point {
     /// Roots in the store, the CA included (before any pruning).
     pub size: usize,
+    /// The server persona (lab-server's `--persona`).
+    pub persona: String,
     /// The Hub's CA-list policy for this store.
     pub policy: String,
     /// The order the Hub enumerates its store in.
@@ -104,6 +110,7 @@ impl Point {
         p: Prediction,
     ) -> Point {
         Point {
+            persona: String::new(),
             size: store.len(),
             policy: policy.policy.to_string(),
             order: policy.order.to_string(),
@@ -424,6 +431,7 @@ mod tests {
             Outcome::Delivered
         };
         Point {
+            persona: String::new(),
             size,
             policy: "schannel".into(),
             order: "thumbprint".into(),

@@ -2,7 +2,8 @@
 //! the client profile's rules, what a store should do. Pure (no I/O), so the
 //! engine, `umlab analyze` and tests share one model of the failure.
 
-use certgen::{Root, Store};
+use certgen::Store;
+use lab_server::persona::{self, ListSource, Persona, PersonaName, TrustMode, WithoutCert};
 use lab_server::policy::{self, TlsVersion};
 use lab_server::shaper::Layout;
 use lab_server::tls::ClientAuth;
@@ -17,8 +18,20 @@ use crate::model::Resolved;
 /// prediction must include it, since every measurement goes through it.
 pub const OWN_STACK_BODY: usize = 65_510;
 
+/// The engine's class for a server that ends every handshake before its
+/// CertificateRequest (OpenSSL past 65,535 bytes of names: fatal
+/// internal_error after ServerKeyExchange, the server keeps serving).
+/// Measured when the client received internal_error and never saw a
+/// CertificateRequest.
+pub const EVERY_HANDSHAKE: &str = "every-handshake";
+
+/// The engine's class for KB 2880390: the server rejects every client
+/// certificate (a Schannel 2012+ Trusted Root store past 16 KB). Measured
+/// when the client's TLS failed and lab-server's event names KB 2880390.
+pub const CLIENT_AUTH_BROKEN: &str = "client-auth-broken";
+
 /// What the prediction needs of a setup beside the store and the policy: the
-/// server's TLS shape and the client's profile.
+/// server's persona and TLS shape, and the client's profile.
 #[derive(Clone, Debug)]
 pub struct Setup {
     /// TLS version.
@@ -31,10 +44,19 @@ pub struct Setup {
     pub client_auth: ClientAuth,
     /// The client profile whose rules decide.
     pub client: Profile,
+    /// The real server family modeled.
+    pub persona: Persona,
+    /// Schannel 2012+: ClientAuthTrustMode.
+    pub trust_mode: TrustMode,
+    /// Schannel 2012+: the Client Authentication Issuers store.
+    pub issuers: Option<Store>,
+    /// The system trust store (dotnet-linux).
+    pub system: Option<Store>,
 }
 
 impl Setup {
-    /// The setup of a scenario.
+    /// The setup of a scenario, without its persona's extra stores (the
+    /// engine's [`crate::engine::Lab::setup`] adds them).
     pub fn of(r: &Resolved) -> Setup {
         Setup {
             tls: r.tls,
@@ -42,8 +64,44 @@ impl Setup {
             max_fragment: r.scenario.server.max_fragment,
             client_auth: r.client_auth,
             client: r.client.clone(),
+            persona: r.persona,
+            trust_mode: r.trust_mode,
+            issuers: None,
+            system: None,
         }
     }
+
+    /// A TLS 1.2 server of `persona` with its own settings and 16 KB
+    /// records, in the per-message layout, for one client profile.
+    pub fn persona(name: PersonaName, client: Profile) -> Setup {
+        let persona = Persona::get(name);
+        Setup {
+            tls: TlsVersion::Tls12,
+            layout: Layout::PerMessage,
+            max_fragment: certgen::wire::MAX_FRAGMENT,
+            client_auth: persona.client_auth,
+            client,
+            persona,
+            trust_mode: TrustMode::MachineTrust,
+            issuers: None,
+            system: None,
+        }
+    }
+}
+
+/// What the server itself did that decided the outcome, beside the client's
+/// rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerCause {
+    /// Each handshake ends before the CertificateRequest (OpenSSL past the
+    /// limit).
+    FailsEachHandshake,
+    /// KB 2880390: every client certificate is rejected.
+    ClientAuthBroken,
+    /// The client's chain ends at none of the persona's trust anchors.
+    Untrusted,
+    /// Postfix: TLS completes without a (trusted) certificate, then 421.
+    Reply421,
 }
 
 /// What one store should do under one policy and setup.
@@ -68,6 +126,8 @@ pub struct Prediction {
     pub issuer_listed: Option<bool>,
     /// The profile rule that stops the handshake, if one does.
     pub rule: Option<Rule>,
+    /// What the server did that decided the outcome, if anything.
+    pub server: Option<ServerCause>,
     /// The predicted outcome.
     pub outcome: Outcome,
 }
@@ -95,7 +155,9 @@ fn buffered(body_bytes: usize, max_fragment: usize) -> usize {
 /// Predicts one store. `chain_issuers` holds the issuer (DER Name) of each
 /// certificate the client would send, leaf first: `issuer-listed` stacks walk
 /// the whole chain (DESIGN.md 2a). Without it the rule is not judged (the
-/// outcome assumes the certificate is sent).
+/// outcome assumes the certificate is sent and trusted). The list and what
+/// the server does with it come from lab-server's own planner
+/// ([`persona::plan`]), the one Server::start runs.
 pub fn predict<I: AsRef<[u8]>>(
     setup: &Setup,
     settings: &policy::Settings,
@@ -112,20 +174,30 @@ pub fn predict<I: AsRef<[u8]>>(
         records: 0,
         issuer_listed: None,
         rule: None,
+        server: None,
         outcome: Outcome::Delivered,
     };
-    let plan = match policy::plan_store(store, settings, setup.tls, setup.max_fragment, &[]) {
+    let planned = match persona::plan(&persona::PlanInputs {
+        persona: &setup.persona,
+        stores: persona::Stores {
+            store,
+            issuers: setup.issuers.as_ref(),
+            system: setup.system.as_ref(),
+            trust_mode: setup.trust_mode,
+        },
+        policy: *settings,
+        version: setup.tls,
+        max_fragment: setup.max_fragment,
+        named: &[],
+    }) {
         Ok(plan) => plan,
         Err(e) => {
             p.outcome = Outcome::Refused(e.to_string());
             return p;
         }
     };
-    let names: Vec<&[u8]> = plan
-        .sent
-        .iter()
-        .filter_map(|&i| store.roots().get(i).map(Root::subject_der))
-        .collect();
+    let plan = &planned.plan;
+    let names: Vec<&[u8]> = planned.advertised.iter().map(Vec::as_slice).collect();
     p.list_bytes = plan.report.list_bytes;
     p.names_sent = plan.report.kept;
     p.names_dropped = plan.report.dropped;
@@ -133,8 +205,23 @@ pub fn predict<I: AsRef<[u8]>>(
     p.body_bytes = plan.report.shape.body_len(plan.report.list_bytes);
     p.records = plan.report.records;
     p.issuer_listed = chain_issuers.map(|c| listed_in_chain(&names, c).is_some());
-    p.sent = plan.sent;
+    // Store indices: the persona's list may hold other roots (the system
+    // store) or come from another store (the issuers store).
+    p.sent = if setup.persona.list == ListSource::Store {
+        plan.sent.clone()
+    } else {
+        plan.sent
+            .iter()
+            .filter_map(|&i| planned.resolved.list.roots().get(i))
+            .filter_map(|r| store.roots().iter().position(|s| s.sha1() == r.sha1()))
+            .collect()
+    };
     if setup.client_auth == ClientAuth::None {
+        return p;
+    }
+    if planned.fails_each_handshake {
+        p.server = Some(ServerCause::FailsEachHandshake);
+        p.outcome = Outcome::Failed(EVERY_HANDSHAKE.to_owned());
         return p;
     }
     let profile = &setup.client;
@@ -162,9 +249,38 @@ pub fn predict<I: AsRef<[u8]>>(
         }
     }
     let presents = chain_issuers.is_none_or(|c| profile.presents_chain(&names, c));
-    if !presents && setup.client_auth == ClientAuth::Required {
-        p.rule = Some(Rule::IssuerListed);
-        p.outcome = Outcome::Failed(class_name(FailureClass::NoAcceptableCertificate));
+    let postfix = setup.persona.without_cert == WithoutCert::Reply421;
+    if !presents {
+        if postfix {
+            p.server = Some(ServerCause::Reply421);
+            p.outcome = Outcome::Failed(class_name(FailureClass::SmtpReply));
+        } else if setup.client_auth == ClientAuth::Required {
+            p.rule = Some(Rule::IssuerListed);
+            p.outcome = Outcome::Failed(class_name(FailureClass::NoAcceptableCertificate));
+        }
+        return p;
+    }
+    if planned.resolved.broken.is_some() {
+        p.server = Some(ServerCause::ClientAuthBroken);
+        p.outcome = Outcome::Failed(CLIENT_AUTH_BROKEN.to_owned());
+        return p;
+    }
+    let anchors = planned.resolved.anchor_subjects();
+    let trusted = chain_issuers.is_none_or(|c| {
+        c.iter()
+            .any(|i| anchors.iter().any(|a| a.as_slice() == i.as_ref()))
+    });
+    if !trusted {
+        p.server = Some(if postfix {
+            ServerCause::Reply421
+        } else {
+            ServerCause::Untrusted
+        });
+        p.outcome = Outcome::Failed(class_name(if postfix {
+            FailureClass::SmtpReply
+        } else {
+            FailureClass::Tls
+        }));
     }
     p
 }

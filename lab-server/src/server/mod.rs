@@ -37,10 +37,8 @@ use rustls::server::danger::ClientCertVerifier;
 use crate::events::{ConnectionEvent, event_36885, now_rfc3339};
 use crate::inspector::{self, Inspector};
 use crate::maildir::Maildir;
-use crate::persona::{
-    self, PastLimit, Persona, PersonaName, PersonaReport, TrustMode, WithoutCert,
-};
-use crate::policy::{self, Policy, PolicyError, Report, TlsVersion};
+use crate::persona::{self, Persona, PersonaName, PersonaReport, TrustMode, WithoutCert};
+use crate::policy::{self, Report, TlsVersion};
 use crate::shaper::{Layout, Rewrite};
 use crate::smtp::{Limits, SessionConfig};
 use crate::tls::{ClientAuth, TlsInputs, server_config};
@@ -344,114 +342,32 @@ impl Server {
         let session_bytes = settings.session_bytes();
         let p = settings.persona;
         let version = settings.tls_version;
-        let resolved = persona::resolve(
-            &p,
-            &persona::Stores {
+        let planned = persona::plan(&persona::PlanInputs {
+            persona: &p,
+            stores: persona::Stores {
                 store: &settings.store,
                 issuers: settings.issuers.as_ref(),
                 system: settings.system_store.as_ref(),
                 trust_mode: settings.trust_mode,
             },
-        )?;
-        let mut policy_settings = settings.policy;
-        let mut notes = resolved.notes.clone();
-        if version == TlsVersion::Tls12
-            && !p.names_in_tls12
-            && policy_settings.policy != Policy::Omit
-        {
-            policy_settings.policy = Policy::Omit;
-            notes.push(format!(
-                "{} sends no names in TLS 1.2 (an empty certificate_authorities)",
-                p.name
-            ));
-        }
-        let schemes = match version {
-            TlsVersion::Tls12 => p.schemes_tls12,
-            TlsVersion::Tls13 => p.schemes_tls13,
-        };
-        let shape = crate::tls::message_shape_with(version, schemes);
-        // Tracked CAs are named by their place in the store; find them in
-        // the persona's list by thumbprint.
-        let named: Vec<(String, usize)> = settings
-            .named
-            .iter()
-            .filter_map(|(label, i)| {
-                let sha1 = settings.store.roots().get(*i)?.sha1();
-                let at = resolved.list.roots().iter().position(|r| r.sha1() == sha1);
-                Some((label.clone(), at.unwrap_or(usize::MAX)))
-            })
-            .collect();
-        let entries = policy::entries(&resolved.list);
-        let mut fails_each_handshake = false;
-        let plan = match policy::plan(
-            &entries,
-            &policy_settings,
-            &shape,
-            settings.max_fragment,
-            &named,
-        ) {
-            Ok(plan) => plan,
-            Err(PolicyError::OverProtocolLimit { list, max, .. })
-                if p.past_limit == PastLimit::FailEachHandshake =>
-            {
-                if version == TlsVersion::Tls13 {
-                    return Err(persona::PersonaError::Tls13PastLimit {
-                        persona: p.name,
-                        bytes: list,
-                        limit: max,
-                    }
-                    .into());
-                }
-                fails_each_handshake = true;
-                notes.push(format!(
-                    "the list is {list} bytes, past {max}: the server starts, and each \
-                     handshake ends after ServerKeyExchange with fatal internal_error"
-                ));
-                policy::plan_whole(
-                    &entries,
-                    &policy_settings,
-                    &shape,
-                    settings.max_fragment,
-                    &named,
-                )
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let advertised: Vec<Vec<u8>> = if fails_each_handshake {
-            Vec::new()
-        } else {
-            plan.sent
-                .iter()
-                .filter_map(|&i| resolved.list.roots().get(i))
-                .map(|r| r.subject_der().to_vec())
-                .collect()
-        };
-        let lab_schemes: Vec<u16> = match schemes {
-            Some(s) => crate::tls::schemes_on_wire(version, s),
-            None => Vec::new(),
-        };
-        let persona_report = PersonaReport {
-            name: p.name.to_string(),
-            overhead: shape.body_len(0),
-            real_overhead: match version {
-                TlsVersion::Tls12 => p.real_overhead_tls12(),
-                TlsVersion::Tls13 => None,
-            },
-            difference: match (version, schemes) {
-                (TlsVersion::Tls12, _) => persona::difference_tls12(&p, &lab_schemes),
-                (TlsVersion::Tls13, Some(_)) => {
-                    "TLS 1.3: the real server's signature_algorithms in its order; the \
-                     request is encrypted, sizes come from the lab's encoding"
-                        .to_owned()
-                }
-                (TlsVersion::Tls13, None) => {
-                    "TLS 1.3: rustls's signature_algorithms; the real server's not known here"
-                        .to_owned()
-                }
-            },
+            policy: settings.policy,
+            version,
+            max_fragment: settings.max_fragment,
+            named: &settings.named,
+        })
+        .map_err(|e| match e {
+            persona::PlanError::Policy(e) => StartError::Policy(e),
+            persona::PlanError::Persona(e) => StartError::Persona(e),
+        })?;
+        let persona::PersonaPlan {
+            resolved,
+            plan,
+            schemes,
+            advertised,
             fails_each_handshake,
-            notes,
-        };
+            report: persona_report,
+            ..
+        } = planned;
         let roots: Vec<&[u8]> = resolved.anchors.iter().map(Vec::as_slice).collect();
         let tls = server_config(TlsInputs {
             roots: &roots,
