@@ -150,6 +150,10 @@ pub struct Analysis {
     /// Whether an issuer was given (without one, issuer-listed clients are
     /// assumed to send their certificate).
     pub issuer_given: bool,
+    /// For each issuer: the exact probability that a Hub enumerating this
+    /// store by thumbprint (uniformly random thumbprints) cuts it from the
+    /// Schannel list ([`crate::engine::odds::store_curve`]).
+    pub thumbprint_odds: Vec<f64>,
     /// Each preset against a Schannel server (the truncated list).
     pub schannel: Vec<Verdict>,
     /// Each preset against a full-list server (OpenSSL, rustls).
@@ -259,6 +263,24 @@ pub fn analyze(req: &Request) -> Result<Analysis, AnalyzeError> {
         .iter()
         .map(|&i| (i, subject(i), sent.iter().position(|&s| s == i)))
         .collect();
+    let entry = |r: &certgen::Root| 2 + r.subject_der().len();
+    let thumbprint_odds = issuer_at
+        .iter()
+        .map(|&ca| {
+            let others: Vec<usize> = store
+                .roots()
+                .iter()
+                .enumerate()
+                .filter(|&(i, _)| i != ca)
+                .map(|(_, r)| entry(r))
+                .collect();
+            let own = store.roots().get(ca).map_or(0, entry);
+            crate::engine::odds::store_curve(&others, own, req.budget)
+                .last()
+                .copied()
+                .unwrap_or(0.0)
+        })
+        .collect();
     let remediation = remediate(&store, req.budget, &keep);
     let remove = remediation
         .remove
@@ -291,6 +313,7 @@ pub fn analyze(req: &Request) -> Result<Analysis, AnalyzeError> {
         dropped,
         issuers,
         issuer_given: req.issuer.is_some(),
+        thumbprint_odds,
         schannel,
         full,
         remediation,
@@ -397,6 +420,14 @@ impl Analysis {
                      clients send no certificate and fail (the incident)"
                 )?,
             }
+        }
+        for ((_, name, _), p) in self.issuers.iter().zip(&self.thumbprint_odds) {
+            writeln!(
+                f,
+                "  if the Hub enumerated its store by thumbprint instead: {name} is cut with \
+                 probability {:.1}% (exact, thumbprints uniformly random)",
+                p * 100.0
+            )?;
         }
         if !self.issuer_given {
             writeln!(
@@ -736,6 +767,37 @@ mod tests {
         assert!(table.contains("schannel-2008r2 STIL=0"), "{table}");
         for line in table.lines() {
             assert!(line.chars().count() <= 130, "too wide: {line}");
+        }
+    }
+
+    #[test]
+    fn thumbprint_odds_are_exact_for_the_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (bundle, issuer, store) = incident_store(dir.path());
+        let a = analyze(&Request {
+            store: bundle.clone(),
+            issuer: Some(issuer.clone()),
+            must_keep: Vec::new(),
+            budget: certgen::wire::SCHANNEL_LIMIT,
+            windows: Windows::default(),
+        })
+        .expect("analysis");
+        let p = *a.thumbprint_odds.first().expect("odds for the issuer");
+        // 355 realistic roots, about 34 KB: roughly half the orders cut the CA.
+        assert!((0.3..0.7).contains(&p), "{p}");
+        assert!(a.to_string().contains("cut with probability"));
+        // A budget the whole store fits: never cut; one below any name: always.
+        for (budget, want) in [(store.ca_list_bytes(), 0.0), (10, 1.0)] {
+            let a = analyze(&Request {
+                store: bundle.clone(),
+                issuer: Some(issuer.clone()),
+                must_keep: Vec::new(),
+                budget,
+                windows: Windows::default(),
+            })
+            .expect("analysis");
+            let got = a.thumbprint_odds.first().copied().unwrap_or(f64::NAN);
+            assert!((got - want).abs() < 1e-9, "budget {budget}: {got}");
         }
     }
 
