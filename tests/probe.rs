@@ -9,6 +9,8 @@
 //! within the timeout.
 
 mod common;
+#[path = "../lab-server/tests/common/postfix.rs"]
+mod postfix;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -704,4 +706,86 @@ fn starttls_refusals_are_one_line() {
         DEADLINE,
     );
     let _ = h.join();
+}
+
+/// Real Postfix 3.7 with STARTTLS, `smtpd_tls_req_ccert` and the incident's
+/// 355 roots as its CA file: OpenSSL advertises the whole file in order, so
+/// the report must hold every name with OpenSSL's 48 bytes around them, and
+/// each preset's verdict must be what um-sim measures against that Postfix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_postfix_with_starttls() {
+    if !postfix::usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    pki().save(dir.path()).expect("PKI files");
+    let (store, _) = common::store_with(354, Profile::Realistic);
+    let cafile = dir.path().join("cafile.pem");
+    let pem: String = store.roots().iter().map(|r| r.to_pem()).collect();
+    std::fs::write(&cafile, pem).expect("CA file");
+    let pf = postfix::start(
+        &dir.path().join("hub.pem"),
+        &dir.path().join("hub.key"),
+        &cafile,
+    );
+    let addr = format!("127.0.0.1:{}", pf.port);
+    let mut req = request(&addr, Starttls::Smtp);
+    req.identity = Some(um_identity());
+    let report = probe::probe(&req).await.expect("probe");
+
+    let names: Vec<Vec<u8>> = store
+        .roots()
+        .iter()
+        .map(|r| r.subject_der().to_vec())
+        .collect();
+    assert_eq!(
+        report_names(&report),
+        names_of(&names),
+        "the CA file, in order"
+    );
+    assert_eq!(report.request.list_bytes, store.ca_list_bytes());
+    let r = &report.request;
+    assert_eq!(r.layer, Layer::Wire);
+    assert_eq!(
+        (r.certificate_types.len(), r.signature_schemes.len()),
+        (3, 20)
+    );
+    let body = r.body_bytes.expect("body on the wire");
+    assert_eq!(body, store.ca_list_bytes() + 48, "OpenSSL: names + 48");
+    let records = r.records.as_ref().expect("records");
+    assert_eq!(
+        records.iter().map(|s| s.request_bytes).sum::<usize>(),
+        body + 4
+    );
+    assert_eq!(records.len(), (body + 4).div_ceil(16_384));
+    assert_eq!(report.issuers.first().and_then(|i| i.listed_at), Some(355));
+    assert_eq!(report.handshake.answer, ServerAnswer::Accepted);
+
+    for v in &report.verdicts {
+        let settings = common::submit_settings(&addr, &v.preset, 1);
+        let attempt = common::submit_one_with(settings, dir.path()).await;
+        assert!(
+            agrees(&v.outcome, &attempt),
+            "{} judged {:?}, um-sim measured {:?} ({:?}) over {:?}",
+            v.preset,
+            v.outcome,
+            attempt.failure,
+            attempt.error,
+            attempt.tls_version
+        );
+        assert_eq!(v.fails, !attempt.delivered, "{}", v.preset);
+    }
+    let java = report
+        .verdicts
+        .iter()
+        .find(|v| v.preset == "java17")
+        .expect("java17");
+    assert!(java.fails, "a 34 KB request breaks Java's 32,768");
+    let go = report
+        .verdicts
+        .iter()
+        .find(|v| v.preset == "go")
+        .expect("go");
+    assert!(!go.fails);
+    drop(pf);
 }

@@ -10,13 +10,14 @@
 mod common;
 
 use std::ffi::OsString;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use certgen::{Profile, Root};
+use common::postfix::{self, free_port};
 use common::{Lab, Smtp, TOOL_TIMEOUT, ToolOutput, arg, require_tool, run_tool, start, start_with};
 use lab_server::persona::{OPENSSL_CERT_TYPES, OPENSSL_SCHEMES_TLS12, PersonaName};
 use lab_server::policy::TlsVersion;
@@ -36,21 +37,9 @@ impl Drop for Bg {
     }
 }
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Waits until something listens on `port`.
 fn wait_listening(port: u16, what: &str) {
-    let deadline = Instant::now() + TOOL_TIMEOUT;
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    postfix::wait_listening(port, what, TOOL_TIMEOUT);
 }
 
 /// `openssl s_server -tls1_2 -Verify 1 -CAfile store` on a free port with the
@@ -271,114 +260,13 @@ async fn openssl_past_65535_fails_each_handshake_as_s_server_and_keeps_serving()
 // ---------------------------------------------------------------------------
 // Postfix
 
-/// A private Postfix instance on a loopback port, its own config, queue and
-/// data folders; stopped when dropped.
-struct Postfix {
-    config: PathBuf,
-    port: u16,
-    _master: Bg,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let _ = Command::new("postfix")
-            .arg("-c")
-            .arg(&self.config)
-            .arg("stop")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
-
-/// Whether a private Postfix can run here: the binary, the `postfix` user,
-/// and root (the master needs it). Missing: skip, or fail under CI=true.
-fn postfix_usable() -> bool {
-    if !require_tool("postfix") {
-        return false;
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    let user = Command::new("id")
-        .arg("postfix")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if root && user {
-        return true;
-    }
-    let why = "a private Postfix needs root and the postfix user";
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why} when CI=true");
-    }
-    eprintln!("skipping: {why}");
-    false
-}
-
-fn start_postfix(lab: &Lab) -> Postfix {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let base = dir.path();
-    let (etc, queue, data) = (base.join("etc"), base.join("queue"), base.join("data"));
-    for d in [&etc, &queue, &data] {
-        std::fs::create_dir_all(d).expect("postfix folder");
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).expect("mode");
-    let chown = Command::new("chown").arg("postfix").arg(&data).status();
-    assert!(
-        chown.is_ok_and(|s| s.success()),
-        "chown postfix {}",
-        data.display()
-    );
-    let port = free_port();
-    let master = std::fs::read_to_string("/etc/postfix/master.cf").expect("master.cf");
-    let master: String = master
-        .lines()
-        .map(|l| {
-            if l.starts_with("smtp ") && l.ends_with("smtpd") {
-                format!("127.0.0.1:{port} inet n - n - - smtpd")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(etc.join("master.cf"), master + "\n").expect("master.cf");
-    for f in ["hub.pem", "hub.key", "ca.pem"] {
-        std::fs::copy(lab.pki_file(f), etc.join(f)).expect("PKI file");
-    }
-    std::fs::copy(store_pem(lab), etc.join("cafile.pem")).expect("CA file");
-    let main = format!(
-        "compatibility_level = 3.6\nqueue_directory = {q}\ndata_directory = {d}\n\
-         mail_owner = postfix\nmyhostname = hub.lab.test\nmydestination =\n\
-         inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmaillog_file = /dev/stdout\n\
-         smtpd_tls_security_level = encrypt\n\
-         smtpd_tls_chain_files = {e}/hub.key, {e}/hub.pem\nsmtpd_tls_CAfile = {e}/cafile.pem\n\
-         smtpd_tls_ask_ccert = yes\nsmtpd_tls_req_ccert = yes\n",
-        q = queue.display(),
-        d = data.display(),
-        e = etc.display()
-    );
-    std::fs::write(etc.join("main.cf"), main).expect("main.cf");
-    let master = Command::new("postfix")
-        .arg("-c")
-        .arg(&etc)
-        .arg("start-fg")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("postfix start-fg");
-    let master = Bg(master);
-    wait_listening(port, "postfix");
-    Postfix {
-        config: etc,
-        port,
-        _master: master,
-        _dir: dir,
-    }
+/// Postfix serving the Hub's certificate with the lab's store as its CA file.
+fn start_postfix(lab: &Lab) -> postfix::Postfix {
+    postfix::start(
+        &lab.pki_file("hub.pem"),
+        &lab.pki_file("hub.key"),
+        &store_pem(lab),
+    )
 }
 
 /// A TLS 1.2 client with the given certificate (or none) that trusts nothing
@@ -462,7 +350,7 @@ async fn after_tls(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> (Stri
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postfix_persona_answers_as_postfix_3_7() {
-    if !postfix_usable() {
+    if !postfix::usable() {
         return;
     }
     let mut lab = start(10, |s| s.use_persona(PersonaName::Postfix)).await;

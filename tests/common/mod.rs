@@ -408,10 +408,12 @@ impl Rng {
 /// Submits one freshly queued voicemail to `lab` with `profile`, once (what
 /// `um-sim submit` does per item), and returns um-sim's attempt record.
 pub async fn submit_one(lab: &Lab, profile: &str) -> um_sim::client::Attempt {
-    let dir = lab
-        .dir
-        .path()
-        .join(format!("queue-{}", QUEUES.fetch_add(1, Ordering::Relaxed)));
+    submit_one_with(lab.submit_settings(profile, 1), lab.dir.path()).await
+}
+
+/// [`submit_one`] with any settings (another server), queueing under `dir`.
+pub async fn submit_one_with(settings: SubmitSettings, dir: &Path) -> um_sim::client::Attempt {
+    let dir = dir.join(format!("queue-{}", QUEUES.fetch_add(1, Ordering::Relaxed)));
     let (queue, items) = tokio::task::spawn_blocking(move || {
         let queue = um_sim::queue::Queue::open(&dir).expect("queue");
         let spec = um_sim::queue::EnqueueSpec {
@@ -428,7 +430,6 @@ pub async fn submit_one(lab: &Lab, profile: &str) -> um_sim::client::Attempt {
     .await
     .expect("queue thread");
     let item = items.first().expect("one queued voicemail");
-    let settings = lab.submit_settings(profile, 1);
     um_sim::submit::attempt(&queue, &settings, item)
         .await
         .expect("queue readable")

@@ -6,6 +6,8 @@
 //! Every test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+pub mod postfix;
+
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
