@@ -24,8 +24,7 @@ use certgen::wire::{MAX_FRAGMENT, RecordHeader};
 use certgen::{KeyAlg, Profile, Store};
 use lab_server::policy::{Policy, TlsVersion};
 use lab_server::tls::ClientAuth;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use um_sim::client::{FailureClass, Identity};
+use um_sim::client::FailureClass;
 use umlab::probe::report::{Layer, ServerAnswer};
 use umlab::probe::{self, Outcome, Report, Starttls, TlsChoice};
 
@@ -33,19 +32,6 @@ use common::{EVENT_TIMEOUT, pki};
 
 /// Longest one `umlab probe` process may take here.
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// The UM's identity of the lab PKI, as `--cert um.pem --key um.key` loads it.
-fn um_identity() -> Identity {
-    let lab = pki();
-    let chain = lab
-        .um_chain()
-        .into_iter()
-        .map(|d| CertificateDer::from(d.to_vec()))
-        .collect();
-    let key =
-        PrivateKeyDer::try_from(lab.um.key.pkcs8_der().expect("UM key").to_vec()).expect("UM key");
-    Identity::new(chain, key).expect("UM identity")
-}
 
 /// A request for `addr` with a short timeout.
 fn request(addr: &str, starttls: Starttls) -> probe::Request {
@@ -111,7 +97,7 @@ async fn against_lab_server(policy: Policy, version: TlsVersion) {
     .await
     .expect("lab-server");
     let mut req = request(&lab.addr().to_string(), Starttls::Smtp);
-    req.identity = Some(um_identity());
+    req.identity = Some(common::um_identity(pki()));
     req.tls = match version {
         TlsVersion::Tls12 => TlsChoice::Tls12,
         TlsVersion::Tls13 => TlsChoice::Tls13,
@@ -730,7 +716,7 @@ async fn real_postfix_with_starttls() {
     );
     let addr = format!("127.0.0.1:{}", pf.port);
     let mut req = request(&addr, Starttls::Smtp);
-    req.identity = Some(um_identity());
+    req.identity = Some(common::um_identity(pki()));
     let report = probe::probe(&req).await.expect("probe");
 
     let names: Vec<Vec<u8>> = store

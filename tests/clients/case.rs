@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use certgen::KeyAlg;
@@ -13,14 +13,11 @@ use certgen::{Root, Store};
 use lab_server::events::ConnectionEvent;
 use lab_server::policy::{Policy, PolicyError, TlsVersion};
 use lab_server::server::StartError;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use um_sim::client::{Attempt, ClientSettings, FailureClass, Identity};
+use um_sim::client::{Attempt, FailureClass};
 use um_sim::presets::{self, AlertFact, Preset, Reach};
 use um_sim::profile::{Profile, Rule};
-use um_sim::queue::{EnqueueSpec, Queue, enqueue};
-use um_sim::submit::SubmitSettings;
 
-use crate::common::{self, CLIENT_TIMEOUT, EVENT_TIMEOUT, Lab, start_server};
+use crate::common::{self, EVENT_TIMEOUT, Lab};
 use crate::probe;
 use crate::sizing;
 
@@ -128,18 +125,6 @@ pub fn ca_root(pki: &LabPki) -> Root {
     pki.ca.root().expect("the CA as a root")
 }
 
-/// The UM identity of `pki` (leaf, then the issuing CA in two-tier).
-fn identity(pki: &LabPki) -> Identity {
-    let key = PrivateKeyDer::try_from(pki.um.key.pkcs8_der().expect("UM key").to_vec())
-        .expect("UM key as a PrivateKeyDer");
-    let chain = pki
-        .um_chain()
-        .into_iter()
-        .map(|d| CertificateDer::from(d.to_vec()))
-        .collect();
-    Identity::new(chain, key).expect("UM identity")
-}
-
 /// lab-server with `pki`'s Hub chain, `store`, the policy and TLS version.
 pub async fn start(
     pki: &'static LabPki,
@@ -149,14 +134,7 @@ pub async fn start(
     budget: Option<usize>,
     tls: TlsVersion,
 ) -> Result<Lab, StartError> {
-    start_server(store, ca_index, move |s| {
-        s.chain = pki
-            .hub_chain()
-            .into_iter()
-            .map(|d| CertificateDer::from(d.to_vec()))
-            .collect();
-        s.key = PrivateKeyDer::try_from(pki.hub.key.pkcs8_der().expect("hub key").to_vec())
-            .expect("hub key as a PrivateKeyDer");
+    common::start_server_for(pki, store, ca_index, move |s| {
         s.policy.policy = policy;
         if let Some(b) = budget {
             s.policy.budget = b;
@@ -197,53 +175,10 @@ pub async fn run_probe(
     Ok(RealRun { report, event })
 }
 
-/// um-sim with `profile` against the lab, as `um-sim submit` runs one item.
-pub async fn run_um_sim(
-    lab: &mut Lab,
-    pki: &LabPki,
-    profile: &str,
-) -> (Attempt, Option<ConnectionEvent>) {
-    let dir = tempfile::tempdir_in(lab.dir.path()).expect("queue dir");
-    let queue = Queue::open(dir.path()).expect("queue");
-    enqueue(
-        &queue,
-        &EnqueueSpec {
-            count: 1,
-            seconds: 1,
-            to: "user@lab.test".into(),
-            seed: 7,
-            sample_rate: 8_000,
-        },
-    )
-    .expect("enqueue");
-    let (mut items, rejected) = queue.scan().expect("scan");
-    assert!(rejected.is_empty() && items.len() == 1, "{rejected:?}");
-    let item = items.pop().expect("the item");
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from(pki.hub_anchor().to_vec()))
-        .expect("the CA as a trust anchor");
-    let settings = SubmitSettings {
-        client: ClientSettings {
-            server: lab.addr().to_string(),
-            server_name: ServerName::try_from("127.0.0.1").expect("server name"),
-            server_roots: Arc::new(roots),
-            helo: "um.lab.test".into(),
-            from: "um@um.lab.test".into(),
-            connect_timeout: CLIENT_TIMEOUT,
-            io_timeout: CLIENT_TIMEOUT,
-        },
-        identity: identity(pki),
-        profile: profile.parse().expect("client profile"),
-        max_attempts: 10,
-        retry_delay: Duration::from_secs(30),
-        concurrency: 1,
-        events_file: None,
-    };
-    let attempt = um_sim::submit::attempt(&queue, &settings, &item)
-        .await
-        .expect("queue I/O")
-        .expect("the message builds");
+/// um-sim with `profile` against the lab, as `um-sim submit` runs one item,
+/// and the server's event for it.
+pub async fn run_um_sim(lab: &mut Lab, profile: &str) -> (Attempt, Option<ConnectionEvent>) {
+    let attempt = common::submit_one(lab, profile).await;
     let event = lab.next_event(EVENT_TIMEOUT).await;
     (attempt, event)
 }
@@ -527,7 +462,7 @@ pub async fn run(row: Row, case: Case, script: &Path) -> Result<String, String> 
         .take(report.kept)
         .map(Root::subject_der)
         .collect();
-    let issuers = identity(pki).chain_issuers;
+    let issuers = common::um_identity(pki).chain_issuers;
     let predicted = predict(&profile, body, &names, &issuers);
     let facts = sizing::facts(body);
     if facts.records != report.records {
@@ -542,7 +477,7 @@ pub async fn run(row: Row, case: Case, script: &Path) -> Result<String, String> 
         preset, &profile, &predicted, body, &real, row.tls,
     ));
     let expected = sim_expected(&predicted, report.list_bytes);
-    let (attempt, sim_event) = run_um_sim(&mut lab, pki, row.preset).await;
+    let (attempt, sim_event) = run_um_sim(&mut lab, row.preset).await;
     problems.extend(check_sim(
         &profile,
         &expected,

@@ -217,6 +217,19 @@ pub fn submit_settings(server: &str, profile: &str, concurrency: usize) -> Submi
     submit_settings_for(pki(), server, profile, concurrency)
 }
 
+/// The UM's identity in `lab`: its whole chain (leaf, then the issuing CA in
+/// the two-tier shape) and its key, as `--cert um.pem --key um.key` loads them.
+pub fn um_identity(lab: &LabPki) -> Identity {
+    let key = PrivateKeyDer::try_from(lab.um.key.pkcs8_der().expect("UM key").to_vec())
+        .expect("UM key as a PrivateKeyDer");
+    let chain = lab
+        .um_chain()
+        .into_iter()
+        .map(|der| CertificateDer::from(der.to_vec()))
+        .collect();
+    Identity::new(chain, key).expect("UM identity")
+}
+
 /// [`submit_settings`] for any lab PKI: the UM sends its whole chain and
 /// verifies the Hub against the shape's anchor.
 pub fn submit_settings_for(
@@ -225,14 +238,7 @@ pub fn submit_settings_for(
     profile: &str,
     concurrency: usize,
 ) -> SubmitSettings {
-    let key = PrivateKeyDer::try_from(lab.um.key.pkcs8_der().expect("UM key").to_vec())
-        .expect("UM key as a PrivateKeyDer");
-    let chain = lab
-        .um_chain()
-        .into_iter()
-        .map(|der| CertificateDer::from(der.to_vec()))
-        .collect();
-    let identity = Identity::new(chain, key).expect("UM identity");
+    let identity = um_identity(lab);
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from(lab.hub_anchor().to_vec()))
@@ -424,7 +430,8 @@ pub async fn submit_one_with(settings: SubmitSettings, dir: &Path) -> um_sim::cl
             sample_rate: 8_000,
         };
         um_sim::queue::enqueue(&queue, &spec).expect("enqueue");
-        let (items, _) = queue.scan().expect("scan");
+        let (items, rejected) = queue.scan().expect("scan");
+        assert!(rejected.is_empty() && items.len() == 1, "{rejected:?}");
         (queue, items)
     })
     .await
