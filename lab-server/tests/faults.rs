@@ -188,7 +188,10 @@ async fn fragment_request_sends_the_request_in_records_of_n_bytes_that_reassembl
     let records = flight.records_of(cr);
     assert!(cr.1 > 1_000, "a request of {} bytes", cr.1);
     assert_eq!(records.len(), cr.1.div_ceil(100), "records of the request");
-    assert!(records.iter().all(|r| r.len <= 100), "a record over 100 bytes");
+    assert!(
+        records.iter().all(|r| r.len <= 100),
+        "a record over 100 bytes"
+    );
     assert!(
         records.iter().all(|r| r.content_type == CONTENT_HANDSHAKE),
         "valid framing"
@@ -202,7 +205,11 @@ async fn fragment_request_sends_the_request_in_records_of_n_bytes_that_reassembl
     // rustls reassembles: the handshake completes.
     finish_handshake(&mut conn, &mut tcp, &flight.raw).await;
     let ev = lab.event_for(local.parse().unwrap()).await;
-    assert_eq!(ev.handshake.as_ref().map(|h| h.outcome), Some("ok"), "{ev:#?}");
+    assert_eq!(
+        ev.handshake.as_ref().map(|h| h.outcome),
+        Some("ok"),
+        "{ev:#?}"
+    );
     assert_eq!(ev.faults, ["tls:fragment-request=100 at handshake 1"]);
     let info = ev.certificate_request.expect("request info");
     assert_eq!(info.records, records.len());
@@ -228,7 +235,10 @@ async fn close_after_request_stops_the_flight_and_closes() {
     let hs = ev.handshake.as_ref().expect("handshake");
     assert_eq!(hs.outcome, "failed");
     assert!(
-        hs.error.as_deref().unwrap_or_default().contains("close-after-request"),
+        hs.error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("close-after-request"),
         "{hs:?}"
     );
     assert_eq!(ev.faults, ["tls:close-after-request@nth=1 at handshake 1"]);
@@ -305,10 +315,7 @@ async fn cut_list_at_advertises_the_list_cut_at_n_bytes() {
         let ev = lab.event_for(local.parse().unwrap()).await;
         assert_eq!(ev.handshake.map(|h| h.outcome), Some("ok"), "cut at {at}");
         assert_eq!(ev.faults, [format!("{spec} at handshake 1")]);
-        assert_eq!(
-            ev.certificate_request.map(|c| c.ca_names),
-            Some(sent.len())
-        );
+        assert_eq!(ev.certificate_request.map(|c| c.ca_names), Some(sent.len()));
     }
 }
 
@@ -492,10 +499,11 @@ async fn framing_faults_are_refused_in_tls13_at_start() {
     let (store, ca) = common::store(3);
     let dir = tempfile::tempdir().unwrap();
     let lab = common::pki();
-    let chain = vec![rustls::pki_types::CertificateDer::from(lab.hub.cert_der.clone())];
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
-        lab.hub.key.pkcs8_der().unwrap().to_vec().into(),
-    );
+    let chain = vec![rustls::pki_types::CertificateDer::from(
+        lab.hub.cert_der.clone(),
+    )];
+    let key =
+        rustls::pki_types::PrivateKeyDer::Pkcs8(lab.hub.key.pkcs8_der().unwrap().to_vec().into());
     let mut s = Settings::new(store, chain, key, dir.path().join("maildir"));
     s.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     s.named = vec![("ca".into(), ca)];
