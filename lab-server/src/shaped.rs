@@ -135,10 +135,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ShapedStream<S> {
     ) -> Poll<io::Result<()>> {
         // tokio-rustls flushes only right after it wrote: a hold's end must
         // be driven from reads too.
-        if self.poll_hold(cx).is_ready() && !self.out.is_empty() {
-            if let Poll::Ready(Err(e)) = self.drain(cx) {
-                return Poll::Ready(Err(e));
-            }
+        if self.poll_hold(cx).is_ready()
+            && !self.out.is_empty()
+            && let Poll::Ready(Err(e)) = self.drain(cx)
+        {
+            return Poll::Ready(Err(e));
         }
         if self.shaper.closed() {
             // The fault close-after-request: the CertificateRequest goes out,

@@ -233,7 +233,7 @@ impl Settings {
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0x756d_6c61_62);
+    h.write_u64(0x0075_6d6c_6162);
     h.finish()
 }
 
