@@ -515,3 +515,90 @@ async fn framing_faults_are_refused_in_tls13_at_start() {
         .expect("refused");
     assert!(err.to_string().contains("TLS 1.3"), "{err}");
 }
+
+/// A client certificate resolver that records the names the server listed
+/// (in TLS 1.3 the request is encrypted: this is where a client sees them).
+#[derive(Debug)]
+struct Recorder {
+    seen: std::sync::Mutex<Option<Vec<Vec<u8>>>>,
+    key: std::sync::Arc<rustls::sign::CertifiedKey>,
+}
+
+impl rustls::client::ResolvesClientCert for Recorder {
+    fn resolve(
+        &self,
+        hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<std::sync::Arc<rustls::sign::CertifiedKey>> {
+        *self.seen.lock().unwrap() = Some(hints.iter().map(|h| h.to_vec()).collect());
+        Some(self.key.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cut_list_at_reaches_a_tls13_client() {
+    let mut lab = start(20, |s| {
+        s.tls_version = lab_server::policy::TlsVersion::Tls13;
+        s.faults = faults::parse_all(&["tls:cut-list-at=150"]).unwrap();
+    })
+    .await;
+    let pki = common::pki();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            pki.ca.cert_der.clone(),
+        ))
+        .unwrap();
+    let provider = lab_server::tls::provider();
+    let key = provider
+        .key_provider
+        .load_private_key(rustls::pki_types::PrivateKeyDer::Pkcs8(
+            pki.um.key.pkcs8_der().unwrap().to_vec().into(),
+        ))
+        .unwrap();
+    let recorder = std::sync::Arc::new(Recorder {
+        seen: std::sync::Mutex::new(None),
+        key: std::sync::Arc::new(rustls::sign::CertifiedKey::new(
+            vec![rustls::pki_types::CertificateDer::from(
+                pki.um.cert_der.clone(),
+            )],
+            key,
+        )),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(recorder.clone());
+    let mut smtp = Smtp::greeted(lab.addr()).await;
+    assert_eq!(smtp.cmd("EHLO um.lab.test").await.code, 250);
+    assert_eq!(smtp.cmd("STARTTLS").await.code, 220);
+    let local = smtp.local;
+    let tcp = smtp.into_tcp();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(common::hub_name(), tcp)
+        .await
+        .expect("TLS 1.3 handshake");
+    let mut s = Smtp::wrap(tls, local);
+    assert_eq!(s.cmd("EHLO um.lab.test").await.code, 250);
+    assert_eq!(s.cmd("QUIT").await.code, 221);
+    let seen = recorder.seen.lock().unwrap().clone().expect("a request");
+    let subjects: Vec<Vec<u8>> = lab
+        .store
+        .roots()
+        .iter()
+        .map(|r| r.subject_der().to_vec())
+        .collect();
+    let want = faults::cut_ca_list(&subjects, 150);
+    assert_eq!(seen, want);
+    assert!(!want.is_empty() && want.len() < subjects.len());
+    let ev = lab.event_for(local).await;
+    assert_eq!(ev.faults, ["tls:cut-list-at=150 at handshake 1"]);
+    let info = ev.certificate_request.expect("request info");
+    assert_eq!(info.source, "encoding");
+    assert_eq!(info.ca_names, want.len());
+}

@@ -168,7 +168,7 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
     let received = plain.received();
     let tcp = plain.into_inner();
     let facts = Arc::new(std::sync::Mutex::new(WireFacts::default()));
-    let (rewrite, delay, acceptor) = handshake_faults(conn);
+    let (rewrite, delay, acceptor, cut) = handshake_faults(conn);
     let shaped = ShapedStream::with_rewrite(
         tcp,
         conn.shared.layout,
@@ -183,6 +183,17 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
     let accepted = tokio::time::timeout(allowed, acceptor.accept(shaped)).await;
     let facts = facts.lock().map(|f| f.clone()).unwrap_or_default();
     conn.event.certificate_request = tls_facts::request_info(conn.shared, &facts);
+    if let (Some(at), Some(info)) = (cut, conn.event.certificate_request.as_mut())
+        && info.source == "encoding"
+    {
+        // TLS 1.3: the request is encrypted, so its figures come from the
+        // lab's encoding of the planned list; the names sent are the cut ones.
+        info.ca_names = crate::faults::cut_ca_list(&conn.shared.advertised, at).len();
+        info.difference = format!(
+            "{}; the list was cut at {at} bytes by tls:cut-list-at (bytes and records are the              planned list's)",
+            info.difference
+        );
+    }
     let tls = match accepted {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -216,12 +227,15 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
 /// faults, the delay before ServerHelloDone, and the acceptor (one
 /// advertising a cut list for cut-list-at). Each fault applied is recorded in
 /// the event and counted.
-fn handshake_faults(conn: &mut Conn<'_>) -> (crate::shaper::Rewrite, Duration, TlsAcceptor) {
+fn handshake_faults(
+    conn: &mut Conn<'_>,
+) -> (crate::shaper::Rewrite, Duration, TlsAcceptor, Option<usize>) {
     let shared = conn.shared;
     let plan = shared.faults.lock().next_handshake();
     let mut rewrite = shared.rewrite;
     let mut delay = Duration::ZERO;
     let mut acceptor = shared.acceptor.clone();
+    let mut cut = None;
     let mut applied = Vec::new();
     for fired in plan.all() {
         match fired.fault.action {
@@ -232,7 +246,10 @@ fn handshake_faults(conn: &mut Conn<'_>) -> (crate::shaper::Rewrite, Duration, T
             }
             Action::FragmentRequest { bytes } => rewrite.fragment_request = Some(bytes),
             Action::CutListAt { bytes } => match shared.cut_acceptor(bytes) {
-                Ok(a) => acceptor = a,
+                Ok(a) => {
+                    acceptor = a;
+                    cut = Some(bytes);
+                }
                 Err(e) => {
                     conn.event
                         .faults
@@ -249,7 +266,7 @@ fn handshake_faults(conn: &mut Conn<'_>) -> (crate::shaper::Rewrite, Duration, T
     for fired in applied {
         state.applied(fired);
     }
-    (rewrite, delay, acceptor)
+    (rewrite, delay, acceptor, cut)
 }
 
 /// Postfix with `smtpd_tls_req_ccert`: TLS is up but the client brought no
