@@ -343,6 +343,10 @@ async fn a_fragmented_request_breaks_mbedtls_2_28_and_openssl_reassembles_it() {
         size > 512,
         "the request ({size} bytes) must span records of 512"
     );
+    eprintln!(
+        "CertificateRequest {size} bytes: {} records of at most 512",
+        size.div_ceil(512)
+    );
     // Without the fault the request is one record, and Mbed TLS takes it.
     if let Some((report, ev)) = probe_run(&mut lab, "mbedtls").await {
         assert_eq!(report.outcome, "delivered", "{report:?}");
