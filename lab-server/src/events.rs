@@ -107,6 +107,10 @@ pub struct ConnectionEvent {
     pub smtp_verbs: BTreeMap<&'static str, u64>,
     /// Messages stored.
     pub stored: Vec<Stored>,
+    /// Faults injected in this connection (`--fault`, the API), each as its
+    /// spec and where it fired: `smtp:data:451@nth=1 at the end of DATA,
+    /// message 1`.
+    pub faults: Vec<String>,
     /// Why the connection ended.
     pub end: String,
 }

@@ -9,6 +9,7 @@
 //! ([`maildir`]) and events ([`events`]).
 
 pub mod events;
+pub mod faults;
 pub mod inspector;
 pub mod maildir;
 pub mod persona;

@@ -150,6 +150,15 @@ struct Args {
     /// Seconds transactions in flight get at Ctrl-C or SIGTERM [default: 30].
     #[arg(long)]
     grace: Option<u64>,
+    /// Inject a fault (repeatable; TOML: fault = ["..."]): smtp:mail|rcpt|data:
+    /// 421|451|452|550|554, tls:close-after-request, tls:delay-before-done=MS,
+    /// tls:fragment-request=N, tls:cut-list-at=N; each optionally @p=F or
+    /// @nth=N. See the README.
+    #[arg(long, value_name = "SPEC")]
+    fault: Option<Vec<String>>,
+    /// Seed of the faults' @p draws [default: random, printed at start].
+    #[arg(long)]
+    fault_seed: Option<u64>,
 }
 
 /// Commands besides serving.
@@ -246,7 +255,9 @@ async fn run(mut args: Args) -> Result<()> {
             data_timeout,
             session_lifetime,
             max_session_bytes,
-            grace
+            grace,
+            fault,
+            fault_seed
         );
     }
     let persona = parse::<PersonaName>(args.persona.as_deref(), PersonaName::Schannel2008R2)?;
@@ -330,6 +341,8 @@ async fn run(mut args: Args) -> Result<()> {
     settings.data_timeout = seconds(args.data_timeout, settings.data_timeout);
     settings.session_lifetime = seconds(args.session_lifetime, settings.session_lifetime);
     settings.max_session_bytes = args.max_session_bytes.or(settings.max_session_bytes);
+    settings.faults = lab_server::faults::parse_all(args.fault.as_deref().unwrap_or_default())?;
+    settings.fault_seed = args.fault_seed;
     let grace = Duration::from_secs(args.grace.unwrap_or(30));
 
     let server = Server::start(settings).await?;
@@ -337,6 +350,18 @@ async fn run(mut args: Args) -> Result<()> {
     print!("{}", render_persona(server.persona_report()));
     for entry in server.startup_log() {
         println!("{entry}");
+    }
+    {
+        let faults = server.faults().lock();
+        if !faults.faults().is_empty() {
+            let specs: Vec<String> = faults.faults().iter().map(ToString::to_string).collect();
+            println!(
+                "faults: {} (seed {}; --fault-seed {} repeats the draws)",
+                specs.join(", "),
+                faults.seed(),
+                faults.seed()
+            );
+        }
     }
     println!("listening on {}", server.local_addr());
     if let Some(at) = server.http_addr() {
@@ -498,8 +523,13 @@ fn summary(ev: &ConnectionEvent) -> String {
             c.bytes, c.records, c.ca_names
         )
     });
+    let faults = if ev.faults.is_empty() {
+        String::new()
+    } else {
+        format!("; faults: {}", ev.faults.join("; "))
+    };
     format!(
-        "connection {} from {}: {tls}{cr}; {} stored; {}",
+        "connection {} from {}: {tls}{cr}; {} stored{faults}; {}",
         ev.id,
         ev.peer,
         ev.stored.len(),

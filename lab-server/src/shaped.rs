@@ -6,6 +6,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -25,6 +26,8 @@ pub struct WireFacts {
     /// Whether the flight was cut after ServerKeyExchange with internal_error
     /// (OpenSSL past its list limit).
     pub aborted: bool,
+    /// Whether the fault close-after-request stopped the flight.
+    pub closed: bool,
 }
 
 /// A stream whose outbound bytes pass through a [`Shaper`]: TLS writes go
@@ -35,6 +38,10 @@ pub struct ShapedStream<S> {
     facts: Arc<std::sync::Mutex<WireFacts>>,
     out: Vec<u8>,
     written: usize,
+    /// How long held output waits (the fault delay-before-done).
+    delay: Duration,
+    /// The running delay, once output is held.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// Output held before a write reports back-pressure.
@@ -65,6 +72,37 @@ impl<S> ShapedStream<S> {
             facts,
             out: Vec::new(),
             written: 0,
+            delay: Duration::ZERO,
+            timer: None,
+        }
+    }
+
+    /// Output the shaper holds (the ServerHelloDone, by the fault
+    /// delay-before-done) leaves `delay` after it was written.
+    pub fn with_delay(mut self, delay: Duration) -> ShapedStream<S> {
+        self.delay = delay;
+        self
+    }
+}
+
+impl<S> ShapedStream<S> {
+    /// Drives a hold: starts its timer, and once the timer has fired moves
+    /// the held bytes to the output. Ready when nothing is held.
+    fn poll_hold(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.shaper.holding() {
+            return Poll::Ready(());
+        }
+        let delay = self.delay;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(delay)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                let held = self.shaper.release();
+                self.out.extend_from_slice(&held);
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -95,6 +133,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ShapedStream<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // tokio-rustls flushes only right after it wrote: a hold's end must
+        // be driven from reads too.
+        if self.poll_hold(cx).is_ready()
+            && !self.out.is_empty()
+            && let Poll::Ready(Err(e)) = self.drain(cx)
+        {
+            return Poll::Ready(Err(e));
+        }
+        if self.shaper.closed() {
+            // The fault close-after-request: the CertificateRequest goes out,
+            // then FIN, and the handshake ends here.
+            return match self.drain(cx) {
+                Poll::Ready(Ok(())) => match Pin::new(&mut self.inner).poll_shutdown(cx) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(_) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::ConnectionAborted,
+                        "fault tls:close-after-request: the connection was closed after the \
+                         CertificateRequest; no ServerHelloDone was sent",
+                    ))),
+                },
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            };
+        }
         if self.shaper.aborted() {
             // The alert goes out first; then the handshake ends here, as
             // OpenSSL's does, without waiting for the client.
@@ -133,7 +195,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ShapedStream<S> {
             facts.alert = this.shaper.alert();
             facts.server_hello = this.shaper.server_hello_sent();
             facts.aborted = this.shaper.aborted();
+            facts.closed = this.shaper.closed();
         }
+        // A hold starts its timer now, so the delay counts from the write.
+        let _ = this.poll_hold(cx);
         // Push what we can now; the rest goes out on flush (tokio-rustls
         // flushes after every handshake flight).
         if let Poll::Ready(Err(e)) = this.drain(cx) {
@@ -143,6 +208,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ShapedStream<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.poll_hold(cx).is_pending() {
+            // What is not held goes out now; the rest after the delay.
+            return match self.drain(cx) {
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                _ => Poll::Pending,
+            };
+        }
         match self.drain(cx) {
             Poll::Ready(Ok(())) => Pin::new(&mut self.inner).poll_flush(cx),
             other => other,

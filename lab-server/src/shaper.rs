@@ -21,6 +21,14 @@
 //! nothing more leaves), and the alert a server sends in TLS 1.2 when no client
 //! certificate comes (rustls writes certificate_required, 116; OpenSSL writes
 //! handshake_failure, 40).
+//!
+//! The framing faults of [`crate::faults`] live here too, for the same reason:
+//! stop the flight right after the CertificateRequest, hold the
+//! ServerHelloDone back (the stream releases it after its delay; the shaper
+//! only holds), or cut the CertificateRequest into small records. Any of them
+//! frames the flight one message per record, whatever the layout: the
+//! coalesced layout shares records between messages, so it cannot stop or
+//! split at a message's edge.
 
 use certgen::wire::{
     ALERT_FATAL, ALERT_INTERNAL_ERROR, CONTENT_ALERT, CONTENT_HANDSHAKE, CertificateRequest12,
@@ -43,6 +51,25 @@ pub struct Rewrite {
     /// The description a plaintext fatal certificate_required alert is
     /// rewritten to (handshake_failure, 40, for OpenSSL in TLS 1.2).
     pub no_cert_alert: Option<u8>,
+    /// Fault: let nothing out after the CertificateRequest (the
+    /// ServerHelloDone never leaves); [`Shaper::closed`] turns true.
+    pub close_after_request: bool,
+    /// Fault: hold the ServerHelloDone and everything after it until
+    /// [`Shaper::release`].
+    pub hold_done: bool,
+    /// Fault: the CertificateRequest in records of at most this many bytes of
+    /// payload (at least 1; capped by the record size).
+    pub fragment_request: Option<usize>,
+}
+
+impl Rewrite {
+    /// Whether a rewrite forces one message per record.
+    fn per_message(&self) -> bool {
+        self.fail_before_request
+            || self.close_after_request
+            || self.hold_done
+            || self.fragment_request.is_some()
+    }
 }
 
 pub use crate::settings::Layout;
@@ -66,6 +93,9 @@ pub struct Shaper {
     emit: Emit,
     alert: Option<[u8; 2]>,
     no_cert_alert: Option<u8>,
+    /// Output held back (the ServerHelloDone and what follows it).
+    held: Vec<u8>,
+    holding: bool,
 }
 
 /// The [`FlightSink`] half: where the flight's records and messages go.
@@ -78,17 +108,24 @@ struct Emit {
     server_hello: bool,
     fail_before_request: bool,
     aborted: bool,
+    rewrite: Rewrite,
+    /// Close-after-request fired: nothing more leaves.
+    closed: bool,
+    /// Where in `out` the held ServerHelloDone starts, once framed.
+    hold_from: Option<usize>,
+    /// The hold is one-shot.
+    held_once: bool,
 }
 
 impl FlightSink for Emit {
     fn record(&mut self, raw: &[u8]) {
-        if self.layout == Layout::Coalesced && !self.fail_before_request {
+        if self.layout == Layout::Coalesced && !self.rewrite.per_message() {
             self.out.extend_from_slice(raw);
         }
     }
 
     fn message(&mut self, message: &[u8], records: usize, version: [u8; 2]) {
-        if self.aborted {
+        if self.aborted || self.closed {
             return;
         }
         if self.fail_before_request
@@ -103,18 +140,31 @@ impl FlightSink for Emit {
             self.aborted = true;
             return;
         }
-        let layout = if self.fail_before_request {
+        let layout = if self.rewrite.per_message() {
             Layout::PerMessage
         } else {
             self.layout
         };
+        let request = message.first() == Some(&HS_CERTIFICATE_REQUEST);
+        let max_payload = match self.rewrite.fragment_request {
+            Some(n) if request => n.clamp(1, self.max_payload),
+            _ => self.max_payload,
+        };
+        if self.rewrite.hold_done
+            && !self.held_once
+            && message.first() == Some(&HS_SERVER_HELLO_DONE)
+        {
+            self.hold_from = Some(self.out.len());
+            self.held_once = true;
+        }
         let records = match layout {
             Layout::PerMessage => {
-                frame(&mut self.out, version, message, self.max_payload);
-                message.len().div_ceil(self.max_payload).max(1)
+                frame(&mut self.out, version, message, max_payload);
+                message.len().div_ceil(max_payload).max(1)
             }
             Layout::Coalesced => records,
         };
+        self.closed = request && self.rewrite.close_after_request;
         self.server_hello |= message.first() == Some(&HS_SERVER_HELLO);
         if message.first() == Some(&HS_CERTIFICATE_REQUEST) {
             self.observed = Some(Observed {
@@ -150,10 +200,35 @@ impl Shaper {
                 server_hello: false,
                 fail_before_request: rewrite.fail_before_request,
                 aborted: false,
+                rewrite,
+                closed: false,
+                hold_from: None,
+                held_once: false,
             },
             alert: None,
             no_cert_alert: rewrite.no_cert_alert,
+            held: Vec::new(),
+            holding: false,
         }
+    }
+
+    /// Whether close-after-request fired: the CertificateRequest went out,
+    /// nothing more will, and the connection must close.
+    pub fn closed(&self) -> bool {
+        self.emit.closed
+    }
+
+    /// Whether output is held back (the ServerHelloDone, by hold-done) until
+    /// [`Shaper::release`].
+    pub fn holding(&self) -> bool {
+        self.holding
+    }
+
+    /// Ends the hold: returns the held bytes, to go out now; from here output
+    /// flows again. Empty when nothing was held.
+    pub fn release(&mut self) -> Vec<u8> {
+        self.holding = false;
+        std::mem::take(&mut self.held)
     }
 
     /// Whether the flight was cut after ServerKeyExchange with an
@@ -185,9 +260,27 @@ impl Shaper {
         self.reader.ended()
     }
 
-    /// Consumes `input`, appending the shaped bytes that are ready to `out`.
+    /// Consumes `input`, appending the shaped bytes that are ready to `out`
+    /// (while [`Shaper::holding`], they are held instead).
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        if self.emit.aborted {
+        if self.holding {
+            let mut later = Vec::new();
+            self.feed_now(input, &mut later);
+            self.held.append(&mut later);
+            return;
+        }
+        let start = out.len();
+        self.feed_now(input, out);
+        if let Some(from) = self.emit.hold_from.take() {
+            // `from` counts from the start of this call's emitted bytes.
+            let at = (start + from).min(out.len());
+            self.held = out.split_off(at);
+            self.holding = true;
+        }
+    }
+
+    fn feed_now(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        if self.emit.aborted || self.emit.closed {
             return;
         }
         if self.reader.ended() {
@@ -214,7 +307,9 @@ impl Shaper {
                 self.alert = Some([level, description]);
             }
             let (partial, version) = self.reader.take_partial();
-            if self.emit.layout == Layout::PerMessage && !partial.is_empty() {
+            let per_message =
+                self.emit.layout == Layout::PerMessage || self.emit.rewrite.per_message();
+            if per_message && !partial.is_empty() {
                 frame(out, version, &partial, self.emit.max_payload);
             }
             out.extend_from_slice(&rest);

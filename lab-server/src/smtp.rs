@@ -63,6 +63,12 @@ impl Reply {
         }
     }
 
+    /// A one-line reply with an enhanced status code (RFC 3463), as an
+    /// injected fault sends it.
+    pub fn with_status(code: u16, enhanced: &str, text: impl Into<String>) -> Reply {
+        Reply::new(code, enhanced, text)
+    }
+
     /// Whether this is a permanent (5xx) or transient (4xx) error.
     pub fn is_error(&self) -> bool {
         self.code >= 400
@@ -157,6 +163,20 @@ impl Session {
     fn reset(&mut self) {
         self.from = None;
         self.to.clear();
+    }
+
+    /// The MAIL just accepted is refused after all (an injected fault): no
+    /// transaction is open, so RCPT gets 503 as after any refused MAIL
+    /// (RFC 5321 3.3).
+    pub fn refuse_transaction(&mut self) {
+        self.reset();
+    }
+
+    /// The RCPT just accepted is refused after all (an injected fault): the
+    /// recipient is not part of the transaction, so with none accepted DATA
+    /// gets 554 5.5.1 (RFC 5321 3.3).
+    pub fn refuse_last_recipient(&mut self) {
+        self.to.pop();
     }
 
     /// A line over the limit (the I/O layer discarded it).

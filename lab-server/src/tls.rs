@@ -80,6 +80,106 @@ pub struct ServerTls {
     /// The strict chain verifier, for a session that judges the client's
     /// certificate after the handshake (Postfix); `None` without client auth.
     pub verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// The same configuration with another advertised list (the fault
+    /// cut-list-at); `None` without client auth.
+    pub rebuild: Option<Rebuild>,
+}
+
+/// Builds the server configuration again with another advertised list, the
+/// same verifier behind it: how a connection gets a cut list (the fault
+/// cut-list-at). rustls writes whatever names it is handed, so the
+/// CertificateRequest it sends and hashes is the cut one; no byte is rewritten
+/// under it.
+pub struct Rebuild {
+    provider: Arc<CryptoProvider>,
+    version: TlsVersion,
+    verifier: Arc<dyn ClientCertVerifier>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    max_fragment: usize,
+    keylog: bool,
+}
+
+impl Rebuild {
+    /// The configuration advertising `names` (subject DERs, sent as they are,
+    /// even when one is not a well-formed DN).
+    pub fn with_hints(&self, names: &[Vec<u8>]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+        let verifier: Arc<dyn ClientCertVerifier> = Arc::new(HintsVerifier {
+            inner: self.verifier.clone(),
+            hints: names
+                .iter()
+                .map(|n| DistinguishedName::from(n.clone()))
+                .collect(),
+        });
+        let versions: &[&rustls::SupportedProtocolVersion] = match self.version {
+            TlsVersion::Tls12 => &[&rustls::version::TLS12],
+            TlsVersion::Tls13 => &[&rustls::version::TLS13],
+        };
+        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(versions)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
+        config.max_fragment_size = Some(self.max_fragment);
+        config.cert_decompressors = Vec::new();
+        if self.keylog {
+            config.key_log = Arc::new(rustls::KeyLogFile::new());
+        }
+        Ok(Arc::new(config))
+    }
+}
+
+/// A verifier that advertises other names than the one it wraps, and
+/// verifies exactly as it does.
+#[derive(Debug)]
+struct HintsVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    hints: Vec<DistinguishedName>,
+}
+
+impl ClientCertVerifier for HintsVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// The client-certificate verifier with a persona's face: the signature
@@ -245,6 +345,7 @@ pub fn server_config(inputs: TlsInputs<'_>) -> Result<ServerTls, TlsError> {
         .with_protocol_versions(versions)?;
     let mut rejected = 0;
     let mut strict = None;
+    let mut outer = None;
     let builder = match inputs.client_auth {
         ClientAuth::None => builder.with_no_client_auth(),
         ClientAuth::Required | ClientAuth::Optional => {
@@ -264,7 +365,7 @@ pub fn server_config(inputs: TlsInputs<'_>) -> Result<ServerTls, TlsError> {
                 .iter()
                 .map(|dn| rustls::DistinguishedName::from(dn.clone()));
             let mut verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(anchors), provider)
+                WebPkiClientVerifier::builder_with_provider(Arc::new(anchors), provider.clone())
                     .clear_root_hint_subjects()
                     .add_root_hint_subjects(hints);
             if inputs.client_auth == ClientAuth::Optional {
@@ -278,9 +379,19 @@ pub fn server_config(inputs: TlsInputs<'_>) -> Result<ServerTls, TlsError> {
                 accept_untrusted: inputs.accept_untrusted,
                 reject_all: inputs.reject_all,
             });
+            outer = Some(verifier.clone());
             builder.with_client_cert_verifier(verifier)
         }
     };
+    let rebuild = outer.map(|verifier| Rebuild {
+        provider: provider.clone(),
+        version: inputs.version,
+        verifier,
+        chain: inputs.chain.clone(),
+        key: inputs.key.clone_key(),
+        max_fragment: inputs.max_fragment,
+        keylog: inputs.keylog,
+    });
     let mut config = builder.with_single_cert(inputs.chain, inputs.key)?;
     config.max_fragment_size = Some(inputs.max_fragment);
     config.cert_decompressors = Vec::new();
@@ -291,6 +402,7 @@ pub fn server_config(inputs: TlsInputs<'_>) -> Result<ServerTls, TlsError> {
         config: Arc::new(config),
         rejected,
         verifier: strict,
+        rebuild,
     })
 }
 

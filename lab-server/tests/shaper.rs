@@ -1,7 +1,7 @@
 //! The record shaper on arbitrary input and on realistic flights.
 
 use certgen::wire::{HandshakeHeader, RecordHeader};
-use lab_server::shaper::{Layout, Shaper};
+use lab_server::shaper::{Layout, Rewrite, Shaper};
 use proptest::prelude::*;
 
 /// Feeds `input` in pieces cut at `cuts` (positions, any order).
@@ -174,5 +174,93 @@ proptest! {
         // After the ChangeCipherSpec, bytes pass unchanged.
         let ccs_and_tail = [&[20u8, 3, 3, 0, 1, 1][..], &tail].concat();
         prop_assert!(out.ends_with(&ccs_and_tail));
+    }
+}
+
+/// A TLS 1.2 server flight with real message types: ServerHello (2),
+/// Certificate (11), ServerKeyExchange (12), CertificateRequest (13) of
+/// `cr` body bytes, ServerHelloDone (14); cut into records of `record_size`
+/// as rustls does. Returns the handshake stream and the wire.
+fn typed_flight(cr: usize, record_size: usize) -> (Vec<u8>, Vec<u8>) {
+    let mut stream = Vec::new();
+    for (kind, len) in [(2u8, 70usize), (11, 900), (12, 140), (13, cr), (14, 0)] {
+        stream.push(kind);
+        stream.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+        stream.extend((0..len).map(|k| (k * 13 + usize::from(kind)) as u8));
+    }
+    let mut wire = Vec::new();
+    for chunk in stream.chunks(record_size) {
+        RecordHeader::write(&mut wire, 22, [3, 3], chunk.len());
+        wire.extend_from_slice(chunk);
+    }
+    (stream, wire)
+}
+
+fn fault_shaper(
+    layout: Layout,
+    rewrite: Rewrite,
+    wire: &[u8],
+    cuts: &[usize],
+) -> (Shaper, Vec<u8>) {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (wire.len() + 1)).collect();
+    cuts.sort_unstable();
+    let mut shaper = Shaper::with_rewrite(layout, 16_389, rewrite);
+    let mut out = Vec::new();
+    let mut from = 0;
+    for c in cuts.into_iter().chain([wire.len()]) {
+        shaper.feed(&wire[from..c], &mut out);
+        from = c;
+    }
+    (shaper, out)
+}
+
+fn payloads(out: &[u8]) -> Vec<u8> {
+    records(out).iter().flat_map(|(_, p)| p.to_vec()).collect()
+}
+
+proptest! {
+    #[test]
+    fn framing_faults_change_only_the_framing(
+        cr in 1usize..5_000,
+        record_size in 64usize..16_384,
+        n in 1usize..700,
+        coalesced in any::<bool>(),
+        cuts in proptest::collection::vec(any::<usize>(), 0..6),
+    ) {
+        let layout = if coalesced { Layout::Coalesced } else { Layout::PerMessage };
+        let (stream, wire) = typed_flight(cr, record_size);
+        let cr_at = 70 + 4 + 900 + 4 + 140 + 4;
+        let cr_end = cr_at + 4 + cr;
+        // Fragment: the same bytes; the request alone in records of <= n.
+        let fragment = Rewrite { fragment_request: Some(n), ..Rewrite::default() };
+        let (_, out) = fault_shaper(layout, fragment, &wire, &cuts);
+        prop_assert_eq!(payloads(&out), stream.clone());
+        let mut at = 0;
+        let mut cr_records = 0;
+        for (_, p) in records(&out) {
+            if at >= cr_at && at < cr_end {
+                prop_assert!(p.len() <= n);
+                prop_assert!(at + p.len() <= cr_end, "a record crosses the request's end");
+                cr_records += 1;
+            }
+            at += p.len();
+        }
+        prop_assert_eq!(cr_records, (cr + 4).div_ceil(n));
+        // Close: everything up to the request's end, nothing after; closed.
+        let close = Rewrite { close_after_request: true, ..Rewrite::default() };
+        let (shaper, out) = fault_shaper(layout, close, &wire, &cuts);
+        prop_assert!(shaper.closed());
+        prop_assert_eq!(payloads(&out), stream[..cr_end].to_vec());
+        // Hold: the ServerHelloDone waits for release, then comes whole.
+        let hold = Rewrite { hold_done: true, ..Rewrite::default() };
+        let (mut shaper, mut out) = fault_shaper(layout, hold, &wire, &cuts);
+        prop_assert!(shaper.holding());
+        prop_assert_eq!(payloads(&out), stream[..cr_end].to_vec());
+        out.extend(shaper.release());
+        prop_assert!(!shaper.holding());
+        prop_assert_eq!(payloads(&out), stream.clone());
+        let mut later = Vec::new();
+        shaper.feed(&[20, 3, 3, 0, 1, 1], &mut later);
+        prop_assert_eq!(later, vec![20, 3, 3, 0, 1, 1], "after the hold, bytes flow");
     }
 }

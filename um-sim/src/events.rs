@@ -42,8 +42,15 @@ pub fn for_attempt(header: &Path, server: &str, attempt: &Attempt) -> Option<UmE
             level: "Error",
             text: format!(
                 "The Hub Transport server {server} gave an unexpected response while the Unified \
-                 Messaging server submitted the voice message in file \"{file}\". The message will \
-                 be retried. Details: {detail}"
+                 Messaging server submitted the voice message in file \"{file}\". {} Details: \
+                 {detail}",
+                if attempt.permanent() {
+                    // um-sim's rule (RFC 5321 4.2.1); UM's own is not verified here.
+                    "The response is permanent (5yz): the message was moved to the badvoicemail \
+                     folder and will not be retried."
+                } else {
+                    "The message will be retried."
+                }
             ),
         },
         FailureClass::NoAcceptableCertificate

@@ -3,7 +3,10 @@
 //! A voicemail leaves the queue only after the server's 250 reply to DATA (it
 //! then moves to `sent/`). A failed attempt rewrites the header's Attempts and
 //! LastError atomically and the item stays; when Attempts reaches the limit it
-//! moves to `badvoicemail/`. A crash at any moment loses nothing: at worst an
+//! moves to `badvoicemail/`. A permanent reply (5yz, RFC 5321 4.2.1) moves it
+//! there at once, with the reply in its reason ([`PERMANENT`]); 4yz replies
+//! and broken connections are retried. Whether Exchange UM itself gives up
+//! on the first 5yz is not verified here (no Exchange server in the lab). A crash at any moment loses nothing: at worst an
 //! item delivered just before the crash is sent again, with the same Message-ID.
 //!
 //! File work never runs on a runtime worker: reading and checking an item and
@@ -57,6 +60,12 @@ pub struct Summary {
     /// Moved to badvoicemail/ (exhausted or unusable).
     pub bad: usize,
 }
+
+/// How the reason of an item given up on a permanent reply begins (the
+/// reply follows). um-sim follows RFC 5321 4.2.1 here; Exchange UM's own
+/// handling of a 5yz reply is not verified here (no Exchange server in the
+/// lab).
+pub const PERMANENT: &str = "permanent SMTP reply (5yz), not retried";
 
 /// What each finished attempt reports to the caller (for the terminal).
 pub type Report = Arc<dyn Fn(String) + Send + Sync>;
@@ -197,16 +206,23 @@ async fn one(
     } else {
         let error = attempt.error.clone().unwrap_or_default();
         let max_attempts = settings.max_attempts;
+        let permanent = attempt.permanent();
         let (q, it) = (queue.clone(), item.clone());
         blocking(move || {
             let header = q.record_failure(&it, &error)?;
-            if header.attempts < max_attempts {
+            let reason = if permanent {
+                format!(
+                    "{PERMANENT}: {error} (attempt {}; RFC 5321 4.2.1)",
+                    header.attempts
+                )
+            } else if header.attempts < max_attempts {
                 return Ok(Disposition::Queued);
-            }
-            let reason = format!(
-                "gave up after {} attempts; last error: {error}",
-                header.attempts
-            );
+            } else {
+                format!(
+                    "gave up after {} attempts; last error: {error}",
+                    header.attempts
+                )
+            };
             q.give_up(&Item { header, ..it }, &reason)?;
             Ok(Disposition::Bad)
         })

@@ -11,6 +11,7 @@
 //! string from a peer or a certificate reaches the page as JSON and is put in
 //! the document as text, never as markup.
 
+pub mod faults_api;
 pub mod view;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -56,6 +57,9 @@ pub struct Setup {
     /// The Maildir's root.
     #[serde(skip)]
     pub maildir: PathBuf,
+    /// The fault set, for `/api/faults`.
+    #[serde(skip)]
+    pub faults: crate::faults::FaultHandle,
 }
 
 /// One stored message as the API lists it.
@@ -189,6 +193,7 @@ impl Inspector {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
+    let faults = faults_api::router(shared.setup.faults.clone());
     Router::new()
         .route("/", get(page))
         .route("/api/policy", get(policy))
@@ -200,6 +205,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/api/messages/{id}/audio", get(audio))
         .route("/api/stream", get(live))
         .with_state(shared)
+        .merge(faults)
 }
 
 type St = State<Arc<Shared>>;

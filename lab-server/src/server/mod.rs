@@ -35,13 +35,14 @@ use certgen::Store;
 use rustls::server::danger::ClientCertVerifier;
 
 use crate::events::{ConnectionEvent, event_36885, now_rfc3339};
+use crate::faults::{self, Applicable, Fault, FaultHandle, FaultState};
 use crate::inspector::{self, Inspector};
 use crate::maildir::Maildir;
 use crate::persona::{self, Persona, PersonaName, PersonaReport, TrustMode, WithoutCert};
 use crate::policy::{self, Report, TlsVersion};
 use crate::shaper::{Layout, Rewrite};
 use crate::smtp::{Limits, SessionConfig};
-use crate::tls::{ClientAuth, TlsInputs, server_config};
+use crate::tls::{ClientAuth, Rebuild, TlsInputs, server_config};
 
 /// Everything the server is started with.
 pub struct Settings {
@@ -109,6 +110,11 @@ pub struct Settings {
     pub trust_mode: TrustMode,
     /// The system trust store (dotnet-linux).
     pub system_store: Option<Store>,
+    /// Faults to inject ([`crate::faults`]); the inspector's API may replace
+    /// them while the server runs.
+    pub faults: Vec<Fault>,
+    /// Seed of the faults' probability draws; random when `None`.
+    pub fault_seed: Option<u64>,
 }
 
 impl Settings {
@@ -150,6 +156,8 @@ impl Settings {
             issuers: None,
             trust_mode: TrustMode::MachineTrust,
             system_store: None,
+            faults: Vec::new(),
+            fault_seed: None,
         }
     }
 
@@ -220,6 +228,15 @@ impl Settings {
     }
 }
 
+/// A random seed for the faults' draws when none is given: std's hasher
+/// keys are random per process.
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0x0075_6d6c_6162);
+    h.finish()
+}
+
 /// A name that can stand in the greeting and the EHLO reply: a domain
 /// (letters, digits, `-`, `.`, `_`) or an address literal, at most 255 octets.
 fn valid_hostname(name: &str) -> bool {
@@ -273,6 +290,9 @@ pub enum StartError {
     /// The modeled server refuses this configuration.
     #[error(transparent)]
     Persona(#[from] persona::PersonaError),
+    /// A fault this server cannot apply.
+    #[error(transparent)]
+    Fault(#[from] faults::FaultError),
     /// TLS configuration failed.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
@@ -306,6 +326,7 @@ pub struct Server {
     log: Vec<String>,
     inspector: Option<Inspector>,
     persona: PersonaReport,
+    faults: FaultHandle,
 }
 
 /// State shared by connection tasks.
@@ -332,6 +353,35 @@ struct Shared {
     without_cert: WithoutCert,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
     persona: PersonaReport,
+    faults: FaultHandle,
+    rebuild: Option<Rebuild>,
+    /// Acceptors advertising a cut list, by cut (built on first use).
+    cut_acceptors: std::sync::Mutex<std::collections::HashMap<usize, TlsAcceptor>>,
+}
+
+impl Shared {
+    /// An acceptor advertising the planned list cut at `at` bytes
+    /// ([`faults::cut_ca_list`]), or why none can be built.
+    fn cut_acceptor(&self, at: usize) -> Result<TlsAcceptor, String> {
+        let mut cache = self.cut_acceptors.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = cache.get(&at) {
+            return Ok(a.clone());
+        }
+        let rebuild = self
+            .rebuild
+            .as_ref()
+            .ok_or("the server sends no CertificateRequest")?;
+        let config = rebuild
+            .with_hints(&faults::cut_ca_list(&self.advertised, at))
+            .map_err(|e| e.to_string())?;
+        let acceptor = TlsAcceptor::from(config);
+        // A handful of cuts at most in practice; bound it anyway.
+        if cache.len() >= 64 {
+            cache.clear();
+        }
+        cache.insert(at, acceptor.clone());
+        Ok(acceptor)
+    }
 }
 
 impl Server {
@@ -339,6 +389,15 @@ impl Server {
     /// serving.
     pub async fn start(settings: Settings) -> Result<Server, StartError> {
         settings.validate()?;
+        let fault_state = FaultState::new(
+            settings.faults.clone(),
+            settings.fault_seed.unwrap_or_else(random_seed),
+            Applicable {
+                tls13: settings.tls_version == TlsVersion::Tls13,
+                no_request: settings.client_auth == ClientAuth::None,
+            },
+        )?;
+        let fault_handle = FaultHandle::new(fault_state);
         let session_bytes = settings.session_bytes();
         let p = settings.persona;
         let version = settings.tls_version;
@@ -386,7 +445,7 @@ impl Server {
             accept_untrusted: p.without_cert == WithoutCert::Reply421,
             reject_all: resolved.broken.clone(),
         })?;
-        let (config, rejected) = (tls.config, tls.rejected);
+        let (config, rejected, rebuild) = (tls.config, tls.rejected, tls.rebuild);
         let maildir = Maildir::create(&settings.maildir, &settings.hostname)
             .map_err(io_err(format!("maildir {}", settings.maildir.display())))?;
         let listener = TcpListener::bind(settings.listen)
@@ -431,6 +490,7 @@ impl Server {
                     report: plan.report.clone(),
                     startup_log: log.clone(),
                     maildir: maildir.root().to_path_buf(),
+                    faults: fault_handle.clone(),
                 };
                 Some(
                     Inspector::start(http, setup, events.subscribe(), shutdown_rx.clone())
@@ -469,10 +529,14 @@ impl Server {
                     TlsVersion::Tls12 => p.no_cert_alert_tls12,
                     TlsVersion::Tls13 => None,
                 },
+                ..Rewrite::default()
             },
             without_cert: p.without_cert,
             verifier: tls.verifier,
             persona: persona_report.clone(),
+            faults: fault_handle.clone(),
+            rebuild,
+            cut_acceptors: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let limits =
             accept::ConnectionLimits::new(settings.max_connections, settings.max_per_address);
@@ -487,7 +551,14 @@ impl Server {
             log,
             inspector,
             persona: persona_report,
+            faults: fault_handle,
         })
+    }
+
+    /// The fault set, shared with the connections (and the inspector's
+    /// `/api/faults`): lock it to read or replace it.
+    pub fn faults(&self) -> &FaultHandle {
+        &self.faults
     }
 
     /// The inspector's address, when it serves (useful with port 0).

@@ -10,11 +10,13 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 use super::Shared;
 use super::connection::Framed;
 use super::{delivery, tls_facts};
 use crate::events::{ConnectionEvent, Exchange, now_rfc3339};
+use crate::faults::{self, Action, Fired, MessagePlan, Stage};
 use crate::persona::WithoutCert;
 use crate::smtp::{DataReader, Line, Next, Reply, Session};
 use crate::tls::{ShapedStream, WireFacts};
@@ -33,6 +35,8 @@ struct Conn<'a> {
     shutdown: watch::Receiver<bool>,
     /// When the session must end, whatever it is doing.
     deadline: Instant,
+    /// The faults decided for the current transaction.
+    message: MessagePlan,
 }
 
 /// What waiting for the next line produced.
@@ -55,6 +59,55 @@ impl Conn<'_> {
             return None;
         }
         Some((per_line.min(left), left <= per_line))
+    }
+
+    /// Sends an injected SMTP fault's reply instead of the server's own:
+    /// recorded in the event and counted.
+    fn inject(&mut self, fired: &Fired, stage: Stage) -> (Reply, Next) {
+        let code = match fired.fault.action {
+            Action::Smtp { code, .. } => code,
+            _ => 451,
+        };
+        let r = faults::smtp_reply(stage, code);
+        self.event.faults.push(fired.describe());
+        self.shared.faults.lock().applied(fired);
+        let reply = Reply::with_status(
+            r.code,
+            r.enhanced,
+            format!("{} (umlab fault {})", r.text, fired.fault),
+        );
+        (reply, if r.closes { Next::Close } else { Next::Command })
+    }
+
+    /// Applies the faults of the current transaction to a command's reply:
+    /// a MAIL the server accepted starts a transaction (counted, its faults
+    /// decided) and may be refused; so may each RCPT accepted.
+    fn smtp_faults(&mut self, line: &[u8], reply: Reply, next: Next) -> (Reply, Next) {
+        if reply.code != 250 {
+            return (reply, next);
+        }
+        let verb = line
+            .split(|&b| b == b' ')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        match verb.as_slice() {
+            b"MAIL" => {
+                self.message = self.shared.faults.lock().next_message();
+                if let Some(f) = self.message.mail.clone() {
+                    self.session.refuse_transaction();
+                    return self.inject(&f, Stage::Mail);
+                }
+            }
+            b"RCPT" => {
+                if let Some(f) = self.message.rcpt.clone() {
+                    self.session.refuse_last_recipient();
+                    return self.inject(&f, Stage::Rcpt);
+                }
+            }
+            _ => {}
+        }
+        (reply, next)
     }
 
     /// Records an exchange in the event's bounded summary.
@@ -87,6 +140,7 @@ pub(super) async fn connection(
         },
         shutdown,
         deadline: Instant::now() + shared.session_lifetime,
+        message: MessagePlan::default(),
     };
     let end = serve(tcp, &mut conn).await;
     conn.event.end = end;
@@ -114,19 +168,32 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
     let received = plain.received();
     let tcp = plain.into_inner();
     let facts = Arc::new(std::sync::Mutex::new(WireFacts::default()));
+    let (rewrite, delay, acceptor, cut) = handshake_faults(conn);
     let shaped = ShapedStream::with_rewrite(
         tcp,
         conn.shared.layout,
         conn.shared.max_fragment,
-        conn.shared.rewrite,
+        rewrite,
         facts.clone(),
-    );
+    )
+    .with_delay(delay);
     let allowed = conn
         .allowance(conn.shared.handshake_timeout)
         .map_or(Duration::ZERO, |(d, _)| d);
-    let accepted = tokio::time::timeout(allowed, conn.shared.acceptor.accept(shaped)).await;
+    let accepted = tokio::time::timeout(allowed, acceptor.accept(shaped)).await;
     let facts = facts.lock().map(|f| f.clone()).unwrap_or_default();
     conn.event.certificate_request = tls_facts::request_info(conn.shared, &facts);
+    if let (Some(at), Some(info)) = (cut, conn.event.certificate_request.as_mut())
+        && info.source == "encoding"
+    {
+        // TLS 1.3: the request is encrypted, so its figures come from the
+        // lab's encoding of the planned list; the names sent are the cut ones.
+        info.ca_names = crate::faults::cut_ca_list(&conn.shared.advertised, at).len();
+        info.difference = format!(
+            "{}; the list was cut at {at} bytes by tls:cut-list-at (bytes and records are the              planned list's)",
+            info.difference
+        );
+    }
     let tls = match accepted {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -154,6 +221,52 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
     };
     let _ = secure.get_mut().shutdown().await;
     end
+}
+
+/// Decides this handshake's faults: the shaper's rewrite with the framing
+/// faults, the delay before ServerHelloDone, and the acceptor (one
+/// advertising a cut list for cut-list-at). Each fault applied is recorded in
+/// the event and counted.
+fn handshake_faults(
+    conn: &mut Conn<'_>,
+) -> (crate::shaper::Rewrite, Duration, TlsAcceptor, Option<usize>) {
+    let shared = conn.shared;
+    let plan = shared.faults.lock().next_handshake();
+    let mut rewrite = shared.rewrite;
+    let mut delay = Duration::ZERO;
+    let mut acceptor = shared.acceptor.clone();
+    let mut cut = None;
+    let mut applied = Vec::new();
+    for fired in plan.all() {
+        match fired.fault.action {
+            Action::CloseAfterRequest => rewrite.close_after_request = true,
+            Action::DelayBeforeDone { ms } => {
+                rewrite.hold_done = true;
+                delay = Duration::from_millis(ms);
+            }
+            Action::FragmentRequest { bytes } => rewrite.fragment_request = Some(bytes),
+            Action::CutListAt { bytes } => match shared.cut_acceptor(bytes) {
+                Ok(a) => {
+                    acceptor = a;
+                    cut = Some(bytes);
+                }
+                Err(e) => {
+                    conn.event
+                        .faults
+                        .push(format!("{} not applied: {e}", fired.describe()));
+                    continue;
+                }
+            },
+            Action::Smtp { .. } => continue,
+        }
+        conn.event.faults.push(fired.describe());
+        applied.push(fired);
+    }
+    let mut state = shared.faults.lock();
+    for fired in applied {
+        state.applied(fired);
+    }
+    (rewrite, delay, acceptor, cut)
 }
 
 /// Postfix with `smtpd_tls_req_ccert`: TLS is up but the client brought no
@@ -267,6 +380,7 @@ async fn command_loop<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Ok(Some(Line::Text(text, _))) => {
                 let (r, n) = conn.session.command(&text);
+                let (r, n) = conn.smtp_faults(&text, r, n);
                 (r, n, printable(&text))
             }
         };
@@ -359,19 +473,32 @@ async fn receive_data<S: AsyncRead + AsyncWrite + Unpin>(
             None => LoopEnd::Closed(why.to_owned()),
         });
     }
+    let mut closes = false;
     let reply = match conn.session.data_received(&data) {
         Err(reply) => reply,
-        Ok(envelope) => {
-            let tls_active = conn.session.tls_active();
-            let stored =
-                delivery::deliver(shared, &mut conn.event, tls_active, envelope, data.body()).await;
-            conn.session
-                .stored(stored.as_deref().map_err(String::as_str))
-        }
+        Ok(envelope) => match conn.message.data.take() {
+            // A fault refuses the message: nothing is stored.
+            Some(fired) => {
+                let (reply, next) = conn.inject(&fired, Stage::Data);
+                closes = next == Next::Close;
+                reply
+            }
+            None => {
+                let tls_active = conn.session.tls_active();
+                let stored =
+                    delivery::deliver(shared, &mut conn.event, tls_active, envelope, data.body())
+                        .await;
+                conn.session
+                    .stored(stored.as_deref().map_err(String::as_str))
+            }
+        },
     };
     conn.log(format!("<message, {} octets>", data.size()), &reply);
     if let Err(e) = io.send(&reply).await {
         return Some(LoopEnd::Closed(format!("write failed: {e}")));
+    }
+    if closes {
+        return Some(LoopEnd::Closed(format!("closed after {}", reply.code)));
     }
     None
 }

@@ -98,9 +98,19 @@ pub struct Attempt {
     pub failure: Option<FailureClass>,
     /// Failure detail.
     pub error: Option<String>,
+    /// The code of the SMTP reply that ended a failed attempt, when a reply
+    /// did (none for a broken connection or a TLS failure).
+    pub reply_code: Option<u16>,
 }
 
 impl Attempt {
+    /// Whether the attempt ended on a permanent reply (5yz, RFC 5321 4.2.1:
+    /// "the SMTP client SHOULD NOT repeat the exact request"): the item is
+    /// not retried. 4yz replies and broken connections are transient.
+    pub fn permanent(&self) -> bool {
+        !self.delivered && self.reply_code.is_some_and(|c| (500..600).contains(&c))
+    }
+
     /// Closes the attempt as failed.
     pub(super) fn fail(mut self, class: FailureClass, error: impl Into<String>) -> Attempt {
         self.failure = Some(class);
@@ -124,6 +134,21 @@ mod tests {
             FailureClass::SmtpReply => 5,
             FailureClass::Connection => 6,
         }
+    }
+
+    #[test]
+    fn only_a_5yz_reply_is_permanent() {
+        let ended = |code: Option<u16>, delivered: bool| Attempt {
+            reply_code: code,
+            delivered,
+            ..Attempt::default()
+        };
+        assert!(ended(Some(550), false).permanent());
+        assert!(ended(Some(554), false).permanent());
+        assert!(!ended(Some(451), false).permanent());
+        assert!(!ended(Some(421), false).permanent());
+        assert!(!ended(None, false).permanent(), "a broken connection");
+        assert!(!ended(Some(550), true).permanent());
     }
 
     #[test]

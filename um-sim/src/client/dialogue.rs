@@ -170,6 +170,7 @@ pub async fn submit(
                 Ok(r) if r.code == $code => r,
                 Ok(r) => {
                     let text = format!("{} answered {} {}", $label, r.code, r.lines.join(" / "));
+                    attempt.reply_code = Some(r.code);
                     return attempt.fail(FailureClass::SmtpReply, text);
                 }
                 Err(e) => return attempt.fail(e.class(), e.to_string()),
@@ -240,6 +241,7 @@ pub async fn submit(
         Ok(r) if r.code == 250 => {}
         Ok(r) => {
             let text = format!("EHLO answered {} {}", r.code, r.lines.join(" / "));
+            attempt.reply_code = Some(r.code);
             return attempt.fail(FailureClass::SmtpReply, text);
         }
         Err(e) if tls13 && !e.server_spoke() => {
