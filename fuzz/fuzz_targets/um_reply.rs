@@ -114,7 +114,11 @@ async fn read_replies(mut r: &[u8]) {
                     continue 'replies;
                 }
                 Err(e) => {
-                    check_refusal(&e, &raw, bytes, raws.len(), parsed.is_some());
+                    let first = raws.first().and_then(|f| {
+                        parse_reply_line(String::from_utf8_lossy(f).trim_end()).map(|(c, _, _)| c)
+                    });
+                    let code = parsed.as_ref().map(|(c, _, _)| *c);
+                    check_refusal(&e, &raw, bytes, raws.len(), code, first);
                     break 'replies;
                 }
             }
@@ -130,12 +134,21 @@ fn check_reply(reply: &Reply, raws: &[Vec<u8>], code: u16, last_text: &str) {
     assert_eq!(reply.lines.last().map(String::as_str), Some(last_text));
     for (raw, text) in raws.iter().zip(&reply.lines) {
         let line = String::from_utf8_lossy(raw);
-        let (_, _, want) = parse_reply_line(line.trim_end()).expect("a line of the reply parses");
+        let (each, _, want) =
+            parse_reply_line(line.trim_end()).expect("a line of the reply parses");
         assert_eq!(text, want);
+        assert_eq!(each, code, "every line of a reply carries its code");
     }
 }
 
-fn check_refusal(e: &ReplyError, raw: &[u8], bytes: usize, lines: usize, parses: bool) {
+fn check_refusal(
+    e: &ReplyError,
+    raw: &[u8],
+    bytes: usize,
+    lines: usize,
+    code: Option<u16>,
+    first: Option<u16>,
+) {
     let msg = e.to_string();
     assert!(!msg.is_empty() && !msg.contains(['\n', '\r']), "{msg:?}");
     match e {
@@ -148,11 +161,20 @@ fn check_refusal(e: &ReplyError, raw: &[u8], bytes: usize, lines: usize, parses:
         }
         ReplyError::Malformed(_) => {
             assert!(raw.len() <= MAX_REPLY_LINE && bytes <= MAX_REPLY_BYTES);
-            assert!(lines < MAX_REPLY_LINES && !parses);
+            assert!(lines < MAX_REPLY_LINES && code.is_none());
+        }
+        ReplyError::CodeChanged { first: f, then } => {
+            assert!(raw.len() <= MAX_REPLY_LINE && bytes <= MAX_REPLY_BYTES);
+            assert!(lines < MAX_REPLY_LINES);
+            assert_eq!((Some(*f), Some(*then)), (first, code));
+            assert_ne!(f, then);
         }
         ReplyError::Io(io) => panic!("I/O error from a slice: {io}"),
     }
-    assert_eq!(e.is_over_cap(), !matches!(e, ReplyError::Malformed(_)));
+    assert_eq!(
+        e.is_over_cap(),
+        !matches!(e, ReplyError::Malformed(_) | ReplyError::CodeChanged { .. })
+    );
 }
 
 fuzz_target!(|input: &[u8]| {

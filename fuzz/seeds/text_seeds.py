@@ -170,3 +170,5 @@ write(
 write("um_reply", "long_line", "250-" + "a" * 4093 + "\r\n250 OK\r\n")
 write("um_reply", "many_lines", "250-x\r\n" * 100 + "250 x\r\n")
 write("um_reply", "near_64k", ("250-" + "b" * 3994 + "\r\n") * 15 + "250 end\r\n")
+# A multi-line reply whose code changes mid-way (RFC 5321 4.2.1 forbids it).
+write("um_reply", "code_change", "250-hub.lab.test\r\n550 5.7.1 no\r\n")

@@ -48,20 +48,20 @@ struct ExchangeError {
 }
 
 impl ExchangeError {
-    /// The class UM's events give it: a reply over um-sim's caps is an
-    /// unexpected response (1185, `smtp-reply`); anything else a broken
-    /// connection.
+    /// The class UM's events give it: a reply over um-sim's caps or with
+    /// changing codes is an unexpected response (1185, `smtp-reply`);
+    /// anything else a broken connection.
     fn class(&self) -> FailureClass {
         match &self.cause {
-            Some(e) if e.is_over_cap() => FailureClass::SmtpReply,
+            Some(e) if e.server_replied() => FailureClass::SmtpReply,
             _ => FailureClass::Connection,
         }
     }
 
-    /// Whether the server answered at all (a reply over the caps): then the
-    /// TLS handshake had succeeded.
+    /// Whether the server answered at all (reply lines over the caps or with
+    /// changing codes): then the TLS handshake had succeeded.
     fn server_spoke(&self) -> bool {
-        self.cause.as_ref().is_some_and(ReplyError::is_over_cap)
+        self.cause.as_ref().is_some_and(ReplyError::server_replied)
     }
 }
 

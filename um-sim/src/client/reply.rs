@@ -49,6 +49,15 @@ pub enum ReplyError {
     /// A reply of more than [`MAX_REPLY_BYTES`] bytes.
     #[error("the reply passed {MAX_REPLY_BYTES} bytes, um-sim's cap on one reply")]
     TooLarge,
+    /// A multi-line reply whose lines carry different codes, which RFC 5321
+    /// 4.2.1 forbids: which code is the reply cannot be told.
+    #[error("a multi-line reply changed its code from {first} to {then} (RFC 5321 4.2.1)")]
+    CodeChanged {
+        /// The code of the reply's first line.
+        first: u16,
+        /// The code of the line that differed.
+        then: u16,
+    },
 }
 
 impl ReplyError {
@@ -59,6 +68,13 @@ impl ReplyError {
             self,
             ReplyError::LineTooLong | ReplyError::TooManyLines | ReplyError::TooLarge
         )
+    }
+
+    /// Whether the server sent reply lines at all (over a cap, or with
+    /// changing codes): it answered, so the session got that far, but not in
+    /// SMTP a client can follow (UM's event 1185).
+    pub fn server_replied(&self) -> bool {
+        self.is_over_cap() || matches!(self, ReplyError::CodeChanged { .. })
     }
 }
 
@@ -82,6 +98,7 @@ pub fn parse_reply_line(line: &str) -> Option<(u16, bool, &str)> {
 pub struct ReplyAssembler {
     lines: Vec<String>,
     bytes: usize,
+    code: Option<u16>,
 }
 
 impl ReplyAssembler {
@@ -102,8 +119,19 @@ impl ReplyAssembler {
         let text = text.trim_end();
         let (code, last, rest) =
             parse_reply_line(text).ok_or_else(|| ReplyError::Malformed(text.to_owned()))?;
+        match self.code {
+            Some(first) if first != code => {
+                return Err(ReplyError::CodeChanged { first, then: code });
+            }
+            _ => self.code = Some(code),
+        }
         self.lines.push(rest.to_owned());
-        Ok(last.then(|| Reply {
+        if !last {
+            return Ok(None);
+        }
+        self.code = None;
+        self.bytes = 0;
+        Ok(Some(Reply {
             code,
             lines: std::mem::take(&mut self.lines),
         }))
@@ -197,5 +225,14 @@ mod tests {
         edge.extend(std::iter::repeat_n(b'x', 4_096 - 6));
         edge.extend_from_slice(b"\r\n");
         assert_eq!(read(edge).unwrap().lines[0].len(), 4_096 - 6);
+    }
+
+    #[test]
+    fn a_reply_that_changes_its_code_is_refused() {
+        let err = read(b"250-first\r\n550 second\r\n".to_vec()).expect_err("250 then 550");
+        assert!(err.contains("from 250 to 550"), "{err}");
+        // The same code on every line is one reply.
+        let ok = read(b"250-first\r\n250 second\r\n".to_vec()).unwrap();
+        assert_eq!((ok.code, ok.lines.len()), (250, 2));
     }
 }
