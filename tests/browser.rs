@@ -32,6 +32,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long any one thing may take to appear in the page.
 const WAIT: Duration = Duration::from_secs(20);
+/// Collects the page's CSP violations in `window.__csp` from now on.
+const WATCH_CSP: &str = "(window.__csp = [], document.addEventListener('securitypolicyviolation', \
+    (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI)), 1)";
 /// The window the screenshots are taken in.
 const WINDOW: (u32, u32) = (1280, 900);
 
@@ -280,8 +283,9 @@ async fn the_page_shows_the_incident_live_and_plays_the_voicemail() {
         .await,
         json!(0)
     );
-    // A reload would lose this.
+    // A reload would lose this; the page must not trip its own CSP.
     js(&c, "(window.__umlabLoaded = 42)").await;
+    js(&c, WATCH_CSP).await;
 
     // The Exchange 2010 client on 2008 R2 sends no certificate (its CA was
     // cut); a lenient client sends it anyway and delivers.
@@ -434,6 +438,7 @@ async fn the_page_shows_the_incident_live_and_plays_the_voicemail() {
         "{audio}"
     );
     screenshot(&c, "inspector-messages.png").await;
+    assert_eq!(js(&c, "window.__csp").await, json!([]), "CSP violations");
     c.close().await.expect("end the session");
 }
 
@@ -468,6 +473,7 @@ async fn markup_in_a_root_subject_is_shown_as_text() {
     let inspector = lab.server.http_addr().expect("the inspector serves");
     let c = browser.session().await;
     open(&c, inspector).await;
+    js(&c, WATCH_CSP).await;
     let attempt = submit_one(&lab, "schannel-2008r2").await;
     assert!(attempt.delivered, "{attempt:#?}");
     let id = lab
@@ -480,7 +486,7 @@ async fn markup_in_a_root_subject_is_shown_as_text() {
     // there, literally, in the store view and in the connection's request.
     let check = "return { pwned: typeof window.__pwned, injected: !!document.getElementById('injected'), \
         scripts: document.scripts.length, images: document.images.length, \
-        text: document.body.innerText };";
+        text: document.body.innerText, csp: window.__csp };";
     click(&c, "tab-store").await;
     until(
         &c,
@@ -511,6 +517,7 @@ async fn markup_in_a_root_subject_is_shown_as_text() {
         assert_eq!(v["injected"], false, "{view}");
         assert_eq!(v["scripts"], 1, "{view}: only the inspector's script");
         assert_eq!(v["images"], 0, "{view}");
+        assert_eq!(v["csp"], json!([]), "{view}: markup reached the document");
         let text = v["text"].as_str().expect("text");
         assert!(
             text.contains(&format!("CN={MARKUP}")),

@@ -304,32 +304,77 @@ fn expected_chain(lab: &LabPki, issuer_listed: &[bool]) -> Chain {
         .collect()
 }
 
-/// um-sim submits with `shape`'s whole chain to a small store (ten roots,
-/// then the shape's anchor) under the full policy, and the API shows each
-/// certificate: one-tier, the leaf's issuer (the enterprise CA) is listed;
-/// two-tier, the leaf's issuer (the issuing CA, not in the store) is not,
-/// and the issuing CA's issuer (the root) is: the AD CS layout.
+/// um-sim submits with a PKI's whole chain and the API shows each
+/// certificate against the list that connection got. Ten roots then the
+/// anchor, full list: one-tier, the leaf's issuer (the enterprise CA) is
+/// listed; two-tier, the leaf's issuer (the issuing CA, not in the store) is
+/// not, and the issuing CA's issuer (the root) is: the AD CS layout. In TLS
+/// 1.3 (the request encrypted) the list is the one the server planned: with
+/// 354 roots under Schannel's budget the CA is cut, so a lenient client's
+/// leaf has its issuer unlisted although the CA is in the store.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_client_chain_is_judged_against_the_list_sent() {
-    for (shape, listed) in [
-        (Shape::OneTier, &[true][..]),
-        (Shape::TwoTier, &[false, true][..]),
-    ] {
+    use lab_server::policy::TlsVersion;
+    let cases = [
+        (
+            Shape::OneTier,
+            TlsVersion::Tls12,
+            10,
+            Policy::Full,
+            "schannel-2008r2",
+            &[true][..],
+        ),
+        (
+            Shape::TwoTier,
+            TlsVersion::Tls12,
+            10,
+            Policy::Full,
+            "schannel-2008r2",
+            &[false, true][..],
+        ),
+        (
+            Shape::TwoTier,
+            TlsVersion::Tls13,
+            10,
+            Policy::Full,
+            "lenient",
+            &[false, true][..],
+        ),
+        (
+            Shape::OneTier,
+            TlsVersion::Tls13,
+            354,
+            Policy::Schannel,
+            "lenient",
+            &[false][..],
+        ),
+    ];
+    for (shape, version, roots, policy, profile, listed) in cases {
+        let what = format!("{shape:?} {version:?} {roots} roots {policy:?} {profile}");
         let lab_pki = pki_of(shape);
-        let (store, ca) = store_for(lab_pki, 10, Profile::Realistic);
+        let (store, ca) = store_for(lab_pki, roots, Profile::Realistic);
         let mut lab = start_server_for(lab_pki, store, ca, |s| {
-            s.policy.policy = Policy::Full;
+            s.policy.policy = policy;
+            s.tls_version = version;
             s.http = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         })
         .await
         .expect("lab-server");
         let api = lab.server.http_addr().expect("the inspector serves");
-        let attempt = submit_one(&lab, "schannel-2008r2").await;
-        assert!(attempt.delivered, "{shape:?}: {attempt:#?}");
+        let attempt = submit_one(&lab, profile).await;
+        assert!(attempt.delivered, "{what}: {attempt:#?}");
         let ev = lab
             .next_event(common::EVENT_TIMEOUT)
             .await
             .expect("server event");
+        assert_eq!(
+            ev.tls_version.as_deref(),
+            Some(match version {
+                TlsVersion::Tls12 => "TLSv1_2",
+                TlsVersion::Tls13 => "TLSv1_3",
+            }),
+            "{what}"
+        );
         // The inspector collects the event on its own task: wait for it.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let d = loop {
@@ -339,11 +384,11 @@ async fn the_client_chain_is_judged_against_the_list_sent() {
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "{shape:?}: no connection"
+                "{what}: no connection"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        assert_eq!(chain_of(&d), expected_chain(lab_pki, listed), "{shape:?}");
+        assert_eq!(chain_of(&d), expected_chain(lab_pki, listed), "{what}");
         assert_eq!(
             d["event"]["client_chain"],
             serde_json::json!(ev.client_chain)
