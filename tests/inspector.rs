@@ -3,14 +3,16 @@
 //! connection with its CertificateRequest (names, running total, where the
 //! cut fell, event 36885), the stored voicemail with its headers and a WAV
 //! that plays, the raw message, deletion, and the live stream. The requests
-//! are plain HTTP/1.1 over a TCP socket.
+//! are plain HTTP/1.1 over a TCP socket. The client's whole chain is judged
+//! against the list each connection got, for one-tier and two-tier PKIs.
 
 mod common;
 
 use std::time::Duration;
 
 use certgen::Profile;
-use common::{start_server, store_with, submit_one};
+use certgen::pki::{LabPki, Shape};
+use common::{pki_of, start_server, start_server_for, store_for, store_with, submit_one};
 use lab_server::policy::Policy;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -81,12 +83,36 @@ async fn the_api_shows_the_cut_the_handshake_and_the_voicemail() {
     let api = lab.server.http_addr().expect("the inspector serves");
     let report = lab.server.report().clone();
 
-    // The page itself: markup from peers is put in as text only.
+    // The page itself: markup from peers is put in as text only, and the
+    // policy allows no inline script (only the inspector's own file).
     let page = http(api, "GET", "/").await;
     assert_eq!(page.status, 200);
     let html = String::from_utf8_lossy(&page.body);
-    assert!(html.contains("textContent") && !html.contains("innerHTML"));
-    assert!(page.header("content-security-policy").is_some());
+    assert!(html.contains(r#"<script src="/inspector.js""#));
+    assert!(!html.contains("<script>"), "no inline script");
+    let csp = page.header("content-security-policy").expect("a CSP");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    let js = http(api, "GET", "/inspector.js").await;
+    assert_eq!(js.status, 200);
+    assert_eq!(
+        js.header("content-type"),
+        Some("text/javascript; charset=utf-8")
+    );
+    let js = String::from_utf8_lossy(&js.body);
+    assert!(js.contains("textContent"));
+    for sink in [
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+    ] {
+        assert!(!js.contains(sink), "the page script uses {sink}");
+    }
+    assert_eq!(http(api, "GET", "/inspector.css").await.status, 200);
 
     // The store: every root with its fate.
     let policy = http(api, "GET", "/api/policy").await.json();
@@ -160,6 +186,28 @@ async fn the_api_shows_the_cut_the_handshake_and_the_voicemail() {
     );
     assert!(d["events"][0].as_str().is_some_and(|e| e.contains("36885")));
     assert!(d["event"]["client_certificate"].is_null());
+    assert_eq!(d["event"]["client_chain"], Value::Array(Vec::new()));
+
+    // The lenient client sent its certificate although its CA was cut: the
+    // chain says its issuer was not in the list.
+    let ok_id = conns
+        .iter()
+        .find(|c| c["outcome"] == "ok")
+        .and_then(|c| c["id"].as_u64())
+        .expect("the delivering connection");
+    let ok = http(api, "GET", &format!("/api/connections/{ok_id}"))
+        .await
+        .json();
+    assert_eq!(
+        chain_of(&ok),
+        expected_chain(common::pki(), &[false]),
+        "{:#}",
+        ok["event"]["client_chain"]
+    );
+    assert_eq!(
+        ok["event"]["client_certificate"]["subject"],
+        ok["event"]["client_chain"][0]["subject"]
+    );
     assert_eq!(
         d["event"]["certificate_request"]["bytes"].as_u64(),
         Some(report.message_bytes as u64)
@@ -211,6 +259,141 @@ async fn the_api_shows_the_cut_the_handshake_and_the_voicemail() {
         http(api, "GET", "/api/connections/999999").await.status,
         404
     );
+}
+
+/// A chain as (subject, issuer, issuer listed, itself listed).
+type Chain = Vec<(String, String, bool, bool)>;
+
+/// The chain of a `/api/connections/ID` answer.
+fn chain_of(detail: &Value) -> Chain {
+    detail["event"]["client_chain"]
+        .as_array()
+        .expect("client_chain")
+        .iter()
+        .map(|c| {
+            assert!(c["error"].is_null(), "{c}");
+            (
+                c["subject"].as_str().expect("subject").to_owned(),
+                c["issuer"].as_str().expect("issuer").to_owned(),
+                c["issuer_listed"].as_bool().expect("issuer_listed"),
+                c["listed"].as_bool().expect("listed"),
+            )
+        })
+        .collect()
+}
+
+/// The UM's chain in `lab`, read from its certificates, with whether each
+/// issuer was listed as given; no certificate of a UM chain is a root the
+/// Hub lists.
+fn expected_chain(lab: &LabPki, issuer_listed: &[bool]) -> Chain {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let chain = lab.um_chain();
+    assert_eq!(chain.len(), issuer_listed.len());
+    chain
+        .into_iter()
+        .zip(issuer_listed)
+        .map(|(der, &listed)| {
+            let (_, c) = X509Certificate::from_der(der).expect("a certificate");
+            (
+                c.subject().to_string(),
+                c.issuer().to_string(),
+                listed,
+                false,
+            )
+        })
+        .collect()
+}
+
+/// um-sim submits with a PKI's whole chain and the API shows each
+/// certificate against the list that connection got. Ten roots then the
+/// anchor, full list: one-tier, the leaf's issuer (the enterprise CA) is
+/// listed; two-tier, the leaf's issuer (the issuing CA, not in the store) is
+/// not, and the issuing CA's issuer (the root) is: the AD CS layout. In TLS
+/// 1.3 (the request encrypted) the list is the one the server planned: with
+/// 354 roots under Schannel's budget the CA is cut, so a lenient client's
+/// leaf has its issuer unlisted although the CA is in the store.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_chain_is_judged_against_the_list_sent() {
+    use lab_server::policy::TlsVersion;
+    let cases = [
+        (
+            Shape::OneTier,
+            TlsVersion::Tls12,
+            10,
+            Policy::Full,
+            "schannel-2008r2",
+            &[true][..],
+        ),
+        (
+            Shape::TwoTier,
+            TlsVersion::Tls12,
+            10,
+            Policy::Full,
+            "schannel-2008r2",
+            &[false, true][..],
+        ),
+        (
+            Shape::TwoTier,
+            TlsVersion::Tls13,
+            10,
+            Policy::Full,
+            "lenient",
+            &[false, true][..],
+        ),
+        (
+            Shape::OneTier,
+            TlsVersion::Tls13,
+            354,
+            Policy::Schannel,
+            "lenient",
+            &[false][..],
+        ),
+    ];
+    for (shape, version, roots, policy, profile, listed) in cases {
+        let what = format!("{shape:?} {version:?} {roots} roots {policy:?} {profile}");
+        let lab_pki = pki_of(shape);
+        let (store, ca) = store_for(lab_pki, roots, Profile::Realistic);
+        let mut lab = start_server_for(lab_pki, store, ca, |s| {
+            s.policy.policy = policy;
+            s.tls_version = version;
+            s.http = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        })
+        .await
+        .expect("lab-server");
+        let api = lab.server.http_addr().expect("the inspector serves");
+        let attempt = submit_one(&lab, profile).await;
+        assert!(attempt.delivered, "{what}: {attempt:#?}");
+        let ev = lab
+            .next_event(common::EVENT_TIMEOUT)
+            .await
+            .expect("server event");
+        assert_eq!(
+            ev.tls_version.as_deref(),
+            Some(match version {
+                TlsVersion::Tls12 => "TLSv1_2",
+                TlsVersion::Tls13 => "TLSv1_3",
+            }),
+            "{what}"
+        );
+        // The inspector collects the event on its own task: wait for it.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let d = loop {
+            let r = http(api, "GET", &format!("/api/connections/{}", ev.id)).await;
+            if r.status == 200 {
+                break r.json();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: no connection"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(chain_of(&d), expected_chain(lab_pki, listed), "{what}");
+        assert_eq!(
+            d["event"]["client_chain"],
+            serde_json::json!(ev.client_chain)
+        );
+    }
 }
 
 #[tokio::test]

@@ -37,6 +37,23 @@ pub struct ClientCert {
     pub issuer: String,
 }
 
+/// One certificate of the chain the client sent, judged against the CA list
+/// the server advertised on that connection (names compared as DER, the way
+/// a client's selection compares them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChainCert {
+    /// Subject as text (empty when the certificate does not parse).
+    pub subject: String,
+    /// Issuer as text (empty when the certificate does not parse).
+    pub issuer: String,
+    /// Whether its issuer's name was in the advertised list.
+    pub issuer_listed: bool,
+    /// Whether its own subject was in the advertised list.
+    pub listed: bool,
+    /// Why it could not be read, when it does not parse as X.509.
+    pub error: Option<String>,
+}
+
 /// How the TLS handshake ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Handshake {
@@ -91,8 +108,11 @@ pub struct ConnectionEvent {
     pub cipher_suite: Option<String>,
     /// The CertificateRequest sent.
     pub certificate_request: Option<CertRequestInfo>,
-    /// The client certificate presented, if any.
+    /// The client certificate presented, if any (the leaf of
+    /// `client_chain`, kept for the programs that read it).
     pub client_certificate: Option<ClientCert>,
+    /// The whole chain the client sent, leaf first, as sent.
+    pub client_chain: Vec<ChainCert>,
     /// The TLS handshake, if STARTTLS was issued.
     pub handshake: Option<Handshake>,
     /// Plaintext bytes received after STARTTLS and discarded (CVE-2011-0411 class).

@@ -23,7 +23,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{Html, IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use futures_util::stream::{self, Stream};
 use mail_parser::{MessageParser, MimeHeaders};
@@ -196,6 +196,8 @@ fn router(shared: Arc<Shared>) -> Router {
     let faults = faults_api::router(shared.setup.faults.clone());
     Router::new()
         .route("/", get(page))
+        .route("/inspector.js", get(script))
+        .route("/inspector.css", get(style))
         .route("/api/policy", get(policy))
         .route("/api/connections", get(connections))
         .route("/api/connections/{id}", get(connection))
@@ -210,17 +212,34 @@ fn router(shared: Arc<Shared>) -> Router {
 
 type St = State<Arc<Shared>>;
 
-async fn page() -> impl IntoResponse {
+/// The page's policy: scripts and styles only from the inspector's own files
+/// (no inline script, so markup that reached the document could not run),
+/// fetches and the live stream to itself, audio from itself.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+media-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
     (
         [
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; script-src 'unsafe-inline' 'self'; style-src 'unsafe-inline'; media-src 'self'",
-            ),
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, CSP),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
-        Html(include_str!("page.html")),
+        body,
     )
+        .into_response()
+}
+
+async fn page() -> Response {
+    asset("text/html; charset=utf-8", include_str!("page.html"))
+}
+
+async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("page.js"))
+}
+
+async fn style() -> Response {
+    asset("text/css; charset=utf-8", include_str!("page.css"))
 }
 
 async fn policy(State(s): St) -> Json<Setup> {

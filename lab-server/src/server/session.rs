@@ -205,7 +205,8 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
             return "TLS handshake timed out".to_owned();
         }
     };
-    tls_facts::record_tls(&mut conn.event, &tls);
+    let advertised = tls_facts::advertised_list(conn.shared, &facts);
+    tls_facts::record_tls(&mut conn.event, &tls, advertised);
     conn.session.tls_established();
     let refusal = match conn.shared.without_cert {
         WithoutCert::FailHandshake => None,

@@ -6,7 +6,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 
 use super::Shared;
-use crate::events::{CertRequestInfo, ClientCert, ConnectionEvent, Handshake};
+use crate::events::{CertRequestInfo, ChainCert, ClientCert, ConnectionEvent, Handshake};
 use crate::policy::TlsVersion;
 use crate::tls::{ClientAuth, ShapedStream, WireFacts};
 
@@ -41,10 +41,12 @@ pub(super) fn handshake_timeout() -> Handshake {
     }
 }
 
-/// Records a completed handshake in the event.
+/// Records a completed handshake in the event; `advertised` is the CA list
+/// this connection was sent ([`advertised_list`]).
 pub(super) fn record_tls(
     event: &mut ConnectionEvent,
     tls: &tokio_rustls::server::TlsStream<ShapedStream<TcpStream>>,
+    advertised: &[Vec<u8>],
 ) {
     let (_, state) = tls.get_ref();
     event.tls_version = state.protocol_version().map(|v| format!("{v:?}"));
@@ -60,6 +62,50 @@ pub(super) fn record_tls(
         .peer_certificates()
         .and_then(|chain| chain.first())
         .and_then(|leaf| client_cert(leaf));
+    event.client_chain = state
+        .peer_certificates()
+        .map(|chain| client_chain(chain, advertised))
+        .unwrap_or_default();
+}
+
+/// The CA names this connection was sent: read off the wire in TLS 1.2 (so
+/// a list rewritten or cut on the way counts as sent), the planned list in
+/// TLS 1.3 (encrypted there); none when no CertificateRequest went out.
+pub(super) fn advertised_list<'a>(shared: &'a Shared, facts: &'a WireFacts) -> &'a [Vec<u8>] {
+    if shared.client_auth == ClientAuth::None {
+        return &[];
+    }
+    match (shared.tls_version, &facts.request) {
+        (TlsVersion::Tls12, Some(seen)) => seen.ca_names.as_deref().unwrap_or_default(),
+        (TlsVersion::Tls12, None) => &[],
+        (TlsVersion::Tls13, _) => &shared.advertised,
+    }
+}
+
+/// Each certificate the client sent, with whether its issuer and its
+/// subject were among the `advertised` DER names.
+pub(super) fn client_chain(chain: &[CertificateDer<'_>], advertised: &[Vec<u8>]) -> Vec<ChainCert> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let listed = |name: &[u8]| advertised.iter().any(|a| a.as_slice() == name);
+    chain
+        .iter()
+        .map(|der| match X509Certificate::from_der(der.as_ref()) {
+            Ok((_, cert)) => ChainCert {
+                subject: cert.subject().to_string(),
+                issuer: cert.issuer().to_string(),
+                issuer_listed: listed(cert.issuer().as_raw()),
+                listed: listed(cert.subject().as_raw()),
+                error: None,
+            },
+            Err(e) => ChainCert {
+                subject: String::new(),
+                issuer: String::new(),
+                issuer_listed: false,
+                listed: false,
+                error: Some(format!("not X.509 ({} bytes): {e}", der.as_ref().len())),
+            },
+        })
+        .collect()
 }
 
 /// The CertificateRequest for the event: read off the wire in TLS 1.2, from
@@ -128,5 +174,74 @@ pub(super) fn untrusted_client(
     match verifier.verify_client_cert(leaf, intermediates, rustls::pki_types::UnixTime::now()) {
         Ok(_) => None,
         Err(_) => Some(UNTRUSTED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use certgen::KeyAlg;
+    use certgen::pki::{Shape, generate_shape};
+
+    fn chain_of(lab: &certgen::pki::LabPki) -> Vec<CertificateDer<'static>> {
+        lab.um_chain()
+            .into_iter()
+            .map(|d| CertificateDer::from(d.to_vec()))
+            .collect()
+    }
+
+    #[test]
+    fn each_certificate_is_judged_against_the_names_advertised_as_der() {
+        let lab = generate_shape(Some(5), KeyAlg::EcdsaP256, Shape::TwoTier).expect("PKI");
+        let root = lab.ca.root().expect("root").subject_der().to_vec();
+        let issuing = lab
+            .issuing
+            .as_ref()
+            .expect("two-tier has an issuing CA")
+            .root()
+            .expect("issuing as a root")
+            .subject_der()
+            .to_vec();
+        let chain = chain_of(&lab);
+
+        // Only the root listed (the AD CS case): the issuing CA's issuer is
+        // listed, the leaf's is not.
+        let got = client_chain(&chain, std::slice::from_ref(&root));
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].issuer, got[1].subject);
+        assert_eq!(
+            got.iter()
+                .map(|c| (c.issuer_listed, c.listed))
+                .collect::<Vec<_>>(),
+            [(false, false), (true, false)]
+        );
+        // The issuing CA listed: the leaf's issuer is listed, and so is the
+        // issuing CA itself.
+        let got = client_chain(&chain, std::slice::from_ref(&issuing));
+        assert_eq!(
+            got.iter()
+                .map(|c| (c.issuer_listed, c.listed))
+                .collect::<Vec<_>>(),
+            [(true, false), (false, true)]
+        );
+        // A name one byte off is another name.
+        let mut other = issuing;
+        if let Some(b) = other.iter_mut().rev().find(|b| b.is_ascii_alphabetic()) {
+            *b ^= 0x20;
+        }
+        assert!(
+            client_chain(&chain, &[other])
+                .iter()
+                .all(|c| !c.issuer_listed)
+        );
+        // Nothing advertised; bytes that are no certificate.
+        assert!(
+            client_chain(&chain, &[])
+                .iter()
+                .all(|c| !c.issuer_listed && !c.listed)
+        );
+        let junk = client_chain(&[CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])], &[root]);
+        assert_eq!(junk.len(), 1);
+        assert!(junk[0].error.is_some() && junk[0].subject.is_empty());
     }
 }
