@@ -131,6 +131,12 @@ pub struct ConnectionEvent {
     /// spec and where it fired: `smtp:data:451@nth=1 at the end of DATA,
     /// message 1`.
     pub faults: Vec<String>,
+    /// The names this connection was sent when a fault cut the planned list
+    /// (`tls:cut-list-at`): the inspector decodes the request from them.
+    /// `None` when the connection got the planned list. Not in the JSON line:
+    /// the event there carries the count (`certificate_request.ca_names`).
+    #[serde(skip)]
+    pub cut_list: Option<std::sync::Arc<Vec<Vec<u8>>>>,
     /// Why the connection ended.
     pub end: String,
 }

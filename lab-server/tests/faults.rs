@@ -598,6 +598,17 @@ async fn cut_list_at_reaches_a_tls13_client() {
     assert!(!want.is_empty() && want.len() < subjects.len());
     let ev = lab.event_for(local).await;
     assert_eq!(ev.faults, ["tls:cut-list-at=150 at handshake 1"]);
+    // The inspector decodes the cut list, and the chain is judged against
+    // it, not against the planned list.
+    assert_eq!(ev.cut_list.as_deref(), Some(&want));
+    let ca = pki.ca.root().unwrap().subject_der().to_vec();
+    assert!(subjects.contains(&ca), "the planned list holds the UM's CA");
+    let issuer_listed = want.contains(&ca);
+    assert!(!issuer_listed, "150 bytes hold a name or two, not the CA");
+    assert_eq!(
+        ev.client_chain.first().map(|c| c.issuer_listed),
+        Some(false)
+    );
     let info = ev.certificate_request.expect("request info");
     assert_eq!(info.source, "encoding");
     assert_eq!(info.ca_names, want.len());

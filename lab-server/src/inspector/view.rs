@@ -3,7 +3,9 @@
 //! their sizes and running total, where the cut fell and which size marks the
 //! list passed. The server sends one list to every connection (the policy is
 //! planned once at start), so a connection's request is that list, as many
-//! names as its event counted.
+//! names as its event counted, unless a fault cut it for that connection
+//! (`tls:cut-list-at`): then the event holds the names sent, a prefix of the
+//! planned list whose last name may be truncated.
 
 use serde::Serialize;
 
@@ -84,7 +86,8 @@ pub fn store_view(store: &Store, sent: &[usize]) -> Vec<RootView> {
 }
 
 /// The request one connection saw: the first `ca_names` names of the list
-/// sent (`None` when the connection got no CertificateRequest).
+/// sent, or the names a fault cut for it (`None` when the connection got no
+/// CertificateRequest).
 pub fn request_view(
     roots: &[RootView],
     sent: &[usize],
@@ -92,29 +95,69 @@ pub fn request_view(
     ev: &ConnectionEvent,
 ) -> Option<RequestView> {
     let cr = ev.certificate_request.as_ref()?;
+    let planned = sent.iter().filter_map(|&i| roots.get(i));
     let mut total = 0;
-    let names: Vec<NameView> = sent
+    let names: Vec<NameView> = match ev.cut_list.as_deref() {
+        None => planned
+            .take(cr.ca_names)
+            .map(|r| (r.index, r.subject.clone(), r.der_len))
+            .collect::<Vec<_>>(),
+        // A cut list is a prefix of the planned one; only its last name
+        // may be shorter than the root it came from.
+        Some(cut) => planned
+            .zip(cut)
+            .map(|(r, name)| {
+                let subject = if name.len() == r.der_len {
+                    r.subject.clone()
+                } else {
+                    format!(
+                        "(truncated by tls:cut-list-at to {} of {} bytes) {}",
+                        name.len(),
+                        r.der_len,
+                        r.subject
+                    )
+                };
+                (r.index, subject, name.len())
+            })
+            .collect(),
+    }
+    .into_iter()
+    .map(|(index, subject, der_len)| {
+        total += 2 + der_len;
+        NameView {
+            index,
+            subject,
+            der_len,
+            total,
+        }
+    })
+    .collect();
+    let first_dropped = match ev.cut_list {
+        None => roots.iter().find(|r| r.sent_at.is_none()).cloned(),
+        // Cut by a fault: the first planned name not sent whole.
+        Some(_) => sent
+            .iter()
+            .filter_map(|&i| roots.get(i))
+            .zip(names.iter().map(Some).chain(std::iter::repeat(None)))
+            .find(|(r, n)| n.is_none_or(|n| n.der_len != r.der_len))
+            .map(|(r, _)| r.clone())
+            .or_else(|| roots.iter().find(|r| r.sent_at.is_none()).cloned()),
+    };
+    let whole = names
         .iter()
-        .take(cr.ca_names)
-        .filter_map(|&i| roots.get(i))
-        .map(|r| {
-            total += 2 + r.der_len;
-            NameView {
-                index: r.index,
-                subject: r.subject.clone(),
-                der_len: r.der_len,
-                total,
-            }
-        })
-        .collect();
-    let first_dropped = roots.iter().find(|r| r.sent_at.is_none()).cloned();
+        .zip(sent.iter().filter_map(|&i| roots.get(i)))
+        .filter(|(n, r)| n.der_len == r.der_len)
+        .count();
     Some(RequestView {
         marks_passed: MARKS.into_iter().filter(|&m| total >= m).collect(),
         names,
         list_bytes: total,
         message_bytes: cr.bytes,
         records: cr.records,
-        dropped: report.dropped,
+        dropped: match ev.cut_list {
+            None => report.dropped,
+            Some(_) => roots.len().saturating_sub(whole),
+        },
         first_dropped,
     })
 }
@@ -224,5 +267,52 @@ mod tests {
         assert!(v.marks_passed.is_empty());
         let none = ConnectionEvent::default();
         assert!(request_view(&roots, &plan.sent, &plan.report, &none).is_none());
+    }
+
+    #[test]
+    fn a_list_cut_by_a_fault_is_decoded_from_the_names_sent() {
+        let s = store(200);
+        let plan = crate::policy::plan_store(
+            &s,
+            &crate::policy::Settings::default(),
+            crate::policy::TlsVersion::Tls12,
+            certgen::wire::MAX_FRAGMENT,
+            &[],
+        )
+        .expect("plan");
+        let roots = store_view(&s, &plan.sent);
+        let planned: Vec<Vec<u8>> = plan
+            .sent
+            .iter()
+            .map(|&i| s.roots()[i].subject_der().to_vec())
+            .collect();
+        // 102 bytes a name: 9 whole names are 918 bytes; the 10th keeps 80
+        // of its 100 DER bytes.
+        let cut = crate::faults::cut_ca_list(&planned, 1_000);
+        let ev = ConnectionEvent {
+            certificate_request: Some(CertRequestInfo {
+                bytes: 0,
+                records: 1,
+                ca_names: cut.len(),
+                source: "wire",
+                overhead: 0,
+                real_overhead: None,
+                difference: String::new(),
+            }),
+            cut_list: Some(std::sync::Arc::new(cut)),
+            ..ConnectionEvent::default()
+        };
+        let v = request_view(&roots, &plan.sent, &plan.report, &ev).expect("a request");
+        assert_eq!(v.names.len(), 10);
+        assert_eq!(v.list_bytes, 1_000);
+        let last = v.names.last().expect("a last name");
+        assert_eq!((last.index, last.der_len), (9, 80));
+        assert!(
+            last.subject
+                .starts_with("(truncated by tls:cut-list-at to 80 of 100 bytes)")
+        );
+        assert_eq!(v.names[8].subject, roots[8].subject);
+        assert_eq!(v.first_dropped.as_ref().map(|r| r.index), Some(9));
+        assert_eq!(v.dropped, 191);
     }
 }

@@ -183,17 +183,23 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
     let accepted = tokio::time::timeout(allowed, acceptor.accept(shaped)).await;
     let facts = facts.lock().map(|f| f.clone()).unwrap_or_default();
     conn.event.certificate_request = tls_facts::request_info(conn.shared, &facts);
-    if let (Some(at), Some(info)) = (cut, conn.event.certificate_request.as_mut())
-        && info.source == "encoding"
+    let cut_list = cut.map(|at| Arc::new(crate::faults::cut_ca_list(&conn.shared.advertised, at)));
+    if let (Some(at), Some(list), Some(info)) = (
+        cut,
+        cut_list.as_ref(),
+        conn.event.certificate_request.as_mut(),
+    ) && info.source == "encoding"
     {
         // TLS 1.3: the request is encrypted, so its figures come from the
         // lab's encoding of the planned list; the names sent are the cut ones.
-        info.ca_names = crate::faults::cut_ca_list(&conn.shared.advertised, at).len();
+        info.ca_names = list.len();
         info.difference = format!(
-            "{}; the list was cut at {at} bytes by tls:cut-list-at (bytes and records are the              planned list's)",
+            "{}; the list was cut at {at} bytes by tls:cut-list-at (bytes and records are the \
+             planned list's)",
             info.difference
         );
     }
+    conn.event.cut_list = cut_list;
     let tls = match accepted {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -205,7 +211,8 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
             return "TLS handshake timed out".to_owned();
         }
     };
-    let advertised = tls_facts::advertised_list(conn.shared, &facts);
+    let cut_list = conn.event.cut_list.clone();
+    let advertised = tls_facts::advertised_list(conn.shared, &facts, cut_list.as_deref());
     tls_facts::record_tls(&mut conn.event, &tls, advertised);
     conn.session.tls_established();
     let refusal = match conn.shared.without_cert {

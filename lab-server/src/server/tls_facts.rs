@@ -69,16 +69,21 @@ pub(super) fn record_tls(
 }
 
 /// The CA names this connection was sent: read off the wire in TLS 1.2 (so
-/// a list rewritten or cut on the way counts as sent), the planned list in
-/// TLS 1.3 (encrypted there); none when no CertificateRequest went out.
-pub(super) fn advertised_list<'a>(shared: &'a Shared, facts: &'a WireFacts) -> &'a [Vec<u8>] {
+/// a list rewritten or cut on the way counts as sent); in TLS 1.3 (encrypted
+/// there) the list a fault cut for this connection, else the planned list;
+/// none when no CertificateRequest went out.
+pub(super) fn advertised_list<'a>(
+    shared: &'a Shared,
+    facts: &'a WireFacts,
+    cut: Option<&'a Vec<Vec<u8>>>,
+) -> &'a [Vec<u8>] {
     if shared.client_auth == ClientAuth::None {
         return &[];
     }
     match (shared.tls_version, &facts.request) {
         (TlsVersion::Tls12, Some(seen)) => seen.ca_names.as_deref().unwrap_or_default(),
         (TlsVersion::Tls12, None) => &[],
-        (TlsVersion::Tls13, _) => &shared.advertised,
+        (TlsVersion::Tls13, _) => cut.map_or(&shared.advertised, |c| c.as_slice()),
     }
 }
 
