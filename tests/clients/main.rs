@@ -39,6 +39,7 @@ mod case;
 mod measure;
 mod probe;
 mod sizing;
+mod versions;
 
 use std::sync::OnceLock;
 
@@ -160,6 +161,16 @@ fn main() {
             })
         })
         .collect();
+    trials.push(Trial::test("versions::schannel_on_a_tls13_server", || {
+        let summary = runtime().block_on(versions::schannel_negotiates_tls12())?;
+        println!("{summary}");
+        Ok(())
+    }));
+    trials.push(Trial::test("versions::java17_on_a_tls13_server", || {
+        let summary = runtime().block_on(versions::java_judged_in_tls13())?;
+        println!("{summary}");
+        Ok(())
+    }));
     trials.push(
         Trial::test("measure", || measure::run(ROWS).map_err(Failed::from)).with_ignored_flag(true),
     );
