@@ -253,7 +253,10 @@ pub const PRESETS: &[Preset] = &[
                    (32769) exceeds the maximum allowed size (32768)` and alert \
                    unexpected_message; it withholds its certificate when its CA is not listed \
                    and presents leaf + issuing CA when only the two-tier root is listed (chain \
-                   walk); its `measure` mode bisects to 32,768 / 32,769",
+                   walk); its `measure` mode bisects to 32,768 / 32,769. Over TLS 1.3 \
+                   (tests/clients java-tls13) the same limit: a 32,768-byte body delivers, \
+                   32,769 fails with the same text and alert unexpected_message, and um-sim, \
+                   decrypting the request, stops at the same byte",
         versions: BOTH,
         versions_source: JAVA13,
     },
@@ -276,7 +279,13 @@ pub const PRESETS: &[Preset] = &[
                    it withholds its certificate when its CA is not listed and presents leaf + \
                    issuing CA when only the two-tier root is listed; its `measure` mode bisects \
                    to 65,536 / 65,537. At 65,536 um-sim itself stops first (own-stack-limit); \
-                   above it um-sim reports this limit, judged on the handshake header",
+                   above it um-sim reports this limit, judged on the handshake header. Over \
+                   TLS 1.3 (tests/clients go-tls13) the same limit, reachable there: lab-server's \
+                   largest TLS 1.3 request has a 65,538-byte body (65,505 bytes of names, \
+                   rustls's 9 schemes); 65,536 delivers (um-sim: own-stack-limit), 65,537 fails \
+                   with `tls: handshake message of length 65537 bytes exceeds maximum of 65536 \
+                   bytes` and alert internal_error, and um-sim, decrypting the request, \
+                   reports this limit",
         versions: BOTH,
         versions_source: GO13,
     },
