@@ -103,6 +103,9 @@ pub enum ServerCause {
     Untrusted,
     /// Postfix: TLS completes without a (trusted) certificate, then 421.
     Reply421,
+    /// The server and the client share no TLS version (a TLS 1.2 server, a
+    /// preset whose stack offers TLS 1.3 only): protocol_version.
+    NoCommonVersion,
 }
 
 /// What one store should do under one policy and setup.
@@ -274,6 +277,7 @@ pub fn predict<I: AsRef<[u8]>>(
     // The version the handshake runs: the client offers its stack's
     // versions; a TLS 1.3 server of the lab also takes TLS 1.2.
     let Some(tls) = negotiated(setup.tls, profile.versions()) else {
+        p.server = Some(ServerCause::NoCommonVersion);
         p.outcome = Outcome::Failed(class_name(FailureClass::Tls));
         return p;
     };
