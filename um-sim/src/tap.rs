@@ -281,12 +281,12 @@ impl Tap {
         &self.profile
     }
 
-    /// What has been seen: TLS 1.3's decrypted flight once the server chose
-    /// TLS 1.3, the plaintext flight otherwise.
+    /// What has been seen: TLS 1.3's decrypted flight once the tap had the
+    /// secret, the plaintext flight otherwise.
     pub fn seen(&self) -> Seen {
         let mut seen = match &self.protected {
-            Some(p) => p.flight.sink.seen.clone(),
-            None => self.plain.sink.seen.clone(),
+            Some(p) if p.server.is_some() => p.flight.sink.seen.clone(),
+            _ => self.plain.sink.seen.clone(),
         };
         seen.tls13 = self.protected.is_some();
         seen.blind = self.blind.clone();
@@ -294,10 +294,11 @@ impl Tap {
     }
 
     fn violated(&self) -> Option<Rule> {
-        match &self.protected {
-            Some(p) => p.flight.sink.seen.violated,
-            None => self.plain.sink.seen.violated,
-        }
+        self.plain
+            .sink
+            .seen
+            .violated
+            .or_else(|| self.protected.as_ref()?.flight.sink.seen.violated)
     }
 
     /// Consumes bytes from the server. `Err(rule)` when the CertificateRequest
@@ -500,8 +501,11 @@ impl Tap {
 /// and are never printed (`Debug` shows how many).
 #[derive(Default)]
 pub struct HandshakeSecrets {
-    logged: Mutex<Vec<(String, Vec<u8>, Vec<u8>)>>,
+    logged: Mutex<Vec<Logged>>,
 }
+
+/// One logged secret: its label, the connection's client random, the secret.
+type Logged = (String, Vec<u8>, Vec<u8>);
 
 impl std::fmt::Debug for HandshakeSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
