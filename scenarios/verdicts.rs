@@ -140,6 +140,7 @@ pub fn code(p: &Prediction) -> &'static str {
         (_, Some(ServerCause::ClientAuthBroken), _) => "KB",
         (_, Some(ServerCause::Reply421), _) => "421",
         (_, Some(ServerCause::Untrusted), _) => "UT",
+        (_, Some(ServerCause::NoCommonVersion), _) => "TV",
         (_, _, Some(Rule::IssuerListed)) => "NA",
         (_, _, Some(Rule::MaxBody(_))) => "MB",
         (_, _, Some(Rule::OneRecord)) => "1R",
@@ -189,6 +190,11 @@ pub const LEGEND: &[(&str, &str)] = &[
     (
         "UT",
         "the client's chain ends at none of the server's trust anchors",
+    ),
+    (
+        "TV",
+        "no common TLS version: the server offers TLS 1.2 only and the preset models the \
+         stack's TLS 1.3 behaviour (erlang-tls13; its TLS 1.2 one is erlang-tls12)",
     ),
     (
         "RF",

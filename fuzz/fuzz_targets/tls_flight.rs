@@ -428,11 +428,8 @@ fuzz_target!(|input: &[u8]| {
         .find(Result::is_err);
     if let Some(Err(rule)) = verdict {
         assert_eq!(rule, um_sim::profile::Rule::MaxBody(limit));
-        let request = tap
-            .seen()
-            .request
-            .as_ref()
-            .expect("the request that broke it");
+        let seen = tap.seen();
+        let request = seen.request.as_ref().expect("the request that broke it");
         assert!(request.body_bytes > limit);
     }
 });

@@ -339,7 +339,10 @@ pub fn server_config(inputs: TlsInputs<'_>) -> Result<ServerTls, TlsError> {
     let provider = provider();
     let versions: &[&rustls::SupportedProtocolVersion] = match inputs.version {
         TlsVersion::Tls12 => &[&rustls::version::TLS12],
-        TlsVersion::Tls13 => &[&rustls::version::TLS13],
+        // A server allowing TLS 1.3 (Postfix, OpenSSL, every 2b server that
+        // has it) also takes TLS 1.2: a client without TLS 1.3 (Schannel
+        // before Windows Server 2022) negotiates TLS 1.2 with it.
+        TlsVersion::Tls13 => &[&rustls::version::TLS13, &rustls::version::TLS12],
     };
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)?;

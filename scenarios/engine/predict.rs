@@ -8,6 +8,7 @@ use lab_server::policy::{self, TlsVersion};
 use lab_server::shaper::Layout;
 use lab_server::tls::ClientAuth;
 use um_sim::client::FailureClass;
+use um_sim::presets::Version;
 use um_sim::profile::{Profile, RequestFacts, Rule, buffered_bytes, listed_in_chain};
 
 use super::Outcome;
@@ -102,6 +103,9 @@ pub enum ServerCause {
     Untrusted,
     /// Postfix: TLS completes without a (trusted) certificate, then 421.
     Reply421,
+    /// The server and the client share no TLS version (a TLS 1.2 server, a
+    /// preset whose stack offers TLS 1.3 only): protocol_version.
+    NoCommonVersion,
 }
 
 /// What one store should do under one policy and setup.
@@ -128,6 +132,8 @@ pub struct Prediction {
     pub rule: Option<Rule>,
     /// What the server did that decided the outcome, if anything.
     pub server: Option<ServerCause>,
+    /// The TLS version the handshake runs.
+    pub tls: TlsVersion,
     /// The predicted outcome.
     pub outcome: Outcome,
 }
@@ -150,6 +156,56 @@ fn buffered(body_bytes: usize, max_fragment: usize) -> usize {
         .step_by(payload)
         .map(|start| start..(start + payload).min(message));
     buffered_bytes(0..message, records)
+}
+
+/// The TLS version a server offering `server` (a lab TLS 1.3 server also
+/// takes TLS 1.2) and a client offering `client` agree on; `None` when they
+/// share none (the handshake fails with protocol_version).
+pub fn negotiated(server: TlsVersion, client: &[Version]) -> Option<TlsVersion> {
+    let offers = |v| client.contains(&v);
+    match server {
+        TlsVersion::Tls13 if offers(Version::Tls13) => Some(TlsVersion::Tls13),
+        _ if offers(Version::Tls12) => Some(TlsVersion::Tls12),
+        _ => None,
+    }
+}
+
+/// Bytes of the EncryptedExtensions lab-server's rustls sends before the
+/// request in TLS 1.3 (no extension: a 4-byte header and an empty block).
+pub const TLS13_ENCRYPTED_EXTENSIONS: usize = 6;
+
+/// What a client's record rules see of a TLS 1.3 request of `body_bytes`:
+/// rustls 0.23 sends the server's protected flight as one stream
+/// (EncryptedExtensions, CertificateRequest, Certificate, ...) cut into
+/// records of `max_fragment` - 5 bytes of plaintext, so the request starts
+/// [`TLS13_ENCRYPTED_EXTENSIONS`] bytes into the first record; each record
+/// costs a client's buffer its plaintext + the content type + the 16-byte
+/// tag. The records after the request hold other messages: a record it
+/// ends in is counted whole, as in TLS 1.2.
+pub fn tls13_facts(body_bytes: usize, max_fragment: usize) -> RequestFacts {
+    let start = TLS13_ENCRYPTED_EXTENSIONS;
+    let message = start..start + certgen::wire::HANDSHAKE_HEADER_LEN + body_bytes;
+    let payload = max_fragment
+        .saturating_sub(certgen::wire::RECORD_HEADER_LEN)
+        .max(1);
+    // The plaintext stream is longer than the request (the Certificate and
+    // the rest follow): records are full until past it.
+    let records: Vec<std::ops::Range<usize>> = (0..message.end)
+        .step_by(payload)
+        .map(|at| at..at + payload)
+        .collect();
+    let protected = 1 + um_sim::tls13::TAG_LEN;
+    let buffered = buffered_bytes(message.clone(), records.iter().cloned());
+    RequestFacts {
+        body_len: body_bytes,
+        records: records.len(),
+        complete: true,
+        buffered: if buffered == 0 {
+            0
+        } else {
+            buffered + protected
+        },
+    }
 }
 
 /// Predicts one store. `chain_issuers` holds the issuer (DER Name) of each
@@ -175,6 +231,7 @@ pub fn predict<I: AsRef<[u8]>>(
         issuer_listed: None,
         rule: None,
         server: None,
+        tls: setup.tls,
         outcome: Outcome::Delivered,
     };
     let planned = match persona::plan(&persona::PlanInputs {
@@ -216,6 +273,23 @@ pub fn predict<I: AsRef<[u8]>>(
             .filter_map(|r| store.roots().iter().position(|s| s.sha1() == r.sha1()))
             .collect()
     };
+    let profile = &setup.client;
+    // The version the handshake runs: the client offers its stack's
+    // versions; a TLS 1.3 server of the lab also takes TLS 1.2.
+    let Some(tls) = negotiated(setup.tls, profile.versions()) else {
+        p.server = Some(ServerCause::NoCommonVersion);
+        p.outcome = Outcome::Failed(class_name(FailureClass::Tls));
+        return p;
+    };
+    p.tls = tls;
+    if tls != setup.tls {
+        // A TLS 1.3 server meeting a client without TLS 1.3: the same list
+        // in a plaintext TLS 1.2 request, with the verifier's schemes that
+        // TLS 1.2 can use.
+        let shape = lab_server::tls::message_shape_with(tls, setup.persona.schemes_tls13);
+        p.body_bytes = shape.body_len(p.list_bytes);
+        p.records = policy::records_for(shape.message_len(p.list_bytes), setup.max_fragment);
+    }
     if setup.client_auth == ClientAuth::None {
         return p;
     }
@@ -224,8 +298,21 @@ pub fn predict<I: AsRef<[u8]>>(
         p.outcome = Outcome::Failed(EVERY_HANDSHAKE.to_owned());
         return p;
     }
-    let profile = &setup.client;
-    if setup.tls == TlsVersion::Tls12 {
+    if tls == TlsVersion::Tls13 {
+        // The tap decrypts the request and judges it as in TLS 1.2, over
+        // rustls's TLS 1.3 layout (`tls13_facts`).
+        // Before rustls sees a byte of the request: the rules come first.
+        if let Some(rule) = profile.judge(&tls13_facts(p.body_bytes, setup.max_fragment)) {
+            p.rule = Some(rule);
+            p.outcome = Outcome::Failed(class_name(FailureClass::ProfileRule));
+            return p;
+        }
+        if p.body_bytes > OWN_STACK_BODY {
+            p.outcome = Outcome::Failed(class_name(FailureClass::OwnStackLimit));
+            return p;
+        }
+    }
+    if tls == TlsVersion::Tls12 {
         let records = match setup.layout {
             Layout::PerMessage => p.records,
             // The request shares records with the messages before it: it spans

@@ -10,6 +10,7 @@ use std::fmt;
 
 use certgen::wire::{CertificateRequest12, JAVA_LIMIT, NAME_LEN_PREFIX, SCHANNEL_LIMIT, U16_MAX};
 use serde::Serialize;
+use um_sim::presets::Version;
 use um_sim::profile::{Profile, RequestFacts, Rule};
 
 use super::wire::{
@@ -463,6 +464,20 @@ pub fn judge(
     issuers: &[(String, Vec<u8>)],
     own: &OwnHandshake,
 ) -> Outcome {
+    let (probed, label) = match seen {
+        Seen::Wire { .. } => (Version::Tls12, "1.2"),
+        Seen::Resolver { .. } => (Version::Tls13, "1.3"),
+    };
+    if !profile.versions().contains(&probed) {
+        let offers: Vec<&str> = profile.versions().iter().map(|v| v.as_str()).collect();
+        return Outcome::Unknown {
+            why: format!(
+                "the server was probed over TLS {label}; this stack offers TLS {} only, and \
+                 what the server sends there was not seen",
+                offers.join(", ")
+            ),
+        };
+    }
     let names: Vec<&[u8]> = seen.names().iter().map(Vec::as_slice).collect();
     match seen {
         Seen::Wire {

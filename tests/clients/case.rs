@@ -33,6 +33,16 @@ pub struct Row {
     pub tls: TlsVersion,
 }
 
+impl Row {
+    /// The trials' name part: the stack, with `-tls13` for a TLS 1.3 row.
+    pub fn name(&self) -> String {
+        match self.tls {
+            TlsVersion::Tls12 => self.stack.to_owned(),
+            TlsVersion::Tls13 => format!("{}-tls13", self.stack),
+        }
+    }
+}
+
 /// The cases every row runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Case {
@@ -492,7 +502,7 @@ pub async fn run(row: Row, case: Case, script: &Path) -> Result<String, String> 
     let summary = format!(
         "{} {} ({}): body {body} ({} names, {} bytes, {} record(s)): real {} at {} (certificate \
          sent {:?}{}); predicted {predicted}; um-sim {sim}{}; server {}",
-        row.stack,
+        row.name(),
         case.name(),
         r.version,
         report.kept,
@@ -542,7 +552,7 @@ async fn over_impossible(
                 "{} over: impossible: the preset's limit lies beyond the protocol; a list of \
                  {list} bytes (body {}) is refused by lab-server: TLS carries at most {max} \
                  bytes of names",
-                row.stack,
+                row.name(),
                 shape.body_len(list)
             ))
         }

@@ -25,6 +25,9 @@
 //! that fails for the limit must print what the preset says it prints, and
 //! the server must have received the preset's alert.
 //!
+//! TLS 1.3 rows are named `<stack>-tls13::<case>`: there um-sim's tap
+//! decrypts the request (um-sim README) and judges it as in TLS 1.2.
+//!
 //! A missing tool skips its row with a printed reason, and fails under
 //! CI=true. Each probe is built once per run (`run --build-only`).
 //! `-- --ignored measure` bisects each real client's threshold instead.
@@ -36,6 +39,7 @@ mod case;
 mod measure;
 mod probe;
 mod sizing;
+mod versions;
 
 use std::sync::OnceLock;
 
@@ -101,6 +105,19 @@ const ROWS: &[Row] = &[
         preset: "erlang-tls13",
         tls: TlsVersion::Tls13,
     },
+    // TLS 1.3: the request is encrypted; um-sim's tap decrypts it and judges
+    // the preset's limit on it, and the real client shows whether its limit
+    // holds there too.
+    Row {
+        stack: "java",
+        preset: "java17",
+        tls: TlsVersion::Tls13,
+    },
+    Row {
+        stack: "go",
+        preset: "go",
+        tls: TlsVersion::Tls13,
+    },
 ];
 
 /// One runtime for every trial (each blocks on it from its own thread).
@@ -138,12 +155,22 @@ fn main() {
         .iter()
         .flat_map(|&row| {
             Case::ALL.into_iter().map(move |case| {
-                Trial::test(format!("{}::{}", row.stack, case.name()), move || {
+                Trial::test(format!("{}::{}", row.name(), case.name()), move || {
                     trial(row, case)
                 })
             })
         })
         .collect();
+    trials.push(Trial::test("versions::schannel_on_a_tls13_server", || {
+        let summary = runtime().block_on(versions::schannel_negotiates_tls12())?;
+        println!("{summary}");
+        Ok(())
+    }));
+    trials.push(Trial::test("versions::java17_on_a_tls13_server", || {
+        let summary = runtime().block_on(versions::java_judged_in_tls13())?;
+        println!("{summary}");
+        Ok(())
+    }));
     trials.push(
         Trial::test("measure", || measure::run(ROWS).map_err(Failed::from)).with_ignored_flag(true),
     );

@@ -163,12 +163,14 @@ pub fn run(rows: &[Row]) -> Result<(), String> {
         if want != Some(m.delivered) {
             problems.push(format!(
                 "{}: measured threshold {} (body), preset {} says {want:?}",
-                m.row.stack, m.delivered, m.row.preset
+                m.row.name(),
+                m.delivered,
+                m.row.preset
             ));
         }
         table.push(format!(
             "| {} | {} | {} | {} | {failing} | {error} | {server} | {} | {}, {:.1} s |",
-            m.row.stack,
+            m.row.name(),
             m.version,
             m.row.preset,
             m.delivered,

@@ -7,7 +7,7 @@
 //!
 //! Parts: the header format ([`header`]), the audio check ([`audio`]), the
 //! queue folder ([`queue`]), the voicemail message ([`message`]), client
-//! profiles ([`profile`]) and the presets of real stacks ([`presets`]), the record tap ([`tap`]), the SMTP client
+//! profiles ([`profile`]) and the presets of real stacks ([`presets`]), the record tap ([`tap`]) and its TLS 1.3 decryption ([`tls13`]), the SMTP client
 //! ([`client`]), the submitter ([`submit`]) and UM events ([`events`]).
 
 pub mod audio;
@@ -20,3 +20,4 @@ pub mod profile;
 pub mod queue;
 pub mod submit;
 pub mod tap;
+pub mod tls13;

@@ -102,8 +102,8 @@ enum Command {
         #[arg(long)]
         events: Option<PathBuf>,
     },
-    /// Print the client presets: per stack its rules, limit, issuer rule,
-    /// what it prints, its sources and what is verified here.
+    /// Print the client presets: per stack its TLS versions, rules, limit,
+    /// issuer rule, what it prints, its sources and what is verified here.
     Profiles {
         /// JSON instead of a Markdown table.
         #[arg(long)]

@@ -106,6 +106,42 @@ impl Reach {
     }
 }
 
+/// A TLS version a client stack can negotiate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum Version {
+    /// TLS 1.2.
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl Version {
+    /// As `um-sim profiles` and the JSON spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Tls12 => "1.2",
+            Version::Tls13 => "1.3",
+        }
+    }
+}
+
+/// TLS 1.2 and 1.3.
+pub const BOTH: &[Version] = &[Version::Tls12, Version::Tls13];
+/// TLS 1.2 at most.
+const TLS12_ONLY: &[Version] = &[Version::Tls12];
+/// Windows before Server 2022 / Windows 11 has no TLS 1.3 in Schannel.
+const SCHANNEL_VERSIONS: &str = "Microsoft, Protocols in TLS/SSL (Schannel SSP): TLS 1.3 from \
+Windows Server 2022 and Windows 11 on; TLS 1.2 at most before, and the preset models the 2008 R2 \
+client of the incident (Exchange 2010 UM)";
+/// Java 17: TLS 1.3 by default.
+const JAVA13: &str = "Java 17 offers TLS 1.3 by default (JDK 11 on, JEP 332); TLS 1.3: measured \
+here, see verified";
+/// Go: TLS 1.3 by default since Go 1.13.
+const GO13: &str = "crypto/tls offers TLS 1.3 by default (Go 1.13 on); TLS 1.3: measured here, \
+see verified";
+
 /// One row of DESIGN.md 2a.
 #[derive(Debug, PartialEq, Eq, Serialize)]
 pub struct Preset {
@@ -131,6 +167,10 @@ pub struct Preset {
     pub sources: &'static [(&'static str, &'static str)],
     /// What this repository's tests prove against the real stack.
     pub verified: &'static str,
+    /// The TLS versions the stack negotiates: um-sim offers exactly these.
+    pub versions: &'static [Version],
+    /// Where that comes from, and what is known of its limit in TLS 1.3.
+    pub versions_source: &'static str,
 }
 
 /// Not verified against the real stack in this repository.
@@ -156,6 +196,8 @@ pub const PRESETS: &[Preset] = &[
             ("withholds", "KB 2464556 (automatic credential selection)"),
         ],
         verified: PENDING,
+        versions: TLS12_ONLY,
+        versions_source: SCHANNEL_VERSIONS,
     },
     Preset {
         name: "schannel-legacy",
@@ -168,6 +210,8 @@ pub const PRESETS: &[Preset] = &[
         alert: AlertFact::NotRecorded,
         sources: &[("all", "KB 2541763")],
         verified: PENDING,
+        versions: TLS12_ONLY,
+        versions_source: "TLS 1.2 at most (Schannel before Windows Server 2022 has no TLS 1.3; these systems negotiate TLS 1.0 by default, the lab offers TLS 1.2): Microsoft, Protocols in TLS/SSL (Schannel SSP)",
     },
     Preset {
         name: "dotnet-windows",
@@ -187,6 +231,8 @@ pub const PRESETS: &[Preset] = &[
             ),
         ],
         verified: PENDING,
+        versions: TLS12_ONLY,
+        versions_source: "SslStream negotiates what Schannel offers: TLS 1.2 at most on Windows before Server 2022 / Windows 11 (Microsoft, Protocols in TLS/SSL (Schannel SSP)); on 2022 and later TLS 1.3 is not modeled here",
     },
     Preset {
         name: "java17",
@@ -207,7 +253,12 @@ pub const PRESETS: &[Preset] = &[
                    (32769) exceeds the maximum allowed size (32768)` and alert \
                    unexpected_message; it withholds its certificate when its CA is not listed \
                    and presents leaf + issuing CA when only the two-tier root is listed (chain \
-                   walk); its `measure` mode bisects to 32,768 / 32,769",
+                   walk); its `measure` mode bisects to 32,768 / 32,769. Over TLS 1.3 \
+                   (tests/clients java-tls13) the same limit: a 32,768-byte body delivers, \
+                   32,769 fails with the same text and alert unexpected_message, and um-sim, \
+                   decrypting the request, stops at the same byte",
+        versions: BOTH,
+        versions_source: JAVA13,
     },
     Preset {
         name: "go",
@@ -228,7 +279,15 @@ pub const PRESETS: &[Preset] = &[
                    it withholds its certificate when its CA is not listed and presents leaf + \
                    issuing CA when only the two-tier root is listed; its `measure` mode bisects \
                    to 65,536 / 65,537. At 65,536 um-sim itself stops first (own-stack-limit); \
-                   above it um-sim reports this limit, judged on the handshake header",
+                   above it um-sim reports this limit, judged on the handshake header. Over \
+                   TLS 1.3 (tests/clients go-tls13) the same limit, reachable there: lab-server's \
+                   largest TLS 1.3 request has a 65,538-byte body (65,505 bytes of names, \
+                   rustls's 9 schemes); 65,536 delivers (um-sim: own-stack-limit), 65,537 fails \
+                   with `tls: handshake message of length 65537 bytes exceeds maximum of 65536 \
+                   bytes` and alert internal_error, and um-sim, decrypting the request, \
+                   reports this limit",
+        versions: BOTH,
+        versions_source: GO13,
     },
     Preset {
         name: "nss",
@@ -245,6 +304,8 @@ pub const PRESETS: &[Preset] = &[
                    issuer of its chain is listed and presents leaf + issuing CA when only the \
                    two-tier root is listed; it takes the largest request lab-server sends \
                    (body 65,560); the 131,071 limit lies beyond what TLS 1.2 can carry",
+        versions: BOTH,
+        versions_source: "NSS offers TLS 1.3 by default (3.39 on); TLS 1.3: the limit is applied to the decrypted CertificateRequest as in TLS 1.2; not verified here against the real stack",
     },
     Preset {
         name: "erlang-tls12",
@@ -261,6 +322,8 @@ pub const PRESETS: &[Preset] = &[
                    lab-server sends (body 65,560) and the two-tier PKI delivers; the 131,072 \
                    limit lies beyond what TLS 1.2 can carry. Not modeled: it refuses \
                    (decode_error) a list holding a name whose CN passes 128 characters",
+        versions: TLS12_ONLY,
+        versions_source: "as its name says: OTP's TLS 1.2 behaviour (it sends when unlisted); OTP offers TLS 1.3 too, modeled by erlang-tls13",
     },
     Preset {
         name: "erlang-tls13",
@@ -277,6 +340,8 @@ pub const PRESETS: &[Preset] = &[
                    takes the largest request lab-server sends and the two-tier PKI delivers; \
                    the 131,072 limit lies beyond what TLS 1.3 can carry. Not modeled: it \
                    refuses (decode_error) a list holding a name whose CN passes 128 characters",
+        versions: &[Version::Tls13],
+        versions_source: "as its name says: OTP's TLS 1.3 behaviour (it withholds when unlisted); against a TLS 1.2 server OTP falls back, modeled by erlang-tls12; the 131,072 limit lies beyond what TLS 1.3 carries",
     },
     Preset {
         name: "openssl3",
@@ -296,6 +361,8 @@ pub const PRESETS: &[Preset] = &[
                    there first, own-stack-limit); the 102,400 limit lies beyond any list \
                    lab-server can send and is not tested (lab-server/tests/peers.rs shows \
                    s_client sending under the schannel and omit policies too)",
+        versions: BOTH,
+        versions_source: "OpenSSL 3.0 offers TLS 1.2 and 1.3 by default; TLS 1.3: max_cert_list applies to the decrypted CertificateRequest as in TLS 1.2; not verified here against the real stack (the limit lies beyond what TLS 1.3 carries)",
     },
     Preset {
         name: "gnutls37",
@@ -316,6 +383,8 @@ pub const PRESETS: &[Preset] = &[
                    program that leaves the choice to the library gets GnuTLS's built-in \
                    matching of the chain's issuers (lib/auth/cert.c find_x509_client_cert), \
                    not verified here",
+        versions: BOTH,
+        versions_source: "GnuTLS 3.7 offers TLS 1.3 by default (NORMAL priority); TLS 1.3: not verified here against the real stack (the limit lies beyond what TLS 1.3 carries)",
     },
     Preset {
         name: "boringssl",
@@ -329,6 +398,8 @@ pub const PRESETS: &[Preset] = &[
         alert: AlertFact::Sends("illegal_parameter", ALERT_ILLEGAL_PARAMETER),
         sources: &[("all", "boringssl ssl/handshake.cc")],
         verified: PENDING,
+        versions: BOTH,
+        versions_source: "BoringSSL offers TLS 1.2 and 1.3 by default; TLS 1.3: not verified here against the real stack",
     },
     Preset {
         name: "rustls023",
@@ -345,6 +416,8 @@ pub const PRESETS: &[Preset] = &[
                    own limit is what class own-stack-limit reports; um-sim/tests/aiosmtpd.rs \
                    shows it presenting its certificate to an OpenSSL server whose request lists \
                    no names; sending when unlisted is not tested against a real peer",
+        versions: BOTH,
+        versions_source: "rustls 0.23 offers TLS 1.2 and 1.3 (with_safe_default_protocol_versions); its own limit in TLS 1.3 is what class own-stack-limit reports",
     },
     Preset {
         name: "s2n",
@@ -357,6 +430,8 @@ pub const PRESETS: &[Preset] = &[
         alert: AlertFact::NotRecorded,
         sources: &[("all", "s2n tls/s2n_handshake_io.c")],
         verified: PENDING,
+        versions: BOTH,
+        versions_source: "s2n-tls default policy offers TLS 1.3; TLS 1.3: not verified here against the real stack",
     },
     Preset {
         name: "mbedtls-3.6.2",
@@ -381,6 +456,8 @@ pub const PRESETS: &[Preset] = &[
                    requested feature is not available) and no alert; it sends its certificate \
                    when its CA is not listed; the two-tier PKI delivers. 3.6.0 to 3.6.2 are not \
                    installable here",
+        versions: BOTH,
+        versions_source: "Mbed TLS 3.6 enables its TLS 1.3 client by default (MBEDTLS_SSL_PROTO_TLS1_3; 2.28 has none); TLS 1.3: one-record applies to the protected records, whose plaintext Mbed TLS reassembles per record after decryption; not verified here (2.28 is what Debian 12 ships)",
     },
     Preset {
         name: "mbedtls-3.6.3",
@@ -402,6 +479,8 @@ pub const PRESETS: &[Preset] = &[
             ),
         ],
         verified: "not verified here: Debian 12 ships Mbed TLS 2.28 only",
+        versions: BOTH,
+        versions_source: "Mbed TLS 3.6 enables its TLS 1.3 client by default (MBEDTLS_SSL_PROTO_TLS1_3); TLS 1.3: max-buffer counts each protected record whole (its ciphertext and tag are read into the input buffer before decryption); not verified here",
     },
     Preset {
         name: "wolfssl5",
@@ -424,6 +503,8 @@ pub const PRESETS: &[Preset] = &[
                    (Handshake message too large Error) and no alert; it sends its certificate \
                    when its CA is not listed; the two-tier PKI delivers. Over TLS 1.3 it fails \
                    after the handshake against lab-server (-425), not modeled",
+        versions: BOTH,
+        versions_source: "wolfSSL 5 offers TLS 1.3 by default; TLS 1.3: not verified here against the real stack (over TLS 1.3 it fails after the handshake against lab-server, -425, not modeled)",
     },
 ];
 
@@ -488,6 +569,10 @@ pub struct Row {
     pub source: String,
     /// What this repository's tests prove against the real stack.
     pub verified: &'static str,
+    /// The TLS versions it negotiates (um-sim offers these).
+    pub versions: Vec<Version>,
+    /// Their source, and what is known of the limit in TLS 1.3.
+    pub versions_source: &'static str,
 }
 
 /// Every preset as a row of the table.
@@ -506,6 +591,8 @@ pub fn rows() -> Vec<Row> {
             alert: p.alert,
             source: p.sources_text(),
             verified: p.verified,
+            versions: p.versions.to_vec(),
+            versions_source: p.versions_source,
         })
         .collect()
 }
@@ -515,8 +602,8 @@ pub fn rows() -> Vec<Row> {
 pub fn markdown() -> String {
     let cell = |s: &str| s.replace('|', "\\|");
     let mut out = String::from(
-        "| profile | stack | rules | limit | unlisted issuer | what the stack prints | alert | \
-         source | verified here |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| profile | stack | TLS | rules | limit | unlisted issuer | what the stack prints | alert | \
+         source | verified here |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in rows() {
         let name = match r.aliases.as_slice() {
@@ -535,9 +622,16 @@ pub fn markdown() -> String {
         } else {
             r.rules.join(", ")
         };
+        let versions = r
+            .versions
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let line = [
             name,
             cell(r.stack),
+            format!("{versions} ({})", cell(r.versions_source)),
             rules,
             format!("{}; {}", cell(r.limit), r.reach.describe()),
             r.unlisted_issuer.as_str().to_owned(),

@@ -16,7 +16,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::presets::{self, Preset, Reach};
+use crate::presets::{self, Preset, Reach, Version};
 
 /// One rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -170,6 +170,12 @@ fn parse_rules(s: &str) -> Result<Vec<Rule>, String> {
 }
 
 impl Profile {
+    /// The TLS versions the client offers: its preset's (a Schannel of 2008
+    /// R2 has no TLS 1.3), TLS 1.2 and 1.3 for `lenient` and rule lists.
+    pub fn versions(&self) -> &'static [Version] {
+        self.preset.map_or(presets::BOTH, |p| p.versions)
+    }
+
     /// The body limit, if the profile has one.
     pub fn max_body(&self) -> Option<usize> {
         self.rules.iter().find_map(|r| match r {

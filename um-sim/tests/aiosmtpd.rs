@@ -475,14 +475,14 @@ fn base64_decoder_matches_rfc4648_vectors() {
 
 /// Three voicemails through aiosmtpd, which requires the lab client
 /// certificate; returns the events for version-specific checks.
-fn delivers(tls_max: &str) -> Vec<Value> {
+fn delivers(tls_max: &str, profile: &str) -> Vec<Value> {
     if !require_aiosmtpd() {
         return Vec::new();
     }
     let lab = Lab::new();
     let server = Server::start(&lab.path("pki"), lab.dir.path(), tls_max);
     let queue = lab.enqueue();
-    let out = lab.submit(&server, "pki", "schannel");
+    let out = lab.submit(&server, "pki", profile);
     assert!(
         out.status.code() == Some(0),
         "submit: expected exit 0\n{}",
@@ -528,7 +528,11 @@ fn delivers(tls_max: &str) -> Vec<Value> {
         let msg = Part::parse(raw);
         // Trace headers from the server: OpenSSL verified our certificate.
         assert_eq!(msg.one("X-Lab-Peer-Subject"), UM_SUBJECT);
-        let expected_tls = if tls_max == "1.2" {
+        // The version both offer: Schannel on 2008 R2 has no TLS 1.3.
+        let offers13 = profile
+            .parse::<um_sim::profile::Profile>()
+            .is_ok_and(|p| p.versions().contains(&um_sim::presets::Version::Tls13));
+        let expected_tls = if tls_max == "1.2" || !offers13 {
             "TLSv1.2"
         } else {
             "TLSv1.3"
@@ -635,16 +639,32 @@ fn delivers(tls_max: &str) -> Vec<Value> {
     events
 }
 
-/// Default negotiation (TLS 1.3): three voicemails delivered with the client
-/// certificate the server requires.
+/// A server allowing TLS 1.3, a stack that has it (Java 17): three
+/// voicemails delivered over TLS 1.3 with the client certificate the server
+/// requires; the tap decrypted the request.
 #[test]
 fn delivers_voicemail_with_client_certificate() {
-    for ev in delivers("1.3") {
+    for ev in delivers("1.3", "java17") {
         assert_eq!(ev["tls_version"], "TLSv1_3", "{ev:#}");
-        // The request is encrypted in TLS 1.3: the tap sees nothing.
-        assert_eq!(ev["certificate_request"], Value::Null, "{ev:#}");
-        // No certificate_authorities extension: rustls hands over no names.
+        // Encrypted in TLS 1.3, decrypted by the tap: OpenSSL sends no
+        // certificate_authorities extension.
+        let cr = &ev["certificate_request"];
+        assert_eq!(cr["encrypted"], true, "{ev:#}");
+        assert_eq!(cr["complete"], true, "{ev:#}");
+        assert_eq!(cr["ca_name_count"], 0, "{ev:#}");
+        assert!(cr["body_bytes"].as_u64().is_some_and(|b| b > 0), "{ev:#}");
         assert_eq!(ev["certificate"]["names"], 0, "{ev:#}");
+    }
+}
+
+/// The same server with the incident's client: Schannel on 2008 R2 has no
+/// TLS 1.3, so it negotiates TLS 1.2 and the tap reads the plaintext request.
+#[test]
+fn schannel_negotiates_tls12_with_a_tls13_server() {
+    for ev in delivers("1.3", "schannel") {
+        assert_eq!(ev["tls_version"], "TLSv1_2", "{ev:#}");
+        assert_eq!(ev["certificate_request"]["encrypted"], false, "{ev:#}");
+        assert_eq!(ev["certificate_request"]["ca_name_count"], 0, "{ev:#}");
     }
 }
 
@@ -653,7 +673,7 @@ fn delivers_voicemail_with_client_certificate() {
 /// profile presents its certificate under the empty-list rule.
 #[test]
 fn delivers_over_tls12_and_the_request_lists_no_ca() {
-    for ev in delivers("1.2") {
+    for ev in delivers("1.2", "schannel") {
         assert_eq!(ev["tls_version"], "TLSv1_2", "{ev:#}");
         let cr = &ev["certificate_request"];
         assert_eq!(cr["ca_name_count"], 0, "{ev:#}");

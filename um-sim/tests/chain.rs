@@ -25,10 +25,11 @@ async fn two_tier_root_listed_presents_the_chain() {
     let root = subject(&pki.ca.cert_der);
     let other = subject(&pki.hub.cert_der);
     let anchors = [pki.ca.cert_der.as_slice()];
+    // The rule itself: Schannel on 2008 R2 offers no TLS 1.3.
     for version in [TLS12, TLS13] {
         let (a, saw) = attempt(
             &pki,
-            "schannel",
+            "issuer-listed",
             &anchors,
             &[other.clone(), root.clone()],
             version,
@@ -71,7 +72,7 @@ async fn two_tier_neither_listed_withholds() {
     for version in [TLS12, TLS13] {
         let (a, saw) = attempt(
             &pki,
-            "schannel",
+            "issuer-listed",
             &anchors,
             std::slice::from_ref(&unrelated),
             version,

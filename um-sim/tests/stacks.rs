@@ -10,9 +10,10 @@ use std::path::Path;
 use certgen::pki::generate;
 use certgen::synth::{self, Profile as Subjects};
 use certgen::{KeyAlg, Name};
-use common::{TLS12, attempt, subject};
+use common::{TLS12, TLS13, attempt, subject};
 use um_sim::client::FailureClass;
 use um_sim::events;
+use um_sim::presets::Version;
 use um_sim::profile::Rule;
 
 /// `n` names of 100 bytes of DER, and the lab CA's last.
@@ -69,6 +70,19 @@ async fn a_broken_limit_quotes_the_stack_and_sends_its_alert() {
             None => assert!(!server_error.contains("alert"), "{profile}: {server_error}"),
         }
     }
+    // TLS 1.3: the tap decrypts the request, judges it the same way, and
+    // the alert goes out protected under the client handshake key: the Hub
+    // decrypts it.
+    // (Go's TLS 1.3 limit: tests/clients, go-tls13::over.)
+    let (a, saw) = attempt(&pki, "java17", &anchors, &big, TLS13).await;
+    let seen = a.certificate_request.clone().expect("the request seen");
+    assert_eq!(a.rule, Some(Rule::MaxBody(32_768)), "TLS 1.3: {a:#?}");
+    assert!(
+        seen.encrypted && !seen.complete && seen.body_bytes > 32_768,
+        "{seen:?}"
+    );
+    let server_error = saw.handshake.expect_err("the handshake failed");
+    assert!(server_error.contains("UnexpectedMessage"), "{server_error}");
     // Java's text carries the body length and the limit.
     let (a, _) = attempt(&pki, "java17", &anchors, &big, TLS12).await;
     let body = body_of(&a);
@@ -89,11 +103,21 @@ async fn below_the_limits_every_preset_delivers_or_withholds_as_its_row_says() {
     // 150 names (about 15,300 bytes): within every limit, in one record.
     let listed = names(150, &subject(&pki.ca.cert_der));
     let unlisted = names(150, &subject(&pki.hub.cert_der));
-    for preset in um_sim::presets::PRESETS {
-        let (a, _) = attempt(&pki, preset.name, &anchors, &listed, TLS12).await;
-        assert!(a.delivered, "{}: {a:#?}", preset.name);
+    // Each preset against a Hub of each TLS version its stack offers.
+    let runs = um_sim::presets::PRESETS.iter().flat_map(|p| {
+        p.versions.iter().map(move |v| match v {
+            Version::Tls12 => (p, TLS12),
+            Version::Tls13 => (p, TLS13),
+        })
+    });
+    for (preset, version) in runs {
+        let (a, _) = attempt(&pki, preset.name, &anchors, &listed, version).await;
+        assert!(a.delivered, "{} {version:?}: {a:#?}", preset.name);
         assert!(a.stack_error.is_none());
-        let (a, _) = attempt(&pki, preset.name, &anchors, &unlisted, TLS12).await;
+        let seen = a.certificate_request.as_ref().expect("the request seen");
+        assert_eq!(seen.encrypted, *version == *TLS13, "{}", preset.name);
+        assert_eq!(seen.ca_name_count, listed.len(), "{}", preset.name);
+        let (a, _) = attempt(&pki, preset.name, &anchors, &unlisted, version).await;
         let sent = a.certificate.as_ref().is_some_and(|d| d.certificate_sent);
         match preset.unlisted {
             // Sent anyway, and the Hub, which verifies against its whole

@@ -121,7 +121,9 @@ pub(super) fn request_info(shared: &Shared, facts: &WireFacts) -> Option<CertReq
     }
     let persona = &shared.persona;
     match (shared.tls_version, &facts.request) {
-        (TlsVersion::Tls12, Some(seen)) => {
+        // A plaintext request: TLS 1.2, also when a TLS 1.3 server met a
+        // client without TLS 1.3.
+        (_, Some(seen)) => {
             let names = seen.ca_names.as_deref().unwrap_or_default();
             let list: usize = names
                 .iter()

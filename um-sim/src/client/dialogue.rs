@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 
 use crate::presets::Reach;
 use crate::profile::Profile;
-use crate::tap::{RuleViolation, Tap, TapStream};
+use crate::tap::{HandshakeSecrets, RuleViolation, Tap, TapStream};
 
 use super::attempt::{Attempt, Exchange, FailureClass};
 use super::reply::{Reply, ReplyError, read_reply};
@@ -194,16 +194,18 @@ pub async fn submit(
     // TLS, with the tap under rustls and the profile deciding the certificate.
     let tap = Arc::new(Mutex::new(Tap::new(profile.clone())));
     let decision = Arc::new(Mutex::new(None));
+    let secrets = Arc::new(HandshakeSecrets::default());
     let config = match client_config(
         settings.server_roots.clone(),
         identity,
         profile,
         decision.clone(),
+        secrets.clone(),
     ) {
         Ok(c) => c,
         Err(e) => return attempt.fail(FailureClass::Tls, e.to_string()),
     };
-    let stream = TapStream::new(plain.into_inner(), tap.clone());
+    let stream = TapStream::new(plain.into_inner(), tap.clone(), secrets);
     let connector = tokio_rustls::TlsConnector::from(config);
     let handshake =
         tokio::time::timeout(t, connector.connect(settings.server_name.clone(), stream)).await;

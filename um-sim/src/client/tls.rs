@@ -9,7 +9,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use serde::Serialize;
 
+use crate::presets::Version;
 use crate::profile::{Profile, listed_in_chain};
+use crate::tap::HandshakeSecrets;
 
 /// The client's certificate chain, key and the issuers `issuer-listed` looks for.
 #[derive(Clone, Debug)]
@@ -123,11 +125,16 @@ impl ResolvesClientCert for Resolver {
 /// The rustls client configuration for one attempt: the server is verified
 /// against `server_roots`; the certificate goes out as the profile decides,
 /// and the decision is left in `decision` for the attempt record.
+///
+/// It offers the TLS versions the profile's stack negotiates (a Schannel of
+/// 2008 R2: TLS 1.2 only), and logs the handshake traffic secrets into
+/// `secrets`, from which the record tap decrypts a TLS 1.3 server's flight.
 pub(crate) fn client_config(
     server_roots: Arc<rustls::RootCertStore>,
     identity: &Identity,
     profile: &Profile,
     decision: Arc<Mutex<Option<CertDecision>>>,
+    secrets: Arc<HandshakeSecrets>,
 ) -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let key = provider
@@ -140,9 +147,18 @@ pub(crate) fn client_config(
         profile: profile.clone(),
         decision,
     };
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = profile
+        .versions()
+        .iter()
+        .map(|v| match v {
+            Version::Tls12 => &rustls::version::TLS12,
+            Version::Tls13 => &rustls::version::TLS13,
+        })
+        .collect();
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&versions)?
         .with_root_certificates(server_roots)
         .with_client_cert_resolver(Arc::new(resolver));
+    config.key_log = secrets;
     Ok(Arc::new(config))
 }
