@@ -348,6 +348,17 @@ async fn the_client_chain_is_judged_against_the_list_sent() {
             "lenient",
             &[false][..],
         ),
+        // A TLS 1.3 server takes a client without TLS 1.3 (Schannel on
+        // 2008 R2) over TLS 1.2: the chain is judged against the list read
+        // off the wire.
+        (
+            Shape::TwoTier,
+            TlsVersion::Tls13,
+            10,
+            Policy::Full,
+            "schannel-2008r2",
+            &[false, true][..],
+        ),
     ];
     for (shape, version, roots, policy, profile, listed) in cases {
         let what = format!("{shape:?} {version:?} {roots} roots {policy:?} {profile}");
@@ -367,11 +378,21 @@ async fn the_client_chain_is_judged_against_the_list_sent() {
             .next_event(common::EVENT_TIMEOUT)
             .await
             .expect("server event");
+        let tls12_only = profile == "schannel-2008r2";
         assert_eq!(
             ev.tls_version.as_deref(),
             Some(match version {
-                TlsVersion::Tls12 => "TLSv1_2",
-                TlsVersion::Tls13 => "TLSv1_3",
+                TlsVersion::Tls13 if !tls12_only => "TLSv1_3",
+                _ => "TLSv1_2",
+            }),
+            "{what}"
+        );
+        assert_eq!(
+            ev.certificate_request.as_ref().map(|c| c.source),
+            Some(if ev.tls_version.as_deref() == Some("TLSv1_2") {
+                "wire"
+            } else {
+                "encoding"
             }),
             "{what}"
         );

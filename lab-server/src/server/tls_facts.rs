@@ -68,10 +68,11 @@ pub(super) fn record_tls(
         .unwrap_or_default();
 }
 
-/// The CA names this connection was sent: read off the wire in TLS 1.2 (so
-/// a list rewritten or cut on the way counts as sent); in TLS 1.3 (encrypted
-/// there) the list a fault cut for this connection, else the planned list;
-/// none when no CertificateRequest went out.
+/// The CA names this connection was sent: read off the wire when the
+/// request was plaintext (TLS 1.2, also a TLS 1.3 server's answer to a client
+/// without TLS 1.3), so a list rewritten or cut on the way counts as sent; in
+/// TLS 1.3 (encrypted there) the list a fault cut for this connection, else
+/// the planned list; none when no CertificateRequest went out.
 pub(super) fn advertised_list<'a>(
     shared: &'a Shared,
     facts: &'a WireFacts,
@@ -81,9 +82,9 @@ pub(super) fn advertised_list<'a>(
         return &[];
     }
     match (shared.tls_version, &facts.request) {
-        (TlsVersion::Tls12, Some(seen)) => seen.ca_names.as_deref().unwrap_or_default(),
+        (_, Some(seen)) => seen.ca_names.as_deref().unwrap_or_default(),
         (TlsVersion::Tls12, None) => &[],
-        (TlsVersion::Tls13, _) => cut.map_or(&shared.advertised, |c| c.as_slice()),
+        (TlsVersion::Tls13, None) => cut.map_or(&shared.advertised, |c| c.as_slice()),
     }
 }
 
