@@ -93,7 +93,7 @@ pub struct ServerTls {
 pub struct Rebuild {
     provider: Arc<CryptoProvider>,
     version: TlsVersion,
-    verifier: Arc<dyn ClientCertVerifier>,
+    verifier: PersonaVerifier,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
     max_fragment: usize,
@@ -104,82 +104,59 @@ impl Rebuild {
     /// The configuration advertising `names` (subject DERs, sent as they are,
     /// even when one is not a well-formed DN).
     pub fn with_hints(&self, names: &[Vec<u8>]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        let verifier: Arc<dyn ClientCertVerifier> = Arc::new(HintsVerifier {
-            inner: self.verifier.clone(),
-            hints: names
-                .iter()
-                .map(|n| DistinguishedName::from(n.clone()))
-                .collect(),
+        let verifier = Arc::new(PersonaVerifier {
+            hints: Some(
+                names
+                    .iter()
+                    .map(|n| DistinguishedName::from(n.clone()))
+                    .collect(),
+            ),
+            ..self.verifier.clone()
         });
-        let versions: &[&rustls::SupportedProtocolVersion] = match self.version {
-            TlsVersion::Tls12 => &[&rustls::version::TLS12],
-            TlsVersion::Tls13 => &[&rustls::version::TLS13],
-        };
-        let mut config = rustls::ServerConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(versions)?
-            .with_client_cert_verifier(verifier)
-            .with_single_cert(self.chain.clone(), self.key.clone_key())?;
-        config.max_fragment_size = Some(self.max_fragment);
-        config.cert_decompressors = Vec::new();
-        if self.keylog {
-            config.key_log = Arc::new(rustls::KeyLogFile::new());
-        }
+        let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(versions(self.version))?
+            .with_client_cert_verifier(verifier);
+        let config = finish(
+            builder,
+            self.chain.clone(),
+            self.key.clone_key(),
+            self.max_fragment,
+            self.keylog,
+        )?;
         Ok(Arc::new(config))
     }
 }
 
-/// A verifier that advertises other names than the one it wraps, and
-/// verifies exactly as it does.
-#[derive(Debug)]
-struct HintsVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
-    hints: Vec<DistinguishedName>,
+/// The versions a server of `version` takes. A server allowing TLS 1.3
+/// (Postfix, OpenSSL, every 2b server that has it) also takes TLS 1.2: a
+/// client without TLS 1.3 (Schannel before Windows Server 2022) negotiates
+/// TLS 1.2 with it.
+fn versions(version: TlsVersion) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    static TLS12: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
+    static TLS13: [&rustls::SupportedProtocolVersion; 2] =
+        [&rustls::version::TLS13, &rustls::version::TLS12];
+    match version {
+        TlsVersion::Tls12 => &TLS12,
+        TlsVersion::Tls13 => &TLS13,
+    }
 }
 
-impl ClientCertVerifier for HintsVerifier {
-    fn offer_client_auth(&self) -> bool {
-        self.inner.offer_client_auth()
+/// The server's certificate and the lab's record settings: the last steps of
+/// every configuration, the planned one and each rebuilt with other names.
+fn finish(
+    builder: rustls::ConfigBuilder<rustls::ServerConfig, rustls::server::WantsServerCert>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    max_fragment: usize,
+    keylog: bool,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let mut config = builder.with_single_cert(chain, key)?;
+    config.max_fragment_size = Some(max_fragment);
+    config.cert_decompressors = Vec::new();
+    if keylog {
+        config.key_log = Arc::new(rustls::KeyLogFile::new());
     }
-
-    fn client_auth_mandatory(&self) -> bool {
-        self.inner.client_auth_mandatory()
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &self.hints
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.inner
-            .verify_client_cert(end_entity, intermediates, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
+    Ok(config)
 }
 
 /// The client-certificate verifier with a persona's face: the signature
@@ -187,12 +164,15 @@ impl ClientCertVerifier for HintsVerifier {
 /// its order), and optionally acceptance of any chain (Postfix judges after
 /// the handshake) or rejection of all (KB 2880390). Signatures are always
 /// checked by the inner verifier.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct PersonaVerifier {
     inner: Arc<dyn ClientCertVerifier>,
     schemes: Option<Vec<SignatureScheme>>,
     accept_untrusted: bool,
     reject_all: Option<String>,
+    /// Names advertised instead of the inner verifier's (a list a fault
+    /// cut for one connection); the verification stays the inner one's.
+    hints: Option<Vec<DistinguishedName>>,
 }
 
 impl ClientCertVerifier for PersonaVerifier {
@@ -205,7 +185,10 @@ impl ClientCertVerifier for PersonaVerifier {
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        match &self.hints {
+            Some(hints) => hints,
+            None => self.inner.root_hint_subjects(),
+        }
     }
 
     fn verify_client_cert(
@@ -337,15 +320,8 @@ pub fn server_config(inputs: TlsInputs<'_>) -> Result<ServerTls, TlsError> {
         return Err(TlsError::Fragment(inputs.max_fragment));
     }
     let provider = provider();
-    let versions: &[&rustls::SupportedProtocolVersion] = match inputs.version {
-        TlsVersion::Tls12 => &[&rustls::version::TLS12],
-        // A server allowing TLS 1.3 (Postfix, OpenSSL, every 2b server that
-        // has it) also takes TLS 1.2: a client without TLS 1.3 (Schannel
-        // before Windows Server 2022) negotiates TLS 1.2 with it.
-        TlsVersion::Tls13 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-    };
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)?;
+        .with_protocol_versions(versions(inputs.version))?;
     let mut rejected = 0;
     let mut strict = None;
     let mut outer = None;
@@ -376,14 +352,15 @@ pub fn server_config(inputs: TlsInputs<'_>) -> Result<ServerTls, TlsError> {
             }
             let inner: Arc<dyn ClientCertVerifier> = verifier.build()?;
             strict = Some(inner.clone());
-            let verifier: Arc<dyn ClientCertVerifier> = Arc::new(PersonaVerifier {
+            let verifier = PersonaVerifier {
                 inner,
                 schemes: inputs.schemes,
                 accept_untrusted: inputs.accept_untrusted,
                 reject_all: inputs.reject_all,
-            });
+                hints: None,
+            };
             outer = Some(verifier.clone());
-            builder.with_client_cert_verifier(verifier)
+            builder.with_client_cert_verifier(Arc::new(verifier))
         }
     };
     let rebuild = outer.map(|verifier| Rebuild {
@@ -395,12 +372,13 @@ pub fn server_config(inputs: TlsInputs<'_>) -> Result<ServerTls, TlsError> {
         max_fragment: inputs.max_fragment,
         keylog: inputs.keylog,
     });
-    let mut config = builder.with_single_cert(inputs.chain, inputs.key)?;
-    config.max_fragment_size = Some(inputs.max_fragment);
-    config.cert_decompressors = Vec::new();
-    if inputs.keylog {
-        config.key_log = Arc::new(rustls::KeyLogFile::new());
-    }
+    let config = finish(
+        builder,
+        inputs.chain,
+        inputs.key,
+        inputs.max_fragment,
+        inputs.keylog,
+    )?;
     Ok(ServerTls {
         config: Arc::new(config),
         rejected,

@@ -140,45 +140,6 @@ async fn first_flight(lab: &Lab) -> (TcpStream, rustls::ClientConnection, Flight
     }
 }
 
-/// Drives the rustls client to the end of the handshake with the flight's
-/// bytes, then QUIT; panics when the handshake fails.
-async fn finish_handshake(conn: &mut rustls::ClientConnection, tcp: &mut TcpStream, first: &[u8]) {
-    let mut input = first.to_vec();
-    let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
-    loop {
-        let mut rd = &input[..];
-        while !rd.is_empty() {
-            conn.read_tls(&mut rd).expect("read_tls");
-            conn.process_new_packets()
-                .unwrap_or_else(|e| panic!("client handshake: {e}"));
-        }
-        while conn.wants_write() {
-            let mut out = Vec::new();
-            conn.write_tls(&mut out).expect("write_tls");
-            tcp.write_all(&out).await.expect("write");
-        }
-        if !conn.is_handshaking() {
-            break;
-        }
-        let mut buf = vec![0u8; 16 * 1024];
-        let n = tokio::time::timeout_at(deadline, tcp.read(&mut buf))
-            .await
-            .expect("handshake within the deadline")
-            .expect("read");
-        assert!(n > 0, "server closed during the handshake");
-        input = buf[..n].to_vec();
-    }
-    use std::io::Write as _;
-    conn.writer().write_all(b"QUIT\r\n").expect("plaintext");
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut out).expect("write_tls");
-    }
-    tcp.write_all(&out).await.expect("write");
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(IO_TIMEOUT, tcp.read_to_end(&mut rest)).await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn fragment_request_sends_the_request_in_records_of_n_bytes_that_reassemble() {
     let mut lab = start(20, with_faults(&["tls:fragment-request=100"])).await;
@@ -203,7 +164,7 @@ async fn fragment_request_sends_the_request_in_records_of_n_bytes_that_reassembl
     let shd = flight.message(HS_SERVER_HELLO_DONE).expect("done");
     assert_eq!(flight.records_of(shd).len(), 1);
     // rustls reassembles: the handshake completes.
-    finish_handshake(&mut conn, &mut tcp, &flight.raw).await;
+    common::finish_handshake(&mut conn, &mut tcp, &flight.raw).await;
     let ev = lab.event_for(local.parse().unwrap()).await;
     assert_eq!(
         ev.handshake.as_ref().map(|h| h.outcome),
@@ -245,7 +206,7 @@ async fn close_after_request_stops_the_flight_and_closes() {
     // @nth=1: the second handshake gets the whole flight.
     let (mut tcp, mut conn, flight, local) = first_flight(&lab).await;
     assert!(flight.message(HS_SERVER_HELLO_DONE).is_some());
-    finish_handshake(&mut conn, &mut tcp, &flight.raw).await;
+    common::finish_handshake(&mut conn, &mut tcp, &flight.raw).await;
     let ev = lab.event_for(local.parse().unwrap()).await;
     assert!(ev.faults.is_empty(), "{:?}", ev.faults);
     assert_eq!(ev.handshake.map(|h| h.outcome), Some("ok"));
@@ -270,7 +231,7 @@ async fn delay_before_done_holds_the_server_hello_done() {
         "ServerHelloDone after {since_hello:?}"
     );
     assert!(cr_at < shd_at, "the request came first, on its own");
-    finish_handshake(&mut conn, &mut tcp, &flight.raw).await;
+    common::finish_handshake(&mut conn, &mut tcp, &flight.raw).await;
     let ev = lab.event_for(local.parse().unwrap()).await;
     assert_eq!(ev.handshake.map(|h| h.outcome), Some("ok"));
     assert_eq!(ev.faults, ["tls:delay-before-done=700 at handshake 1"]);
@@ -311,12 +272,28 @@ async fn cut_list_at_advertises_the_list_cut_at_n_bytes() {
             None => assert!(sent.len() <= 2, "{}", sent.len()),
         }
         // The client's certificate still verifies against the whole store.
-        finish_handshake(&mut conn, &mut tcp, &flight.raw).await;
+        common::finish_handshake(&mut conn, &mut tcp, &flight.raw).await;
         let ev = lab.event_for(local.parse().unwrap()).await;
         assert_eq!(ev.handshake.map(|h| h.outcome), Some("ok"), "cut at {at}");
         assert_eq!(ev.faults, [format!("{spec} at handshake 1")]);
         assert_eq!(ev.certificate_request.map(|c| c.ca_names), Some(sent.len()));
     }
+    // A TLS 1.3 server also takes a TLS 1.2 client, with the cut list too.
+    let mut lab = start(20, |s| {
+        s.tls_version = lab_server::policy::TlsVersion::Tls13;
+        s.faults = faults::parse_all(&[format!("tls:cut-list-at={mid}")]).unwrap();
+    })
+    .await;
+    let (mut tcp, mut conn, flight, local) = first_flight(&lab).await;
+    assert_eq!(
+        flight.request().ca_names,
+        faults::cut_ca_list(&subjects(&lab), mid)
+    );
+    common::finish_handshake(&mut conn, &mut tcp, &flight.raw).await;
+    let ev = lab.event_for(local.parse().unwrap()).await;
+    assert_eq!(ev.tls_version.as_deref(), Some("TLSv1_2"));
+    assert_eq!(ev.handshake.map(|h| h.outcome), Some("ok"));
+    assert_eq!(ev.certificate_request.map(|c| c.ca_names), Some(3));
 }
 
 /// EHLO, STARTTLS, TLS, EHLO: a session ready for MAIL.

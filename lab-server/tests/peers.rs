@@ -429,51 +429,6 @@ fn messages(stream: &[u8]) -> Vec<(u8, usize, usize)> {
     out
 }
 
-/// Drives a rustls client to the end of the handshake over `tcp`, starting
-/// with server bytes already read; then QUIT.
-async fn finish_handshake(
-    conn: &mut rustls::ClientConnection,
-    tcp: &mut TcpStream,
-    mut input: Vec<u8>,
-) {
-    let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
-    loop {
-        let mut rd = &input[..];
-        while !rd.is_empty() {
-            conn.read_tls(&mut rd).expect("read_tls");
-            conn.process_new_packets()
-                .unwrap_or_else(|e| panic!("client handshake: {e}"));
-        }
-        while conn.wants_write() {
-            let mut out = Vec::new();
-            conn.write_tls(&mut out).expect("write_tls");
-            tcp.write_all(&out).await.expect("write");
-        }
-        if !conn.is_handshaking() {
-            break;
-        }
-        let mut buf = vec![0u8; 16 * 1024];
-        let n = tokio::time::timeout_at(deadline, tcp.read(&mut buf))
-            .await
-            .expect("handshake within the deadline")
-            .expect("read");
-        assert!(n > 0, "server closed during the handshake");
-        input = buf[..n].to_vec();
-    }
-    use std::io::Write as _;
-    conn.writer().write_all(b"QUIT\r\n").expect("plaintext");
-    let mut out = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut out).expect("write_tls");
-    }
-    tcp.write_all(&out).await.expect("write");
-    let mut rest = Vec::new();
-    tokio::time::timeout(IO_TIMEOUT, tcp.read_to_end(&mut rest))
-        .await
-        .expect("server closes after QUIT")
-        .expect("read");
-}
-
 /// Where the CertificateRequest sits in the records of a first flight.
 struct Placement {
     /// Message length, header included.
@@ -534,7 +489,7 @@ async fn first_flight_with(layout: Layout) -> (Lab, Vec<Record>, Placement, Conn
     let (raw, records, stream) = read_first_flight(&mut tcp).await;
     assert!(records.iter().all(|r| r.content_type == CONTENT_HANDSHAKE));
     let place = placement(&records, &stream);
-    finish_handshake(&mut conn, &mut tcp, raw).await;
+    common::finish_handshake(&mut conn, &mut tcp, &raw).await;
     let ev = lab.event_for(local).await;
     (lab, records, place, ev)
 }
