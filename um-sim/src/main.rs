@@ -80,7 +80,8 @@ enum Command {
         /// Keep running: watch the queue and retry failed items.
         #[arg(long)]
         watch: bool,
-        /// Attempts (across runs) after which an item moves to badvoicemail/.
+        /// Attempts (across runs) after which an item moves to badvoicemail/
+        /// (a 5yz SMTP reply moves it there at once: RFC 5321 4.2.1).
         #[arg(long, default_value_t = 10)]
         retries: u32,
         /// Seconds before a failed item is tried again (with --watch).
