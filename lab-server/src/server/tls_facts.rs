@@ -84,7 +84,7 @@ pub(super) fn record_tls(
     event.client_certificate = state
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|leaf| client_cert(leaf));
+        .and_then(client_cert);
     event.client_chain = state
         .peer_certificates()
         .map(|chain| client_chain(chain, advertised))
@@ -114,7 +114,7 @@ pub(super) fn record_failed(
         ClientCertificate::NoMessage | ClientCertificate::Empty => None,
         ClientCertificate::Sent(certs) => {
             event.client_chain = client_chain(certs, advertised);
-            event.client_certificate = certs.first().and_then(|leaf| client_cert(leaf));
+            event.client_certificate = certs.first().and_then(client_cert);
             Some(
                 "read off the wire: the client's TLS 1.2 Certificate message (plaintext); the \
                  handshake then failed"
