@@ -202,14 +202,23 @@ async fn js(c: &Client, expr: &str) -> Value {
         .unwrap_or_else(|e| panic!("{expr}: {e}"))
 }
 
-/// Clicks the element with `id`.
+/// Clicks the element with `id`. The live list redraws its rows when an
+/// event arrives, so a row found may be replaced before the click: then it
+/// is found again (a few times at most).
 async fn click(c: &Client, id: &str) {
-    c.find(Locator::Id(id))
-        .await
-        .unwrap_or_else(|e| panic!("#{id}: {e}"))
-        .click()
-        .await
-        .unwrap_or_else(|e| panic!("click #{id}: {e}"));
+    for attempt in 1.. {
+        let found = c
+            .find(Locator::Id(id))
+            .await
+            .unwrap_or_else(|e| panic!("#{id}: {e}"));
+        match found.click().await {
+            Ok(()) => return,
+            Err(e) if attempt < 5 && e.to_string().contains("stale element") => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("click #{id}: {e}"),
+        }
+    }
 }
 
 /// GET `path` from the inspector over plain HTTP/1.1, as JSON.
@@ -374,6 +383,18 @@ async fn the_page_shows_the_incident_live_and_plays_the_voicemail() {
         js(&c, "document.getElementById('client-chain')").await,
         Value::Null,
         "no certificate was sent"
+    );
+    // Withheld, not refused: the page says the Certificate was empty.
+    let said = js(
+        &c,
+        "((p) => p && [p.dataset.kind, p.textContent])\
+         (document.getElementById('client-certificate-message'))",
+    )
+    .await;
+    assert_eq!(said[0], "empty", "{said}");
+    assert!(
+        said[1].as_str().is_some_and(|t| t.contains("withheld")),
+        "{said}"
     );
 
     // The delivering connection: its chain, the CA not listed.

@@ -187,6 +187,9 @@ async fn the_api_shows_the_cut_the_handshake_and_the_voicemail() {
     assert!(d["events"][0].as_str().is_some_and(|e| e.contains("36885")));
     assert!(d["event"]["client_certificate"].is_null());
     assert_eq!(d["event"]["client_chain"], Value::Array(Vec::new()));
+    // Schannel withheld its certificate (its CA was cut): an empty
+    // Certificate, not a refused one.
+    assert_eq!(d["event"]["client_certificate_message"], "empty");
 
     // The lenient client sent its certificate although its CA was cut: the
     // chain says its issuer was not in the list.
@@ -207,6 +210,11 @@ async fn the_api_shows_the_cut_the_handshake_and_the_voicemail() {
     assert_eq!(
         ok["event"]["client_certificate"]["subject"],
         ok["event"]["client_chain"][0]["subject"]
+    );
+    assert_eq!(ok["event"]["client_certificate_message"], "sent");
+    assert!(
+        ok["event"]["client_chain_note"].is_null(),
+        "the wire agrees"
     );
     assert_eq!(
         d["event"]["certificate_request"]["bytes"].as_u64(),
@@ -415,6 +423,68 @@ async fn the_client_chain_is_judged_against_the_list_sent() {
             serde_json::json!(ev.client_chain)
         );
     }
+}
+
+/// A refused certificate's chain is in the API too: Schannel 2012 with a
+/// Trusted Root store past 16 KB (KB 2880390) fails every client
+/// authentication. The two-tier anchor is enumerated first, so it is sent;
+/// a lenient um-sim presents leaf and issuing CA, and the failed
+/// connection's chain, read off the wire (TLS 1.2), says the issuing CA's
+/// issuer was listed and the leaf's was not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_chain_is_shown_for_the_failed_handshake() {
+    use lab_server::persona::PersonaName;
+    let lab_pki = pki_of(Shape::TwoTier);
+    let (store, at) = store_for(lab_pki, 354, Profile::Realistic);
+    let mut roots = store.into_roots();
+    let anchor = roots.remove(at);
+    roots.insert(0, anchor);
+    let store = certgen::Store::from_roots(roots);
+    let mut lab = start_server_for(lab_pki, store, 0, |s| {
+        s.use_persona(PersonaName::Schannel2012);
+        s.advertise(true);
+        s.http = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+    })
+    .await
+    .expect("lab-server");
+    let api = lab.server.http_addr().expect("the inspector serves");
+    let attempt = submit_one(&lab, "lenient").await;
+    assert!(!attempt.delivered, "KB 2880390 refuses: {attempt:#?}");
+    let ev = lab
+        .next_event(common::EVENT_TIMEOUT)
+        .await
+        .expect("server event");
+    assert_eq!(ev.handshake.as_ref().map(|h| h.outcome), Some("failed"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let d = loop {
+        let r = http(api, "GET", &format!("/api/connections/{}", ev.id)).await;
+        if r.status == 200 {
+            break r.json();
+        }
+        assert!(std::time::Instant::now() < deadline, "no connection");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(d["event"]["handshake"]["outcome"], "failed");
+    assert_eq!(
+        chain_of(&d),
+        expected_chain(lab_pki, &[false, true]),
+        "{:#}",
+        d["event"]
+    );
+    assert_eq!(d["event"]["client_certificate_message"], "sent");
+    assert!(
+        d["event"]["client_chain_note"]
+            .as_str()
+            .is_some_and(|n| n.contains("read off the wire")),
+        "{:#}",
+        d["event"]
+    );
+    // The connections list names the refused client.
+    let list = http(api, "GET", "/api/connections").await.json();
+    assert_eq!(
+        list["connections"][0]["client"],
+        d["event"]["client_chain"][0]["subject"]
+    );
 }
 
 #[tokio::test]

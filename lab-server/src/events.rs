@@ -111,8 +111,24 @@ pub struct ConnectionEvent {
     /// The client certificate presented, if any (the leaf of
     /// `client_chain`, kept for the programs that read it).
     pub client_certificate: Option<ClientCert>,
-    /// The whole chain the client sent, leaf first, as sent.
+    /// The whole chain the client sent, leaf first, as sent: from the TLS
+    /// library when the handshake completed; read off the wire when it failed
+    /// in TLS 1.2 (the client's Certificate is plaintext there); empty when
+    /// it failed in TLS 1.3 (encrypted there: see `client_chain_note`).
     pub client_chain: Vec<ChainCert>,
+    /// The client's Certificate message: `none` (it sent none: no
+    /// certificate was requested, or the handshake ended before the client's
+    /// second flight), `empty` (an empty list: the client withheld its
+    /// certificate, as Schannel and Java do when no issuer of theirs is
+    /// listed), `sent` (a certificate list), or `encrypted` (a TLS 1.3
+    /// handshake that failed: the message, if any, was encrypted and is not
+    /// known here). `None` when no TLS handshake ran.
+    pub client_certificate_message: Option<&'static str>,
+    /// Where `client_chain` came from or why it is empty, when that is not
+    /// the plain case (a completed handshake): read off the wire after a
+    /// failure, encrypted (TLS 1.3), too large to keep, not decodable, or
+    /// the wire and the TLS library disagreeing.
+    pub client_chain_note: Option<String>,
     /// The TLS handshake, if STARTTLS was issued.
     pub handshake: Option<Handshake>,
     /// Plaintext bytes received after STARTTLS and discarded (CVE-2011-0411 class).

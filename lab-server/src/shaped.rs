@@ -1,6 +1,9 @@
 //! The shaped stream: the server's TLS socket with the record [`Shaper`]
 //! below rustls, so the first flight leaves in the modeled record layout and
-//! the connection learns what its CertificateRequest looked like on the wire.
+//! the connection learns what its CertificateRequest looked like on the wire;
+//! and the client's plaintext flight is read on the way in (never changed),
+//! so the connection learns what Certificate the client sent, also when the
+//! handshake then fails.
 
 use std::io;
 use std::pin::Pin;
@@ -10,11 +13,14 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use certgen::wire::{ClientCertificate, ClientFlightReader};
+
 use crate::shaper::{Layout, Observed, Rewrite, Shaper};
 
-/// What the shaper saw go out, shared with the connection, which keeps it
-/// when a failed handshake drops the stream: the incident's own connection is
-/// the one whose CertificateRequest matters most.
+/// What the shaper saw go out and the client's plaintext flight showed,
+/// shared with the connection, which keeps it when a failed handshake drops
+/// the stream: the incident's own connection is the one whose
+/// CertificateRequest and client chain matter most.
 #[derive(Clone, Debug, Default)]
 pub struct WireFacts {
     /// The CertificateRequest as sent.
@@ -28,13 +34,21 @@ pub struct WireFacts {
     pub aborted: bool,
     /// Whether the fault close-after-request stopped the flight.
     pub closed: bool,
+    /// The version the ServerHello selected (0x0304: TLS 1.3, where the
+    /// client's Certificate is encrypted).
+    pub server_hello_version: Option<u16>,
+    /// The client's Certificate message as read from its plaintext flight
+    /// (TLS 1.2; reading stops at its ChangeCipherSpec).
+    pub client_certificate: ClientCertificate,
 }
 
 /// A stream whose outbound bytes pass through a [`Shaper`]: TLS writes go
-/// through it, reads pass untouched.
+/// through it; reads pass untouched, the client's plaintext flight read on
+/// the way by a [`ClientFlightReader`].
 pub struct ShapedStream<S> {
     inner: S,
     shaper: Shaper,
+    inbound: ClientFlightReader,
     facts: Arc<std::sync::Mutex<WireFacts>>,
     out: Vec<u8>,
     written: usize,
@@ -69,6 +83,7 @@ impl<S> ShapedStream<S> {
         ShapedStream {
             inner,
             shaper: Shaper::with_rewrite(layout, max_fragment, rewrite),
+            inbound: ClientFlightReader::new(),
             facts,
             out: Vec::new(),
             written: 0,
@@ -170,7 +185,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for ShapedStream<S> {
                 Poll::Pending => Poll::Pending,
             };
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(read, Poll::Ready(Ok(()))) && !self.inbound.ended() {
+            let this = &mut *self;
+            let fresh = buf.filled().get(before..).unwrap_or_default();
+            this.inbound.feed(fresh);
+            let seen = this.inbound.certificate();
+            if let Ok(mut facts) = this.facts.lock()
+                && facts.client_certificate != *seen
+            {
+                facts.client_certificate = seen.clone();
+            }
+        }
+        read
     }
 }
 
@@ -196,6 +224,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for ShapedStream<S> {
             facts.server_hello = this.shaper.server_hello_sent();
             facts.aborted = this.shaper.aborted();
             facts.closed = this.shaper.closed();
+            facts.server_hello_version = this.shaper.server_hello_version();
         }
         // A hold starts its timer now, so the delay counts from the write.
         let _ = this.poll_hold(cx);

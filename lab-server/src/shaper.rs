@@ -33,7 +33,7 @@
 use certgen::wire::{
     ALERT_FATAL, ALERT_INTERNAL_ERROR, CONTENT_ALERT, CONTENT_HANDSHAKE, CertificateRequest12,
     FlightReader, FlightSink, HANDSHAKE_HEADER_LEN, HS_CERTIFICATE_REQUEST, HS_SERVER_HELLO,
-    HS_SERVER_HELLO_DONE, MAX_PLAINTEXT, RECORD_HEADER_LEN, RecordHeader,
+    HS_SERVER_HELLO_DONE, MAX_PLAINTEXT, RECORD_HEADER_LEN, RecordHeader, server_hello_version,
 };
 
 /// Alert description certificate_required (116): what rustls sends when a
@@ -106,6 +106,8 @@ struct Emit {
     out: Vec<u8>,
     observed: Option<Observed>,
     server_hello: bool,
+    /// The version the ServerHello selected, when it parsed.
+    version: Option<u16>,
     fail_before_request: bool,
     aborted: bool,
     rewrite: Rewrite,
@@ -165,7 +167,12 @@ impl FlightSink for Emit {
             Layout::Coalesced => records,
         };
         self.closed = request && self.rewrite.close_after_request;
-        self.server_hello |= message.first() == Some(&HS_SERVER_HELLO);
+        if message.first() == Some(&HS_SERVER_HELLO) && !self.server_hello {
+            self.server_hello = true;
+            self.version = message
+                .get(HANDSHAKE_HEADER_LEN..)
+                .and_then(|body| server_hello_version(body).ok());
+        }
         if message.first() == Some(&HS_CERTIFICATE_REQUEST) {
             self.observed = Some(Observed {
                 message_bytes: message.len(),
@@ -198,6 +205,7 @@ impl Shaper {
                 out: Vec::new(),
                 observed: None,
                 server_hello: false,
+                version: None,
                 fail_before_request: rewrite.fail_before_request,
                 aborted: false,
                 rewrite,
@@ -253,6 +261,14 @@ impl Shaper {
     /// flight, CertificateRequest included, follows it).
     pub fn server_hello_sent(&self) -> bool {
         self.emit.server_hello
+    }
+
+    /// The version the ServerHello selected (its supported_versions in TLS
+    /// 1.3, else its version field), when one went out and parsed: in TLS 1.3
+    /// what follows the ServerHello, the client's Certificate included, is
+    /// encrypted.
+    pub fn server_hello_version(&self) -> Option<u16> {
+        self.emit.version
     }
 
     /// Whether shaping is over and bytes now pass unchanged.

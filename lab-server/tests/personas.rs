@@ -272,56 +272,8 @@ fn start_postfix(lab: &Lab) -> postfix::Postfix {
 /// A TLS 1.2 client with the given certificate (or none) that trusts nothing
 /// in particular: it reads what the server answers after TLS.
 fn client(cert: Option<(&[u8], &[u8])>) -> Arc<rustls::ClientConfig> {
-    #[derive(Debug)]
-    struct AnyServer;
-    impl rustls::client::danger::ServerCertVerifier for AnyServer {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &rustls::pki_types::ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            lab_server::tls::provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
-    let builder = rustls::ClientConfig::builder_with_provider(lab_server::tls::provider())
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .expect("TLS 1.2")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyServer));
-    let config = match cert {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from(cert.to_vec())],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.to_vec())),
-            )
-            .expect("client certificate"),
-    };
-    Arc::new(config)
+    let chain = cert.map(|(cert, key)| (vec![cert.to_vec()], key.to_vec()));
+    common::client_presenting(chain, &[&rustls::version::TLS12])
 }
 
 /// EHLO, STARTTLS, TLS with `config`, then EHLO: the reply, and whether the

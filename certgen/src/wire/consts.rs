@@ -69,10 +69,22 @@ pub const CONTENT_HANDSHAKE: u8 = 22;
 pub const CONTENT_TYPES: std::ops::RangeInclusive<u8> = 20..=24;
 /// Handshake type: server_hello.
 pub const HS_SERVER_HELLO: u8 = 2;
+/// Handshake type: certificate (the client's, in its second flight; in
+/// plaintext in TLS 1.2 only).
+pub const HS_CERTIFICATE: u8 = 11;
 /// Handshake type: certificate_request.
 pub const HS_CERTIFICATE_REQUEST: u8 = 13;
 /// Handshake type: server_hello_done.
 pub const HS_SERVER_HELLO_DONE: u8 = 14;
+/// Extension `supported_versions` (RFC 8446 4.2.1): in a ServerHello, the
+/// version the server selected when it is TLS 1.3.
+pub const EXT_SUPPORTED_VERSIONS: u16 = 43;
+/// The TLS 1.3 version code point, 0x0304.
+pub const TLS13_VERSION: u16 = 0x0304;
+/// Largest Certificate message body the lab keeps, 2^18 = 262,144 bytes
+/// ([`MAX_HANDSHAKE_LEN`]): a client chain is a few KB; TLS 1.2 lets one claim
+/// 16 MB, which no reader of the lab buffers.
+pub const MAX_CERTIFICATE_LEN: usize = MAX_HANDSHAKE_LEN;
 /// Alert level: fatal.
 pub const ALERT_FATAL: u8 = 2;
 /// Alert description: unexpected_message (what Java sends for an oversized

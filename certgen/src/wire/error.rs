@@ -24,6 +24,15 @@ pub enum Field {
     /// One `DistinguishedName<1..2^16-1>` of certificate_authorities,
     /// numbered from 1.
     DistinguishedName(usize),
+    /// ServerHello: its fixed fields (version, random, session id, suite,
+    /// compression).
+    ServerHello,
+    /// ServerHello `extensions<0..2^16-1>`, or one extension in it.
+    ServerHelloExtensions,
+    /// Certificate `certificate_list<0..2^24-1>` (TLS 1.2).
+    CertificateList,
+    /// One `ASN.1Cert<1..2^24-1>` of certificate_list, numbered from 1.
+    Certificate(usize),
 }
 
 impl fmt::Display for Field {
@@ -39,6 +48,10 @@ impl fmt::Display for Field {
             Field::DistinguishedName(n) => {
                 write!(f, "DistinguishedName {n} of certificate_authorities")
             }
+            Field::ServerHello => f.write_str("ServerHello"),
+            Field::ServerHelloExtensions => f.write_str("ServerHello extensions"),
+            Field::CertificateList => f.write_str("certificate_list"),
+            Field::Certificate(n) => write!(f, "certificate {n} of certificate_list"),
         }
     }
 }

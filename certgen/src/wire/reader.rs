@@ -51,6 +51,15 @@ impl<'a> Reader<'a> {
         self.take(n, field)
     }
 
+    /// A vector with a 3-byte length prefix.
+    pub(crate) fn vec_u24(&mut self, field: Field) -> Result<&'a [u8], DecodeError> {
+        let n = match self.take(3, field)? {
+            [a, b, c] => usize::from(*a) << 16 | usize::from(*b) << 8 | usize::from(*c),
+            _ => 0,
+        };
+        self.take(n, field)
+    }
+
     /// Ends a message: nothing may follow `last`, its last field.
     pub(crate) fn finish(self, last: Field) -> Result<(), DecodeError> {
         if self.0.is_empty() {
@@ -80,6 +89,16 @@ mod tests {
                 available: 1
             })
         );
+        let mut r = Reader::new(&[0, 0, 2, 9, 9, 0, 1]);
+        assert_eq!(r.vec_u24(Field::CertificateList), Ok(&[9, 9][..]));
+        assert!(matches!(
+            r.vec_u24(Field::Certificate(1)),
+            Err(DecodeError::Missing {
+                needed: 3,
+                available: 2,
+                ..
+            })
+        ));
         let r = Reader::new(&[1, 2]);
         assert_eq!(
             r.finish(Field::CertificateAuthorities),

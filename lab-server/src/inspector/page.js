@@ -5,7 +5,8 @@
 //
 // Stable hooks for tests and scripts: #conn-ID and #msg-ID rows, #cut-summary,
 // #last-kept and #first-dropped (the names either side of the cut),
-// #event-36885, #client-chain, #player (the voicemail's audio).
+// #event-36885, #client-chain, #client-certificate-message (data-kind: none,
+// empty, sent, encrypted), #client-chain-note, #player (the voicemail's audio).
 const $ = (id) => document.getElementById(id);
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -64,6 +65,21 @@ async function listConnections() {
   if (data.missed) list.appendChild(el("p", `${data.missed} connection(s) missed: the inspector fell behind`));
 }
 
+// What the client's Certificate message was, in words: a withheld
+// certificate (empty) is not a refused one (sent, then the handshake failed).
+const CERT_MESSAGE = {
+  none: "No Certificate message from the client (none was requested, or the handshake ended before the client's second flight).",
+  empty: "The client sent an empty Certificate: it withheld its certificate (Schannel and Java do when no issuer of theirs is listed).",
+  sent: "The client sent its certificate chain.",
+  encrypted: "TLS 1.3: the client's Certificate is encrypted and the handshake failed, so it cannot be read here.",
+};
+function certMessage(ev) {
+  const kind = ev.client_certificate_message;
+  if (!kind) return null;
+  const p = el("p", CERT_MESSAGE[kind] || kind); p.id = "client-certificate-message"; p.dataset.kind = kind;
+  return p;
+}
+
 function chainTable(chain) {
   const rows = chain.map((c, i) => {
     const tr = c.error
@@ -104,6 +120,9 @@ async function showConnection(id) {
     det.appendChild(pre);
   });
   det.appendChild(el("h3", "Client certificate chain (as sent, leaf first; listed = name in the CA list this connection got)"));
+  const said = certMessage(ev);
+  if (said) det.appendChild(said);
+  if (ev.client_chain_note) { const n = el("p", ev.client_chain_note, "minor"); n.id = "client-chain-note"; det.appendChild(n); }
   det.appendChild(ev.client_chain && ev.client_chain.length ? chainTable(ev.client_chain) : el("p", "none presented"));
   if (r) {
     det.appendChild(el("h3", `CertificateRequest: ${r.names.length} names, ${r.list_bytes} bytes of names, message ${r.message_bytes} bytes in ${r.records} record(s)`));

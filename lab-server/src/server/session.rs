@@ -204,16 +204,18 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             conn.event.handshake = Some(tls_facts::handshake_failure(&e, facts.alert));
+            record_failed(conn, &facts);
             return format!("TLS handshake failed: {e}");
         }
         Err(_) => {
             conn.event.handshake = Some(tls_facts::handshake_timeout());
+            record_failed(conn, &facts);
             return "TLS handshake timed out".to_owned();
         }
     };
     let cut_list = conn.event.cut_list.clone();
     let advertised = tls_facts::advertised_list(conn.shared, &facts, cut_list.as_deref());
-    tls_facts::record_tls(&mut conn.event, &tls, advertised);
+    tls_facts::record_tls(&mut conn.event, &tls, advertised, &facts);
     conn.session.tls_established();
     let refusal = match conn.shared.without_cert {
         WithoutCert::FailHandshake => None,
@@ -229,6 +231,14 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
     };
     let _ = secure.get_mut().shutdown().await;
     end
+}
+
+/// The client's certificate as the wire showed it, for a failed handshake,
+/// judged against the list this connection was sent.
+fn record_failed(conn: &mut Conn<'_>, facts: &WireFacts) {
+    let cut_list = conn.event.cut_list.clone();
+    let advertised = tls_facts::advertised_list(conn.shared, facts, cut_list.as_deref());
+    tls_facts::record_failed(&mut conn.event, facts, advertised);
 }
 
 /// Decides this handshake's faults: the shaper's rewrite with the framing

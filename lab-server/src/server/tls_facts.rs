@@ -1,7 +1,9 @@
 //! What a TLS handshake showed, for the connection's event: the
 //! CertificateRequest as sent, the alert, the version, suite and client
-//! certificate.
+//! certificate; and, when the handshake failed, the client's chain as read
+//! off the wire (TLS 1.2).
 
+use certgen::wire::{ClientCertificate, MAX_CERTIFICATE_LEN, TLS13_VERSION};
 use rustls::pki_types::CertificateDer;
 use tokio::net::TcpStream;
 
@@ -42,13 +44,34 @@ pub(super) fn handshake_timeout() -> Handshake {
 }
 
 /// Records a completed handshake in the event; `advertised` is the CA list
-/// this connection was sent ([`advertised_list`]).
+/// this connection was sent ([`advertised_list`]), `facts` what the wire
+/// showed (in TLS 1.2 the client's Certificate read there is checked against
+/// the chain rustls verified: a disagreement is reported in the note).
 pub(super) fn record_tls(
     event: &mut ConnectionEvent,
     tls: &tokio_rustls::server::TlsStream<ShapedStream<TcpStream>>,
     advertised: &[Vec<u8>],
+    facts: &WireFacts,
 ) {
     let (_, state) = tls.get_ref();
+    let peer = state.peer_certificates().unwrap_or_default();
+    event.client_certificate_message = Some(if !peer.is_empty() {
+        "sent"
+    } else if event.certificate_request.is_some() {
+        // A client answers a CertificateRequest with a Certificate message,
+        // empty when it has nothing to send (RFC 5246 7.4.6, RFC 8446 4.4.2).
+        "empty"
+    } else {
+        "none"
+    });
+    if !is_tls13(facts) && !wire_agrees(&facts.client_certificate, peer) {
+        event.client_chain_note = Some(format!(
+            "the client's Certificate read off the wire ({}) differs from the chain rustls \
+             verified ({} certificate(s)): reported, not resolved",
+            describe(&facts.client_certificate),
+            peer.len()
+        ));
+    }
     event.tls_version = state.protocol_version().map(|v| format!("{v:?}"));
     event.cipher_suite = state
         .negotiated_cipher_suite()
@@ -61,11 +84,94 @@ pub(super) fn record_tls(
     event.client_certificate = state
         .peer_certificates()
         .and_then(|chain| chain.first())
-        .and_then(|leaf| client_cert(leaf));
+        .and_then(client_cert);
     event.client_chain = state
         .peer_certificates()
         .map(|chain| client_chain(chain, advertised))
         .unwrap_or_default();
+}
+
+/// Records what the wire showed of the client's certificate when the
+/// handshake failed (rustls gives no peer certificates then): in TLS 1.2 the
+/// client's Certificate message, plaintext, judged against `advertised` as
+/// for a completed handshake; in TLS 1.3 only that it was encrypted.
+pub(super) fn record_failed(
+    event: &mut ConnectionEvent,
+    facts: &WireFacts,
+    advertised: &[Vec<u8>],
+) {
+    if is_tls13(facts) {
+        event.client_certificate_message = Some("encrypted");
+        event.client_chain_note = Some(
+            "TLS 1.3: the client's Certificate is encrypted; the chain of a failed handshake \
+             cannot be read"
+                .to_owned(),
+        );
+        return;
+    }
+    event.client_certificate_message = Some(message_kind(&facts.client_certificate));
+    event.client_chain_note = match &facts.client_certificate {
+        ClientCertificate::NoMessage | ClientCertificate::Empty => None,
+        ClientCertificate::Sent(certs) => {
+            event.client_chain = client_chain(certs, advertised);
+            event.client_certificate = certs.first().and_then(client_cert);
+            Some(
+                "read off the wire: the client's TLS 1.2 Certificate message (plaintext); the \
+                 handshake then failed"
+                    .to_owned(),
+            )
+        }
+        ClientCertificate::TooLarge { claimed } => Some(format!(
+            "chain too large to keep: the Certificate message claims {claimed} bytes, over \
+             the cap of {MAX_CERTIFICATE_LEN}"
+        )),
+        ClientCertificate::Malformed(e) => {
+            Some(format!("the Certificate message does not decode: {e}"))
+        }
+    };
+}
+
+/// Whether the ServerHello selected TLS 1.3.
+fn is_tls13(facts: &WireFacts) -> bool {
+    facts.server_hello_version == Some(TLS13_VERSION)
+}
+
+/// `none`, `empty` or `sent`: the event's `client_certificate_message`.
+fn message_kind(seen: &ClientCertificate) -> &'static str {
+    match seen {
+        ClientCertificate::NoMessage => "none",
+        ClientCertificate::Empty => "empty",
+        ClientCertificate::Sent(_)
+        | ClientCertificate::TooLarge { .. }
+        | ClientCertificate::Malformed(_) => "sent",
+    }
+}
+
+/// The wire's reading in a few words, for a disagreement's note.
+fn describe(seen: &ClientCertificate) -> String {
+    match seen {
+        ClientCertificate::Sent(certs) => format!("{} certificate(s)", certs.len()),
+        ClientCertificate::TooLarge { claimed } => format!("{claimed} bytes, not kept"),
+        ClientCertificate::Malformed(e) => format!("not decodable: {e}"),
+        other => message_kind(other).to_owned(),
+    }
+}
+
+/// Whether the Certificate read off the wire is the chain rustls verified
+/// after a completed TLS 1.2 handshake (none and empty both give rustls no
+/// certificates).
+fn wire_agrees(seen: &ClientCertificate, verified: &[CertificateDer<'_>]) -> bool {
+    match seen {
+        ClientCertificate::NoMessage | ClientCertificate::Empty => verified.is_empty(),
+        ClientCertificate::Sent(certs) => {
+            certs.len() == verified.len()
+                && certs
+                    .iter()
+                    .zip(verified)
+                    .all(|(a, b)| a.as_slice() == b.as_ref())
+        }
+        ClientCertificate::TooLarge { .. } | ClientCertificate::Malformed(_) => false,
+    }
 }
 
 /// The CA names this connection was sent: read off the wire when the
@@ -90,7 +196,7 @@ pub(super) fn advertised_list<'a>(
 
 /// Each certificate the client sent, with whether its issuer and its
 /// subject were among the `advertised` DER names.
-pub(super) fn client_chain(chain: &[CertificateDer<'_>], advertised: &[Vec<u8>]) -> Vec<ChainCert> {
+pub(super) fn client_chain(chain: &[impl AsRef<[u8]>], advertised: &[Vec<u8>]) -> Vec<ChainCert> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let listed = |name: &[u8]| advertised.iter().any(|a| a.as_slice() == name);
     chain
@@ -155,7 +261,7 @@ pub(super) fn request_info(shared: &Shared, facts: &WireFacts) -> Option<CertReq
     }
 }
 
-fn client_cert(der: &CertificateDer<'_>) -> Option<ClientCert> {
+fn client_cert(der: &impl AsRef<[u8]>) -> Option<ClientCert> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
     Some(ClientCert {
@@ -251,5 +357,88 @@ mod tests {
         let junk = client_chain(&[CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])], &[root]);
         assert_eq!(junk.len(), 1);
         assert!(junk[0].error.is_some() && junk[0].subject.is_empty());
+    }
+
+    #[test]
+    fn a_failed_handshake_keeps_what_the_wire_showed() {
+        let lab = generate_shape(Some(5), KeyAlg::EcdsaP256, Shape::TwoTier).expect("PKI");
+        let root = lab.ca.root().expect("root").subject_der().to_vec();
+        let chain = chain_of(&lab);
+        let ders: Vec<Vec<u8>> = chain.iter().map(|c| c.as_ref().to_vec()).collect();
+        let advertised = std::slice::from_ref(&root);
+        let facts = |seen: ClientCertificate, version: u16| WireFacts {
+            client_certificate: seen,
+            server_hello_version: Some(version),
+            ..WireFacts::default()
+        };
+
+        // TLS 1.2: the chain read off the wire, judged as rustls's would be.
+        let mut ev = ConnectionEvent::default();
+        record_failed(
+            &mut ev,
+            &facts(ClientCertificate::Sent(ders.clone()), 0x0303),
+            advertised,
+        );
+        assert_eq!(ev.client_chain, client_chain(&chain, advertised));
+        assert_eq!(ev.client_certificate_message, Some("sent"));
+        assert_eq!(
+            ev.client_certificate.map(|c| c.subject),
+            Some(ev.client_chain[0].subject.clone())
+        );
+        assert!(
+            ev.client_chain_note
+                .is_some_and(|n| n.contains("off the wire"))
+        );
+
+        // Withheld, none, too large.
+        for (seen, kind) in [
+            (ClientCertificate::Empty, "empty"),
+            (ClientCertificate::NoMessage, "none"),
+            (ClientCertificate::TooLarge { claimed: 1 << 20 }, "sent"),
+        ] {
+            let mut ev = ConnectionEvent::default();
+            record_failed(&mut ev, &facts(seen.clone(), 0x0303), advertised);
+            assert_eq!(ev.client_certificate_message, Some(kind), "{seen:?}");
+            assert!(ev.client_chain.is_empty());
+        }
+        let mut ev = ConnectionEvent::default();
+        record_failed(
+            &mut ev,
+            &facts(ClientCertificate::TooLarge { claimed: 1 << 20 }, 0x0303),
+            advertised,
+        );
+        assert!(
+            ev.client_chain_note
+                .is_some_and(|n| n.starts_with("chain too large to keep"))
+        );
+
+        // TLS 1.3: encrypted, whatever a reader might claim.
+        let mut ev = ConnectionEvent::default();
+        record_failed(
+            &mut ev,
+            &facts(ClientCertificate::Sent(ders.clone()), TLS13_VERSION),
+            advertised,
+        );
+        assert_eq!(ev.client_certificate_message, Some("encrypted"));
+        assert!(ev.client_chain.is_empty() && ev.client_certificate.is_none());
+        assert!(
+            ev.client_chain_note
+                .is_some_and(|n| n.contains("encrypted"))
+        );
+
+        // The wire against rustls: the same chain agrees; another, a
+        // shorter one, or a withheld certificate against a chain do not.
+        assert!(wire_agrees(&ClientCertificate::Sent(ders.clone()), &chain));
+        assert!(wire_agrees(&ClientCertificate::Empty, &[]));
+        assert!(wire_agrees(&ClientCertificate::NoMessage, &[]));
+        assert!(!wire_agrees(
+            &ClientCertificate::Sent(ders[..1].to_vec()),
+            &chain
+        ));
+        let mut other = ders.clone();
+        other[0][10] ^= 1;
+        assert!(!wire_agrees(&ClientCertificate::Sent(other), &chain));
+        assert!(!wire_agrees(&ClientCertificate::Empty, &chain));
+        assert!(!wire_agrees(&ClientCertificate::Sent(ders), &[]));
     }
 }
