@@ -19,8 +19,9 @@
 #![no_main]
 
 use certgen::wire::{
-    CertificateRequest12, DecodeError, Field, FlightReader, FlightSink, HandshakeHeader,
-    MAX_HANDSHAKE_LEN, MAX_RECORD_PAYLOAD, RecordHeader, write_ca_list,
+    CertificateRequest12, ClientCertificate, ClientFlightReader, DecodeError, Field,
+    FlightReader, FlightSink, HandshakeHeader, MAX_CERTIFICATE_LEN, MAX_HANDSHAKE_LEN,
+    MAX_RECORD_PAYLOAD, RecordHeader, parse_certificate_list, write_ca_list,
 };
 use lab_server::shaper::{Layout, Shaper};
 use libfuzzer_sys::fuzz_target;
@@ -253,6 +254,38 @@ fn check_headers(bytes: &[u8]) {
     }
 }
 
+/// lab-server's reader of the client's plaintext flight, on the same stream
+/// read as a client's: chunking never changes what it finds, and what it
+/// finds is the first complete Certificate message of the flight, decoded.
+fn check_client_flight(stream: &[u8], cuts: &[usize], messages: &[&[u8]]) {
+    let read = |pieces: Vec<&[u8]>| {
+        let mut r = ClientFlightReader::new();
+        for p in pieces {
+            r.feed(p);
+        }
+        r
+    };
+    let whole = read(vec![stream]);
+    let cut = read(pieces(stream, cuts));
+    assert_eq!(whole.certificate(), cut.certificate(), "chunking");
+    assert_eq!(whole.messages(), cut.messages(), "chunking");
+    assert_eq!(whole.ended(), cut.ended(), "chunking");
+    assert_eq!(whole.error(), cut.error(), "chunking");
+    if let Some(msg) = messages.iter().find(|m| m.first() == Some(&11)) {
+        let body = &msg[4..];
+        let want = if body.len() > MAX_CERTIFICATE_LEN {
+            ClientCertificate::TooLarge { claimed: body.len() }
+        } else {
+            match parse_certificate_list(body) {
+                Ok(certs) if certs.is_empty() => ClientCertificate::Empty,
+                Ok(certs) => ClientCertificate::Sent(certs),
+                Err(e) => ClientCertificate::Malformed(e),
+            }
+        };
+        assert_eq!(whole.certificate(), &want, "the first Certificate");
+    }
+}
+
 fuzz_target!(|input: &[u8]| {
     check_headers(input);
     check_certificate_request(input);
@@ -295,6 +328,7 @@ fuzz_target!(|input: &[u8]| {
     }
     assert_eq!(seen.records.concat(), stream[..m.flight_end], "records");
     let messages: Vec<&[u8]> = m.messages.iter().map(|&(a, b)| &hs[a..b]).collect();
+    check_client_flight(stream, &cuts, &messages);
     let got: Vec<&[u8]> = seen.messages.iter().map(|(msg, _, _)| &msg[..]).collect();
     assert_eq!(got, messages, "messages");
     for (msg, records, _) in &seen.messages {
