@@ -666,6 +666,10 @@ impl Report {
     /// The report of one observation for one client.
     pub fn new(obs: &Observation, client: &Client) -> Report {
         let request = view(&obs.seen);
+        let probed = match obs.seen {
+            Seen::Wire { .. } => Version::Tls12,
+            Seen::Decrypted { .. } | Seen::Resolver { .. } => Version::Tls13,
+        };
         let names = obs.seen.names();
         let issuers = client
             .issuers
@@ -685,7 +689,7 @@ impl Report {
                 Verdict {
                     preset: p.name.clone(),
                     stack: p.stack.clone(),
-                    verified: p.preset.is_some_and(|x| x.is_verified()),
+                    verified: p.preset.is_some_and(|x| x.is_verified_over(probed)),
                     fails: outcome.fails(),
                     outcome,
                 }
