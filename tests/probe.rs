@@ -833,6 +833,40 @@ fn a_server_that_never_answers() {
     }
 }
 
+/// A TLS 1.3 ServerHello (its key share not a real one) followed by
+/// protected records of noise: no secret can be had, so nothing is
+/// decrypted; one line, exit 2, no hang.
+#[test]
+fn a_tls13_server_hello_then_noise() {
+    let (addr, h) = fake(|s| {
+        read_some(s);
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[9; 32]);
+        body.extend_from_slice(&[0, 0x13, 0x01, 0]);
+        let exts = [0, 43, 0, 2, 3, 4, 0, 51, 0, 36, 0, 29, 0, 32];
+        let mut ext_block = exts.to_vec();
+        ext_block.extend_from_slice(&[5; 32]);
+        body.extend_from_slice(&(ext_block.len() as u16).to_be_bytes());
+        body.extend_from_slice(&ext_block);
+        let mut msg = vec![2, 0, 0, body.len() as u8];
+        msg.extend_from_slice(&body);
+        let mut wire = Vec::new();
+        RecordHeader::write(&mut wire, 22, [3, 3], msg.len());
+        wire.extend_from_slice(&msg);
+        RecordHeader::write(&mut wire, 23, [3, 3], 500);
+        wire.extend_from_slice(&[0xab; 500]);
+        let _ = s.write_all(&wire);
+        until_closed(s);
+    });
+    bad_peer(
+        &addr,
+        &["--starttls", "none", "--tls", "1.3", "--timeout", "5"],
+        "TLS 1.3 records not decrypted",
+        Duration::from_secs(8),
+    );
+    let _ = h.join();
+}
+
 #[test]
 fn nobody_listening() {
     let port = free_port();
