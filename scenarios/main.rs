@@ -107,7 +107,8 @@ enum Command {
         #[arg(long)]
         starttls: Option<Starttls>,
         /// TLS version to offer: 1.2 (the request is read on the wire) or 1.3
-        /// (encrypted: the names come from rustls).
+        /// (encrypted: read on the wire and decrypted with the probe's own
+        /// handshake secret).
         #[arg(long, default_value = "1.2")]
         tls: TlsChoice,
         /// A client certificate chain (PEM, leaf first) to present and check.

@@ -57,12 +57,21 @@ fn names_of<D: AsRef<[u8]>>(ders: &[D]) -> Vec<(String, usize)> {
         .collect()
 }
 
-/// The names lab-server advertises for `store` under `policy`, in order.
-fn planned(store: &Store, policy: Policy, version: TlsVersion) -> Vec<Vec<u8>> {
-    let settings = lab_server::policy::Settings {
+/// The names lab-server advertises for `store` under `policy` (with
+/// `budget` when given), in order.
+fn planned(
+    store: &Store,
+    policy: Policy,
+    budget: Option<usize>,
+    version: TlsVersion,
+) -> Vec<Vec<u8>> {
+    let mut settings = lab_server::policy::Settings {
         policy,
         ..lab_server::policy::Settings::default()
     };
+    if let Some(b) = budget {
+        settings.budget = b;
+    }
     let plan =
         lab_server::policy::plan_store(store, &settings, version, MAX_FRAGMENT, &[]).expect("plan");
     plan.sent
@@ -85,13 +94,17 @@ fn agrees(outcome: &Outcome, attempt: &um_sim::client::Attempt) -> bool {
 }
 
 /// Probes lab-server (355 realistic roots, the enterprise CA last) under
-/// `policy` with `version`, presenting the UM's certificate, and checks the
-/// report against the server's own figures and um-sim's outcomes.
-async fn against_lab_server(policy: Policy, version: TlsVersion) {
+/// `policy` (and `budget`) with `version`, presenting the UM's certificate,
+/// and checks the report against the server's own figures and um-sim's
+/// outcomes. Returns the report.
+async fn against_lab_server(policy: Policy, budget: Option<usize>, version: TlsVersion) -> Report {
     let (store, ca) = common::store_with(354, Profile::Realistic);
-    let advertised = planned(&store, policy, version);
+    let advertised = planned(&store, policy, budget, version);
     let mut lab = common::start_server(store, ca, |s| {
         s.policy.policy = policy;
+        if let Some(b) = budget {
+            s.policy.budget = b;
+        }
         s.tls_version = version;
     })
     .await
@@ -140,19 +153,58 @@ async fn against_lab_server(policy: Policy, version: TlsVersion) {
             assert_eq!(carried, cr.bytes, "{what}");
         }
         TlsVersion::Tls13 => {
-            assert_eq!(report.request.layer, Layer::Resolver);
-            assert_eq!(report.request.body_bytes, None);
-            assert_eq!(report.request.records, None);
-            // The lab computes its encrypted request from its own encoding;
-            // the probe's least body is that encoding exactly.
+            // Decrypted with the probe's own key log: the exact message the
+            // lab computes from its own encoding.
+            let r = &report.request;
+            assert_eq!(r.layer, Layer::Decrypted, "{:?}", r.unobserved);
+            assert_eq!(
+                (r.body_bytes_at_least.is_none(), &r.unobserved),
+                (true, &None)
+            );
             assert_eq!(cr.source, "encoding");
-            // rustls passes on only the schemes usable in TLS 1.3: the
-            // least body is the server's without the others.
-            let least = report.request.body_bytes_at_least.expect("least");
+            let body = r.body_bytes.expect("the decrypted body");
+            assert_eq!(body + 4, server.message_bytes, "{what}");
+            assert_eq!(body + 4, cr.bytes, "{what}");
             let shape = lab_server::tls::message_shape(TlsVersion::Tls13);
             assert_eq!(shape.message_len(server.list_bytes), server.message_bytes);
-            let unseen = shape.sig_schemes - report.request.signature_schemes.len();
-            assert_eq!(least + 2 * unseen + 4, server.message_bytes, "{what}");
+            // Every scheme the server wrote, not only those rustls passes on.
+            assert_eq!(r.signature_schemes.len(), shape.sig_schemes, "{what}");
+            let ext = |name: &str| {
+                r.extensions
+                    .iter()
+                    .find(|e| e.name == name)
+                    .map(|e| e.bytes)
+            };
+            assert_eq!(
+                ext("signature_algorithms"),
+                Some(4 + 2 + 2 * shape.sig_schemes),
+                "{what}"
+            );
+            assert_eq!(
+                ext("certificate_authorities"),
+                (server.list_bytes > 0).then_some(4 + 2 + server.list_bytes),
+                "{what}"
+            );
+            assert_eq!(
+                r.extensions.iter().map(|e| e.bytes).sum::<usize>() + 1 + 2,
+                body,
+                "context, extensions block: every byte accounted for"
+            );
+            let records = r.records.as_ref().expect("protected records");
+            let carried: usize = records.iter().map(|s| s.request_bytes).sum();
+            assert_eq!(carried, body + 4, "{what}");
+            for s in records {
+                // header, the request's bytes at least, content type, tag
+                assert!(s.record_bytes >= 5 + s.request_bytes + 1 + 16, "{s:?}");
+                assert!(s.record_bytes <= 5 + 16_384 + 256, "{s:?}");
+            }
+            assert_eq!(records.len(), cr.records, "{what}");
+            eprintln!(
+                "{what}: decrypted body {body}, protected records {:?}; the lab's encoding \
+                 says {} record(s)",
+                records.iter().map(|s| s.record_bytes).collect::<Vec<_>>(),
+                cr.records
+            );
         }
     }
     // The UM's issuer: listed exactly when the server's plan kept it.
@@ -169,19 +221,20 @@ async fn against_lab_server(policy: Policy, version: TlsVersion) {
         um_sim::presets::PRESETS.len() + 1,
         "every preset and lenient"
     );
+    let probed = match version {
+        TlsVersion::Tls12 => um_sim::presets::Version::Tls12,
+        TlsVersion::Tls13 => um_sim::presets::Version::Tls13,
+    };
     for v in &report.verdicts {
         if let Outcome::Unknown { why } = &v.outcome {
-            // Unknown: TLS 1.3 records the probe cannot see, or a stack
-            // without the version the probe ran (erlang-tls13 over TLS 1.2).
-            let offers12 = v
+            // Unknown only for a stack without the version the probe ran
+            // (erlang-tls13 over TLS 1.2, Schannel over TLS 1.3): in TLS
+            // 1.3 too every figure is known.
+            let offers = v
                 .preset
                 .parse::<um_sim::profile::Profile>()
-                .is_ok_and(|p| p.versions().contains(&um_sim::presets::Version::Tls12));
-            assert!(
-                version == TlsVersion::Tls13 || !offers12,
-                "{}: {why}",
-                v.preset
-            );
+                .is_ok_and(|p| p.versions().contains(&probed));
+            assert!(!offers, "{}: {why}", v.preset);
             continue;
         }
         let attempt = common::submit_one(&lab, &v.preset).await;
@@ -198,26 +251,66 @@ async fn against_lab_server(policy: Policy, version: TlsVersion) {
     let fails = report.verdicts.iter().any(|v| v.fails);
     assert_eq!(report.exit_code, u8::from(fails));
     lab.server.shutdown(Duration::from_secs(1)).await;
+    report
+}
+
+/// The verdict of `preset` in `report`.
+fn verdict<'a>(report: &'a Report, preset: &str) -> &'a probe::Verdict {
+    report
+        .verdicts
+        .iter()
+        .find(|v| v.preset == preset)
+        .unwrap_or_else(|| panic!("no verdict for {preset}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_server_full_policy() {
-    against_lab_server(Policy::Full, TlsVersion::Tls12).await;
+    against_lab_server(Policy::Full, None, TlsVersion::Tls12).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_server_schannel_policy() {
-    against_lab_server(Policy::Schannel, TlsVersion::Tls12).await;
+    against_lab_server(Policy::Schannel, None, TlsVersion::Tls12).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_server_omit_policy() {
-    against_lab_server(Policy::Omit, TlsVersion::Tls12).await;
+    against_lab_server(Policy::Omit, None, TlsVersion::Tls12).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_server_tls13_schannel_policy() {
-    against_lab_server(Policy::Schannel, TlsVersion::Tls13).await;
+    against_lab_server(Policy::Schannel, None, TlsVersion::Tls13).await;
+}
+
+/// A TLS 1.3 request past 32 KB whose list, cut at 34,000 bytes, leaves
+/// the enterprise CA out: java17 fails on the decrypted body's exact size
+/// and go withholds its certificate; both say "fails", not unknown, and
+/// (in [`against_lab_server`]) equal what um-sim measures against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_server_tls13_over_32k() {
+    let report = against_lab_server(Policy::Schannel, Some(34_000), TlsVersion::Tls13).await;
+    let body = report.request.body_bytes.expect("exact body");
+    assert!(body > 32_768, "{body}");
+    assert_eq!(report.issuers.first().and_then(|i| i.listed_at), None);
+    let java = verdict(&report, "java17");
+    assert_eq!(
+        java.outcome,
+        Outcome::Fails {
+            rule: Some(um_sim::profile::Rule::MaxBody(32_768)),
+            error: format!(
+                "The size of the handshake message ({body}) exceeds the maximum allowed size (32768)"
+            )
+        }
+    );
+    let go = verdict(&report, "go");
+    assert!(go.fails, "{:?}", go.outcome);
+    assert!(
+        matches!(go.outcome, Outcome::Withholds { .. }),
+        "{:?}",
+        go.outcome
+    );
+    assert_eq!(report.exit_code, 1);
 }
 
 /// Runs `umlab probe ARGS`.
@@ -443,6 +536,167 @@ async fn openssl_s_server_at_16k_32k_and_64k_of_names() {
     }
 }
 
+/// Starts `openssl s_server -tls1_3 -Verify 1 -CAfile CA` (plus `extra`)
+/// with the lab's Hub identity from `dir`; returns it and its address.
+fn s_server_tls13(dir: &Path, ca: &Path, extra: &[&str]) -> (common::Running, String) {
+    let port = free_port();
+    let server = common::start(
+        Command::new("openssl")
+            .args(["s_server", "-tls1_3", "-Verify", "1", "-quiet"])
+            .args(extra)
+            .arg("-accept")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-CAfile")
+            .arg(ca)
+            .arg("-cert")
+            .arg(dir.join("hub.pem"))
+            .arg("-key")
+            .arg(dir.join("hub.key")),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    while TcpStream::connect(&addr).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "s_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, addr)
+}
+
+/// A server that answers the probe's X25519 key share with a
+/// HelloRetryRequest (`-groups P-256`): the probe does not follow a second
+/// ServerHello, so it falls back to the names rustls hands its resolver and
+/// says why; the sizes are a lower bound and record rules are unknown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_s_server_tls13_hello_retry_falls_back() {
+    if !have("openssl", &["version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    pki().save(dir.path()).expect("PKI files");
+    let (ca, names) = ca_file(20_000, dir.path());
+    let (mut server, addr) = s_server_tls13(dir.path(), &ca, &["-groups", "P-256"]);
+    let mut req = request(&addr, Starttls::None);
+    req.tls = TlsChoice::Tls13;
+    let report = probe::probe(&req).await;
+    server.kill();
+    let report = report.expect("probe");
+    let r = &report.request;
+    assert_eq!(r.layer, Layer::Resolver);
+    assert!(
+        r.unobserved
+            .as_deref()
+            .is_some_and(|u| u.contains("HelloRetryRequest")),
+        "{:?}",
+        r.unobserved
+    );
+    assert_eq!(report_names(&report), names_of(&names));
+    assert_eq!(r.body_bytes, None);
+    let least = r.body_bytes_at_least.expect("a lower bound");
+    assert!(least > 20_000 && least <= 20_000 + 47, "{least}");
+    assert!(matches!(
+        verdict(&report, "mbedtls-3.6.2").outcome,
+        Outcome::Unknown { .. }
+    ));
+}
+
+/// `openssl s_server -tls1_3 -Verify 1 -CAfile` with N roots of 1,000-byte
+/// names: the decrypted request holds the N names in file order, and its
+/// body is the names plus OpenSSL's TLS 1.3 overhead (context, extensions
+/// block, signature_algorithms, certificate_authorities' headers), the same
+/// at every size; java17 fails past 32,768 and go past 65,536, on the exact
+/// body. At 65,491 bytes of names (OpenSSL's TLS 1.3 limit, DESIGN.md 2b)
+/// the probe's own rustls gives up, and the request is read all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_s_server_tls13_decrypted() {
+    if !have("openssl", &["version"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    pki().save(dir.path()).expect("PKI files");
+    let mut overheads = Vec::new();
+    for total in [16_384, 40_000, 65_491] {
+        let (ca, names) = ca_file(total, dir.path());
+        let (mut server, addr) = s_server_tls13(dir.path(), &ca, &[]);
+        let mut req = request(&addr, Starttls::None);
+        req.tls = TlsChoice::Tls13;
+        req.issuers = vec![("CA file".into(), names[0].clone())];
+        let report = probe::probe(&req).await;
+        server.kill();
+        let report = report.unwrap_or_else(|e| panic!("{total}: {e}"));
+        assert_eq!(report.tls_version, "TLSv1_3");
+        let r = &report.request;
+        assert_eq!(r.layer, Layer::Decrypted, "{total}: {:?}", r.unobserved);
+        assert_eq!(r.names.len(), names.len(), "{total}: N names");
+        assert_eq!(
+            report_names(&report),
+            names_of(&names),
+            "{total}: names and order"
+        );
+        assert_eq!(r.list_bytes, total);
+        let body = r.body_bytes.expect("body");
+        let overhead = body - total;
+        let exts: usize = r.extensions.iter().map(|e| e.bytes).sum();
+        assert_eq!(1 + 2 + exts, body, "{total}: every byte accounted for");
+        let ca_ext = r
+            .extensions
+            .iter()
+            .find(|e| e.name == "certificate_authorities")
+            .map(|e| e.bytes);
+        assert_eq!(ca_ext, Some(4 + 2 + total), "{total}");
+        let records = r.records.as_ref().expect("records");
+        assert_eq!(
+            records.iter().map(|s| s.request_bytes).sum::<usize>(),
+            body + 4
+        );
+        eprintln!(
+            "openssl s_server -tls1_3, {total} bytes of names: body {body} (overhead {overhead}), \
+             {} schemes, extensions {:?}, protected records {:?}; the probe's handshake: {:?}",
+            r.signature_schemes.len(),
+            r.extensions
+                .iter()
+                .map(|e| (e.name.as_str(), e.bytes))
+                .collect::<Vec<_>>(),
+            records.iter().map(|s| s.record_bytes).collect::<Vec<_>>(),
+            report.handshake.answer
+        );
+        overheads.push(overhead);
+        // wolfSSL is proven here over TLS 1.2 only: its TLS 1.3 verdict is
+        // not; Java's TLS 1.3 limit was measured.
+        assert!(!verdict(&report, "wolfssl5").verified);
+        assert!(verdict(&report, "java17").verified);
+        let java = verdict(&report, "java17");
+        assert_eq!(java.fails, body > 32_768, "{total}: {:?}", java.outcome);
+        let go = verdict(&report, "go");
+        assert_eq!(go.fails, body > 65_536, "{total}: {:?}", go.outcome);
+        for v in [java, go] {
+            assert!(
+                !matches!(v.outcome, Outcome::Unknown { .. }),
+                "{total}: {} {:?}",
+                v.preset,
+                v.outcome
+            );
+            if v.fails {
+                assert!(
+                    matches!(
+                        v.outcome,
+                        Outcome::Fails {
+                            rule: Some(um_sim::profile::Rule::MaxBody(_)),
+                            ..
+                        }
+                    ),
+                    "{:?}",
+                    v.outcome
+                );
+            }
+        }
+    }
+    // OpenSSL's TLS 1.3 overhead does not depend on the list.
+    assert!(overheads.windows(2).all(|w| w[0] == w[1]), "{overheads:?}");
+}
+
 /// A one-connection server on 127.0.0.1 that runs `serve` on the
 /// connection; returns its address and what it read, once done.
 fn fake(serve: impl FnOnce(&mut TcpStream) + Send + 'static) -> (String, JoinHandle<()>) {
@@ -577,6 +831,40 @@ fn a_server_that_never_answers() {
         );
         let _ = h.join();
     }
+}
+
+/// A TLS 1.3 ServerHello (its key share not a real one) followed by
+/// protected records of noise: no secret can be had, so nothing is
+/// decrypted; one line, exit 2, no hang.
+#[test]
+fn a_tls13_server_hello_then_noise() {
+    let (addr, h) = fake(|s| {
+        read_some(s);
+        let mut body = vec![3, 3];
+        body.extend_from_slice(&[9; 32]);
+        body.extend_from_slice(&[0, 0x13, 0x01, 0]);
+        let exts = [0, 43, 0, 2, 3, 4, 0, 51, 0, 36, 0, 29, 0, 32];
+        let mut ext_block = exts.to_vec();
+        ext_block.extend_from_slice(&[5; 32]);
+        body.extend_from_slice(&(ext_block.len() as u16).to_be_bytes());
+        body.extend_from_slice(&ext_block);
+        let mut msg = vec![2, 0, 0, body.len() as u8];
+        msg.extend_from_slice(&body);
+        let mut wire = Vec::new();
+        RecordHeader::write(&mut wire, 22, [3, 3], msg.len());
+        wire.extend_from_slice(&msg);
+        RecordHeader::write(&mut wire, 23, [3, 3], 500);
+        wire.extend_from_slice(&[0xab; 500]);
+        let _ = s.write_all(&wire);
+        until_closed(s);
+    });
+    bad_peer(
+        &addr,
+        &["--starttls", "none", "--tls", "1.3", "--timeout", "5"],
+        "TLS 1.3 records not decrypted",
+        Duration::from_secs(8),
+    );
+    let _ = h.join();
 }
 
 #[test]

@@ -3,9 +3,12 @@
 //! every client stack um-sim models on that request.
 //!
 //! The probe runs the STARTTLS dialogue (SMTP, IMAP, POP3, LDAP, or none),
-//! performs one TLS handshake with rustls while reading the server's
-//! plaintext first flight below it (TLS 1.2: the CertificateRequest with its
-//! records; TLS 1.3: the names rustls hands its certificate resolver), says
+//! performs one TLS handshake with rustls while reading the server's first
+//! flight below it (TLS 1.2: the plaintext CertificateRequest with its
+//! records; TLS 1.3: the protected records, decrypted with the server
+//! handshake traffic secret the probe's own rustls logs, so the request is
+//! read as exactly as in TLS 1.2; only when that is impossible, the names rustls hands its
+//! certificate resolver, with the reason), says
 //! goodbye (QUIT, LOGOUT, unbind) and sends nothing else. The report
 //! ([`report`], pure) decodes the request, measures its list against the
 //! 16 KB / 32 KB / 64 KB marks, warns when it sits just under 16,384 bytes
@@ -98,7 +101,8 @@ pub enum TlsChoice {
     /// TLS 1.2: the request travels in plaintext and is read on the wire.
     #[default]
     Tls12,
-    /// TLS 1.3: the request is encrypted; its names come from rustls.
+    /// TLS 1.3: the request is encrypted; the probe decrypts its own
+    /// connection's records with the secret its rustls logs.
     Tls13,
 }
 

@@ -1,7 +1,9 @@
 //! The probe's I/O edge: connect, the STARTTLS dialogue, one TLS handshake
-//! with the first flight read below rustls ([`Gate`]) and the request's
-//! names taken from rustls's client certificate resolver, then QUIT (or
-//! LOGOUT, or unbind) and close. Every wait is bounded by the request's
+//! with the first flight read below rustls ([`Gate`]; in TLS 1.3 decrypted
+//! with the server handshake traffic secret the probe's own rustls logs
+//! through um-sim's [`HandshakeSecrets`]), then QUIT (or LOGOUT, or unbind)
+//! and close. When TLS 1.3 cannot be decrypted, the request's names come
+//! from rustls's client certificate resolver. Every wait is bounded by the request's
 //! timeout; the decoding is [`super::wire`]'s and [`super::ldap`]'s.
 
 use std::io;
@@ -22,9 +24,11 @@ use tokio::io::{
 };
 use tokio::net::TcpStream;
 
+use um_sim::tap::HandshakeSecrets;
+
 use super::ldap::{self, ExtendedResponse};
 use super::report::{Observation, OwnHandshake, Seen, ServerAnswer, ServerVerification};
-use super::wire::{FirstFlight, FlightError, ServerHello, TLS13, handshake_name};
+use super::wire::{FirstFlight, FlightError, RequestBody, ServerHello, TLS13, handshake_name};
 use super::{ProbeError, Request, Starttls, TlsChoice};
 
 /// Most bytes of one line of a STARTTLS dialogue (SMTP, IMAP, POP3).
@@ -249,28 +253,41 @@ async fn read_ber(io: &mut BufReader<TcpStream>) -> Result<Vec<u8>, ProbeError> 
 }
 
 /// A stream that holds the server's bytes back from rustls until the first
-/// flight is whole (ServerHelloDone, a TLS 1.3 ServerHello, or the flight's
-/// end), feeding them to a [`FirstFlight`] as they come. So the probe sees
-/// the whole CertificateRequest even when rustls itself would give up on it
-/// (past 65,535 bytes), and rustls never sees a byte the probe did not.
+/// flight is whole (ServerHelloDone; in TLS 1.3 the server's Finished, or
+/// the flight's end), feeding them to a [`FirstFlight`] as they come. So the
+/// probe sees the whole CertificateRequest even when rustls itself would give
+/// up on it (past 65,535 bytes), and rustls never sees a byte the probe did
+/// not. In TLS 1.3 rustls gets the ServerHello's record first: only once it
+/// has read it does it derive (and log) the server handshake traffic secret
+/// that decrypts the rest. The secret is matched to this connection by the
+/// ClientHello's random, which the gate reads from what rustls writes.
 struct Gate<S> {
     inner: S,
     flight: Arc<Mutex<FirstFlight>>,
+    secrets: Arc<HandshakeSecrets>,
     held: Vec<u8>,
     released: usize,
     open: bool,
     eof: bool,
+    /// The first bytes the client wrote: its ClientHello's random is in them.
+    hello: Vec<u8>,
 }
 
+/// Bytes of the first client record that hold its random (record header,
+/// handshake header, legacy_version, random).
+const HELLO_PREFIX: usize = 43;
+
 impl<S> Gate<S> {
-    fn new(inner: S, flight: Arc<Mutex<FirstFlight>>) -> Gate<S> {
+    fn new(inner: S, flight: Arc<Mutex<FirstFlight>>, secrets: Arc<HandshakeSecrets>) -> Gate<S> {
         Gate {
             inner,
             flight,
+            secrets,
             held: Vec::new(),
             released: 0,
             open: false,
             eof: false,
+            hello: Vec::new(),
         }
     }
 }
@@ -293,13 +310,40 @@ impl<S: AsyncRead + Unpin> AsyncRead for Gate<S> {
                 }
                 return Pin::new(&mut this.inner).poll_read(cx, buf);
             }
-            let done = match this.flight.lock() {
-                Ok(f) => f.done(),
-                Err(_) => return Poll::Ready(Err(io::Error::other("flight recorder poisoned"))),
+            let (done, release_to) = {
+                let Ok(mut f) = this.flight.lock() else {
+                    return Poll::Ready(Err(io::Error::other("flight recorder poisoned")));
+                };
+                let start = f.protected_start();
+                if f.wants_secret() && start.is_some_and(|at| this.released >= at) {
+                    // rustls has had the whole ServerHello: it has logged
+                    // the secret by now, or never will.
+                    let random = um_sim::tls13::client_random(&this.hello);
+                    match random.and_then(|r| this.secrets.for_connection(&r)) {
+                        Some((server, _)) => f.set_secret(&server),
+                        None => f.give_up(
+                            "rustls logged no server handshake traffic secret for this \
+                             connection",
+                        ),
+                    }
+                }
+                (f.done(), start.unwrap_or(0))
             };
             if done || this.eof {
                 this.open = true;
                 continue;
+            }
+            // TLS 1.3: the ServerHello's record (and anything before it)
+            // may pass before the flight is whole.
+            let may = release_to
+                .min(this.held.len())
+                .saturating_sub(this.released);
+            if may > 0 {
+                let n = may.min(buf.remaining());
+                let from = this.released;
+                buf.put_slice(this.held.get(from..from + n).unwrap_or_default());
+                this.released += n;
+                return Poll::Ready(Ok(()));
             }
             let mut chunk = [0u8; 8192];
             let mut read = ReadBuf::new(&mut chunk);
@@ -311,6 +355,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for Gate<S> {
             let fresh = read.filled();
             if fresh.is_empty() {
                 this.eof = true;
+                if let Ok(mut f) = this.flight.lock() {
+                    f.give_up("the server closed the connection during its flight");
+                }
                 continue;
             }
             this.held.extend_from_slice(fresh);
@@ -327,7 +374,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Gate<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let this = &mut *self;
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written
+            && this.hello.len() < HELLO_PREFIX
+        {
+            let take = n.min(HELLO_PREFIX - this.hello.len());
+            this.hello
+                .extend_from_slice(buf.get(..take).unwrap_or_default());
+        }
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -552,7 +608,8 @@ pub(super) async fn observe(req: &Request) -> Result<Observation, ProbeError> {
         TlsChoice::Tls12 => &rustls::version::TLS12,
         TlsChoice::Tls13 => &rustls::version::TLS13,
     };
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let secrets = Arc::new(HandshakeSecrets::default());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[version])
         .map_err(|e| ProbeError::Usage(format!("TLS: {e}")))?
         .dangerous()
@@ -564,6 +621,9 @@ pub(super) async fn observe(req: &Request) -> Result<Observation, ProbeError> {
             seen: hints.clone(),
             key: key.clone(),
         }));
+    // TLS 1.3: the probe's own handshake secrets, to decrypt its own
+    // connection's CertificateRequest; kept in memory, never written out.
+    config.key_log = secrets.clone();
 
     let tcp = tokio::time::timeout(t, TcpStream::connect(&req.target))
         .await
@@ -579,12 +639,12 @@ pub(super) async fn observe(req: &Request) -> Result<Observation, ProbeError> {
     let tcp = plain.into_inner();
 
     let flight = Arc::new(Mutex::new(FirstFlight::new()));
-    let gate = Gate::new(tcp, flight.clone());
+    let gate = Gate::new(tcp, flight.clone(), secrets);
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let handshake = tokio::time::timeout(t, connector.connect(server_name.clone(), gate)).await;
     let seen_hints = hints.lock().ok().and_then(|h| h.clone());
     // The flight as it stands; the gate is done with it once rustls has it.
-    let (hello, messages, chain, request, broke, whole, cut, bytes) = {
+    let (hello, messages, chain, request, broke, whole, cut, bytes, decrypted, unreadable) = {
         let f = flight
             .lock()
             .map_err(|_| ProbeError::Handshake("flight recorder poisoned".into()))?;
@@ -597,6 +657,8 @@ pub(super) async fn observe(req: &Request) -> Result<Observation, ProbeError> {
             f.complete() || f.server_hello().is_some_and(|h| h.version == TLS13),
             f.cut_short(),
             f.bytes(),
+            f.decrypted_messages().to_vec(),
+            (f.unreadable().map(str::to_owned), f.decrypted_whole()),
         )
     };
     if let Some(e) = broke {
@@ -634,32 +696,51 @@ pub(super) async fn observe(req: &Request) -> Result<Observation, ProbeError> {
         Ok(Ok(tls)) => Ok(tls),
     };
     let hello: ServerHello = hello.ok_or_else(|| incomplete("no ServerHello".into()))?;
-    let seen = match req.tls {
-        TlsChoice::Tls12 => {
-            let r = request.ok_or(ProbeError::NoCertificateRequest)?;
-            let parsed = r
-                .parsed
-                .map_err(|e| ProbeError::BadRequest(e.to_string()))?;
-            Seen::Wire {
-                request: parsed,
+    let seen = match (req.tls, request) {
+        (TlsChoice::Tls12, None) => return Err(ProbeError::NoCertificateRequest),
+        // A whole request, read on the wire (TLS 1.3: decrypted).
+        (_, Some(r)) => match r
+            .parsed
+            .map_err(|e| ProbeError::BadRequest(e.to_string()))?
+        {
+            RequestBody::Tls12(request) => Seen::Wire {
+                request,
                 body_bytes: r.body_bytes,
                 records: r.records,
                 buffered_bytes: r.buffered_bytes,
-            }
-        }
-        TlsChoice::Tls13 => {
+            },
+            RequestBody::Tls13(request) => Seen::Decrypted {
+                request,
+                body_bytes: r.body_bytes,
+                records: r.records,
+                buffered_bytes: r.buffered_bytes,
+            },
+        },
+        // The decrypted flight reached the server's Finished without one.
+        (TlsChoice::Tls13, None) if unreadable.1 => return Err(ProbeError::NoCertificateRequest),
+        // Not decrypted: what rustls handed the resolver, and why.
+        (TlsChoice::Tls13, None) => {
+            let why = match (&unreadable.0, hello.hello_retry) {
+                (Some(why), _) => why.clone(),
+                (None, true) => "the server answered with a HelloRetryRequest; the probe does \
+                                 not follow a second ServerHello"
+                    .to_owned(),
+                (None, false) => "the protected flight did not reach its end".to_owned(),
+            };
             let h = match (&tls, seen_hints) {
                 (_, Some(h)) => h,
                 (Ok(_), None) => return Err(ProbeError::NoCertificateRequest),
                 (Err(e), None) => {
                     return Err(ProbeError::Handshake(format!(
-                        "the handshake failed before any CertificateRequest: {e}"
+                        "the handshake failed before any CertificateRequest: {e} (TLS 1.3 \
+                         records not decrypted: {why})"
                     )));
                 }
             };
             Seen::Resolver {
                 names: h.names,
                 schemes: h.schemes,
+                why,
             }
         }
     };
@@ -686,6 +767,7 @@ pub(super) async fn observe(req: &Request) -> Result<Observation, ProbeError> {
         starttls: proto.to_string(),
         hello,
         flight: messages,
+        decrypted_flight: decrypted,
         seen,
         server_chain,
         verification,

@@ -1,6 +1,7 @@
 //! The probe's report, pure: from what one handshake observed (the
-//! CertificateRequest on the wire or as rustls handed it to the certificate
-//! resolver, and how the server took the probe's own answer) to the figures
+//! CertificateRequest on the wire, decrypted from TLS 1.3's protected
+//! records, or, when it could not be decrypted, as rustls handed it to the
+//! certificate resolver; and how the server took the probe's own answer) to the figures
 //! an administrator needs and the verdict for every client preset of um-sim
 //! ([`um_sim::presets::PRESETS`] and `lenient`), judged by um-sim's own rules
 //! ([`Profile::judge`], [`Profile::presents_chain`]) so the probe and a
@@ -12,6 +13,7 @@ use certgen::wire::{CertificateRequest12, JAVA_LIMIT, NAME_LEN_PREFIX, SCHANNEL_
 use serde::Serialize;
 use um_sim::presets::Version;
 use um_sim::profile::{Profile, RequestFacts, Rule};
+use um_sim::tls13::CertificateRequest13;
 
 use super::wire::{
     FlightMessage, RecordSpan, ServerHello, certificate_type_name, cipher_suite_name, scheme_name,
@@ -24,8 +26,11 @@ use super::wire::{
 pub enum Layer {
     /// TLS 1.2: the plaintext records, read below rustls.
     Wire,
-    /// TLS 1.3: the decrypted message, as rustls handed its names and
-    /// schemes to the client certificate resolver.
+    /// TLS 1.3: the protected records, read below rustls and decrypted with
+    /// the server handshake traffic secret the probe's own rustls logged.
+    Decrypted,
+    /// TLS 1.3 when the records could not be decrypted: the names and
+    /// schemes rustls handed to the client certificate resolver.
     Resolver,
 }
 
@@ -33,9 +38,14 @@ impl Layer {
     fn describe(self) -> &'static str {
         match self {
             Layer::Wire => "read on the wire, below rustls (TLS 1.2 sends it in plaintext)",
+            Layer::Decrypted => {
+                "read on the wire, below rustls, and decrypted with the lab's own key log (TLS \
+                 1.3 encrypts it; the probe is the TLS client, so its own rustls holds the \
+                 handshake secrets: no one else's TLS is broken)"
+            }
             Layer::Resolver => {
-                "read from the decrypted CertificateRequest rustls handed to the client \
-                 certificate resolver (TLS 1.3 encrypts it)"
+                "NOT decrypted; only what rustls handed to the client certificate resolver \
+                 (TLS 1.3 encrypts it)"
             }
         }
     }
@@ -55,12 +65,25 @@ pub enum Seen {
         /// um-sim's `max-buffer` measure of it.
         buffered_bytes: usize,
     },
-    /// TLS 1.3, from the resolver.
+    /// TLS 1.3, on the wire, decrypted.
+    Decrypted {
+        /// The body, decoded.
+        request: CertificateRequest13,
+        /// Body bytes.
+        body_bytes: usize,
+        /// The protected records it spanned.
+        records: Vec<RecordSpan>,
+        /// um-sim's `max-buffer` measure of it (protected records whole).
+        buffered_bytes: usize,
+    },
+    /// TLS 1.3 when the records could not be decrypted: from the resolver.
     Resolver {
         /// The names, DER, in order.
         names: Vec<Vec<u8>>,
         /// The signature schemes.
         schemes: Vec<u16>,
+        /// Why the records could not be decrypted.
+        why: String,
     },
 }
 
@@ -68,7 +91,28 @@ impl Seen {
     fn names(&self) -> &[Vec<u8>] {
         match self {
             Seen::Wire { request, .. } => &request.ca_names,
+            Seen::Decrypted { request, .. } => &request.ca_names,
             Seen::Resolver { names, .. } => names,
+        }
+    }
+
+    /// The exact figures, when the message itself was read: (body bytes,
+    /// records, buffered bytes).
+    fn exact(&self) -> Option<(usize, &[RecordSpan], usize)> {
+        match self {
+            Seen::Wire {
+                body_bytes,
+                records,
+                buffered_bytes,
+                ..
+            }
+            | Seen::Decrypted {
+                body_bytes,
+                records,
+                buffered_bytes,
+                ..
+            } => Some((*body_bytes, records, *buffered_bytes)),
+            Seen::Resolver { .. } => None,
         }
     }
 }
@@ -148,6 +192,8 @@ pub struct Observation {
     pub hello: ServerHello,
     /// The plaintext flight's messages (TLS 1.2; the ServerHello alone in 1.3).
     pub flight: Vec<FlightMessage>,
+    /// TLS 1.3: the decrypted flight's messages (empty when not decrypted).
+    pub decrypted_flight: Vec<FlightMessage>,
     /// The request.
     pub seen: Seen,
     /// The server's chain, DER, leaf first.
@@ -204,6 +250,30 @@ pub struct SchannelMark {
     pub largest_name: usize,
 }
 
+/// One extension of a TLS 1.3 CertificateRequest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExtensionRow {
+    /// Its type.
+    pub code: u16,
+    /// Its name.
+    pub name: String,
+    /// Its bytes in the body, 4-byte type and length included.
+    pub bytes: usize,
+}
+
+/// The name of a CertificateRequest extension (RFC 8446 4.2).
+fn extension_name(code: u16) -> String {
+    match code {
+        13 => "signature_algorithms".to_owned(),
+        47 => "certificate_authorities".to_owned(),
+        50 => "signature_algorithms_cert".to_owned(),
+        5 => "status_request".to_owned(),
+        18 => "signed_certificate_timestamp".to_owned(),
+        48 => "oid_filters".to_owned(),
+        other => format!("extension {other}"),
+    }
+}
+
 /// The CertificateRequest, decoded.
 #[derive(Clone, Debug, Serialize)]
 pub struct RequestView {
@@ -213,21 +283,23 @@ pub struct RequestView {
     pub certificate_types: Vec<Code>,
     /// The signature schemes.
     pub signature_schemes: Vec<Code>,
+    /// TLS 1.3 (decrypted): every extension with its size, in order.
+    pub extensions: Vec<ExtensionRow>,
     /// Every name.
     pub names: Vec<NameRow>,
     /// Bytes of names (sum of 2 + DER).
     pub list_bytes: usize,
-    /// Body bytes (TLS 1.2: exact; TLS 1.3: `None`).
+    /// Body bytes, exact (`None` only when TLS 1.3 could not be decrypted).
     pub body_bytes: Option<usize>,
-    /// TLS 1.3: the least the body can be, from the names and schemes
-    /// (extensions rustls does not pass on are not counted).
+    /// TLS 1.3 not decrypted: the least the body can be, from the names and
+    /// schemes (extensions rustls does not pass on are not counted).
     pub body_bytes_at_least: Option<usize>,
-    /// The records it spanned (TLS 1.2).
+    /// The records it spanned (TLS 1.3: the protected records).
     pub records: Option<Vec<RecordSpan>>,
-    /// um-sim's `max-buffer` measure (TLS 1.2).
+    /// um-sim's `max-buffer` measure.
     pub buffered_bytes: Option<usize>,
-    /// TLS 1.3: why bodies and records are unknown.
-    pub unobserved: Option<&'static str>,
+    /// TLS 1.3 not decrypted: why, and so why bodies and records are unknown.
+    pub unobserved: Option<String>,
     /// The list against 16,384 / 32,768 / 65,535.
     pub marks: Vec<Mark>,
     /// Set when the list sits just under 16,384.
@@ -304,6 +376,9 @@ pub struct Report {
     pub cipher_suite: String,
     /// The plaintext flight's messages.
     pub flight: Vec<FlightMessage>,
+    /// TLS 1.3: the decrypted flight's messages, each with the protected
+    /// records it spanned.
+    pub decrypted_flight: Vec<FlightMessage>,
     /// The server's chain.
     pub server_chain: Vec<ChainEntry>,
     /// Verifying it.
@@ -334,10 +409,15 @@ const MARKS: [(usize, &str); 3] = [
     (U16_MAX, "the TLS 1.2 bound of certificate_authorities"),
 ];
 
-/// Why TLS 1.3 hides the sizes.
-const HIDDEN: &str = "TLS 1.3 encrypts the CertificateRequest: its records and exact body size \
-                      are not observable; rustls passes on only the names and the signature \
-                      schemes usable in TLS 1.3";
+/// Why the sizes are hidden when TLS 1.3 could not be decrypted.
+const HIDDEN: &str = "its records and exact body size are unknown; rustls passes on only the \
+                      names and the signature schemes usable in TLS 1.3";
+
+/// The fallback's explanation: why the records were not decrypted, and so
+/// what is unknown.
+fn hidden(why: &str) -> String {
+    format!("TLS 1.3 records not decrypted ({why}): {HIDDEN}")
+}
 
 /// The subject and issuer of a DER certificate, as text.
 pub fn chain_entry(der: &[u8]) -> ChainEntry {
@@ -410,6 +490,7 @@ fn view(seen: &Seen) -> RequestView {
             buffered_bytes,
         } => RequestView {
             layer: Layer::Wire,
+            extensions: Vec::new(),
             certificate_types: request
                 .cert_types
                 .iter()
@@ -429,17 +510,50 @@ fn view(seen: &Seen) -> RequestView {
             marks,
             schannel_truncation,
         },
-        Seen::Resolver { names, schemes } => RequestView {
+        Seen::Decrypted {
+            request,
+            body_bytes,
+            records,
+            buffered_bytes,
+        } => RequestView {
+            layer: Layer::Decrypted,
+            certificate_types: Vec::new(),
+            signature_schemes: codes(&request.sig_schemes),
+            extensions: request
+                .extensions
+                .iter()
+                .map(|&(code, len)| ExtensionRow {
+                    code,
+                    name: extension_name(code),
+                    bytes: 4 + len,
+                })
+                .collect(),
+            names: rows,
+            list_bytes,
+            body_bytes: Some(*body_bytes),
+            body_bytes_at_least: None,
+            records: Some(records.clone()),
+            buffered_bytes: Some(*buffered_bytes),
+            unobserved: None,
+            marks,
+            schannel_truncation,
+        },
+        Seen::Resolver {
+            names,
+            schemes,
+            why,
+        } => RequestView {
             layer: Layer::Resolver,
             certificate_types: Vec::new(),
             signature_schemes: codes(schemes),
+            extensions: Vec::new(),
             names: rows,
             list_bytes,
             body_bytes: None,
             body_bytes_at_least: Some(tls13_body_at_least(names, schemes.len())),
             records: None,
             buffered_bytes: None,
-            unobserved: Some(HIDDEN),
+            unobserved: Some(hidden(why)),
             marks,
             schannel_truncation,
         },
@@ -447,7 +561,8 @@ fn view(seen: &Seen) -> RequestView {
 }
 
 /// The least a TLS 1.3 CertificateRequest body with these names and
-/// `schemes` signature schemes can be: context<0..255> (empty),
+/// `schemes` signature schemes can be (used only when the records could not
+/// be decrypted): context<0..255> (empty),
 /// extensions<2..2^16-1> holding signature_algorithms, then
 /// certificate_authorities when names are sent.
 fn tls13_body_at_least(names: &[Vec<u8>], schemes: usize) -> usize {
@@ -466,7 +581,7 @@ pub fn judge(
 ) -> Outcome {
     let (probed, label) = match seen {
         Seen::Wire { .. } => (Version::Tls12, "1.2"),
-        Seen::Resolver { .. } => (Version::Tls13, "1.3"),
+        Seen::Decrypted { .. } | Seen::Resolver { .. } => (Version::Tls13, "1.3"),
     };
     if !profile.versions().contains(&probed) {
         let offers: Vec<&str> = profile.versions().iter().map(|v| v.as_str()).collect();
@@ -479,24 +594,26 @@ pub fn judge(
         };
     }
     let names: Vec<&[u8]> = seen.names().iter().map(Vec::as_slice).collect();
-    match seen {
-        Seen::Wire {
-            body_bytes,
-            records,
-            buffered_bytes,
-            ..
-        } => {
+    match (seen.exact(), seen) {
+        (Some((body_bytes, records, buffered_bytes)), _) => {
             let facts = RequestFacts {
-                body_len: *body_bytes,
+                body_len: body_bytes,
                 records: records.len(),
                 complete: true,
-                buffered: *buffered_bytes,
+                buffered: buffered_bytes,
             };
             if let Some(rule) = profile.judge(&facts) {
-                return broken(profile, rule, *body_bytes);
+                return broken(profile, rule, body_bytes);
             }
         }
-        Seen::Resolver { names, schemes } => {
+        (
+            None,
+            Seen::Resolver {
+                names,
+                schemes,
+                why,
+            },
+        ) => {
             let least = tls13_body_at_least(names, schemes.len());
             if let Some(n) = profile.max_body()
                 && least > n
@@ -509,10 +626,11 @@ pub fn judge(
                 .find(|r| matches!(r, Rule::OneRecord | Rule::MaxBuffer(_)));
             if let Some(rule) = record_rule {
                 return Outcome::Unknown {
-                    why: format!("its rule {rule} needs the records, which {HIDDEN}"),
+                    why: format!("its rule {rule} needs the records: {}", hidden(why)),
                 };
             }
         }
+        (None, _) => {}
     }
     let chain: Vec<&[u8]> = issuers.iter().map(|(_, d)| d.as_slice()).collect();
     let assumed = issuers.is_empty() && profile.issuer_listed() && !names.is_empty();
@@ -548,6 +666,10 @@ impl Report {
     /// The report of one observation for one client.
     pub fn new(obs: &Observation, client: &Client) -> Report {
         let request = view(&obs.seen);
+        let probed = match obs.seen {
+            Seen::Wire { .. } => Version::Tls12,
+            Seen::Decrypted { .. } | Seen::Resolver { .. } => Version::Tls13,
+        };
         let names = obs.seen.names();
         let issuers = client
             .issuers
@@ -567,7 +689,7 @@ impl Report {
                 Verdict {
                     preset: p.name.clone(),
                     stack: p.stack.clone(),
-                    verified: p.preset.is_some_and(|x| x.is_verified()),
+                    verified: p.preset.is_some_and(|x| x.is_verified_over(probed)),
                     fails: outcome.fails(),
                     outcome,
                 }
@@ -580,6 +702,7 @@ impl Report {
             tls_version: version_name(obs.hello.version),
             cipher_suite: cipher_suite_name(obs.hello.cipher_suite),
             flight: obs.flight.clone(),
+            decrypted_flight: obs.decrypted_flight.clone(),
             server_chain: obs.server_chain.iter().map(|d| chain_entry(d)).collect(),
             server_verification: obs.verification.clone(),
             request,
@@ -626,9 +749,14 @@ impl fmt::Display for Report {
         for (i, c) in self.server_chain.iter().enumerate() {
             writeln!(f, "  {}: {}  (issuer: {})", i + 1, c.subject, c.issuer)?;
         }
-        if !self.flight.is_empty() {
-            let parts: Vec<String> = self
-                .flight
+        for (label, messages) in [
+            ("plaintext flight", &self.flight),
+            ("decrypted flight", &self.decrypted_flight),
+        ] {
+            if messages.is_empty() {
+                continue;
+            }
+            let parts: Vec<String> = messages
                 .iter()
                 .map(|m| {
                     let records = if m.records > 1 {
@@ -639,7 +767,7 @@ impl fmt::Display for Report {
                     format!("{} {} B{records}", m.name, n(m.bytes))
                 })
                 .collect();
-            writeln!(f, "plaintext flight: {}", parts.join(", "))?;
+            writeln!(f, "{label}: {}", parts.join(", "))?;
         }
         writeln!(f, "CertificateRequest, {}:", r.layer.describe())?;
         if r.layer == Layer::Wire {
@@ -661,6 +789,23 @@ impl fmt::Display for Report {
             schemes.len(),
             schemes.join(", ")
         )?;
+        if !r.extensions.is_empty() {
+            let exts: Vec<String> = r
+                .extensions
+                .iter()
+                .map(|e| format!("{} {} B", e.name, n(e.bytes)))
+                .collect();
+            writeln!(
+                f,
+                "  extensions (each with its 4-byte header): {}",
+                exts.join(", ")
+            )?;
+        }
+        let kind = if r.layer == Layer::Decrypted {
+            "encrypted record(s)"
+        } else {
+            "record(s)"
+        };
         match (r.body_bytes, &r.records) {
             (Some(body), Some(records)) => {
                 let spans: Vec<String> = records
@@ -675,7 +820,7 @@ impl fmt::Display for Report {
                     .collect();
                 writeln!(
                     f,
-                    "  body {} bytes (message {} with its 4-byte header) in {} record(s): {}",
+                    "  body {} bytes (message {} with its 4-byte header) in {} {kind}: {}",
                     n(body),
                     n(body + 4),
                     records.len(),
@@ -685,8 +830,9 @@ impl fmt::Display for Report {
             _ => {
                 writeln!(
                     f,
-                    "  body at least {} bytes; records and exact size unknown: {HIDDEN}",
-                    n(r.body_bytes_at_least.unwrap_or(0))
+                    "  body at least {} bytes; {}",
+                    n(r.body_bytes_at_least.unwrap_or(0)),
+                    r.unobserved.as_deref().unwrap_or(HIDDEN)
                 )?;
             }
         }
@@ -981,11 +1127,16 @@ mod tests {
         let seen = Seen::Resolver {
             names: names.clone(),
             schemes: vec![0x0403; 9],
+            why: "a HelloRetryRequest".into(),
         };
         let v = view(&seen);
         assert_eq!(v.body_bytes, None);
         assert_eq!(v.body_bytes_at_least, Some(3 + 4 + 2 + 18 + 4 + 2 + 520));
-        assert!(v.unobserved.is_some());
+        assert!(
+            v.unobserved
+                .as_deref()
+                .is_some_and(|u| u.contains("a HelloRetryRequest"))
+        );
         let ca = vec![("--issuer".to_owned(), names[3].clone())];
         let ok = own(true, ServerAnswer::Accepted);
         assert!(matches!(
@@ -1000,6 +1151,90 @@ mod tests {
         );
         let small = profile("max-body=100");
         assert!(judge(&small, &seen, &ca, &ok).fails());
+    }
+
+    /// A decrypted TLS 1.3 request is judged on its exact figures, as TLS
+    /// 1.2's: nothing is unknown.
+    #[test]
+    fn tls13_decrypted_judges_the_exact_body() {
+        let names: Vec<Vec<u8>> = (0..330).map(|_| vec![0x30; 100]).collect();
+        let list = 330 * 102;
+        let body = 1 + 2 + (4 + 2 + 18) + (4 + 2 + list);
+        let records = vec![
+            RecordSpan {
+                record_bytes: 5 + 16_384 + 1 + 16,
+                request_bytes: 16_000,
+            },
+            RecordSpan {
+                record_bytes: 5 + 16_384 + 1 + 16,
+                request_bytes: 16_384,
+            },
+            RecordSpan {
+                record_bytes: 5 + 2_000 + 1 + 16,
+                request_bytes: body + 4 - 32_384,
+            },
+        ];
+        let seen = Seen::Decrypted {
+            request: CertificateRequest13 {
+                context: Vec::new(),
+                sig_schemes: vec![0x0403; 9],
+                ca_names: names.clone(),
+                extensions: vec![(13, 20), (47, 2 + list)],
+            },
+            body_bytes: body,
+            records,
+            buffered_bytes: 5 + 16_384 + 1 + 16 + 16_000,
+        };
+        let v = view(&seen);
+        assert_eq!(v.layer, Layer::Decrypted);
+        assert_eq!(v.body_bytes, Some(body));
+        assert_eq!(v.body_bytes_at_least, None);
+        assert_eq!(v.unobserved, None);
+        assert_eq!(
+            v.extensions.iter().map(|e| e.bytes).sum::<usize>() + 3,
+            body
+        );
+        assert_eq!(v.extensions[1].name, "certificate_authorities");
+        let ca = vec![("--issuer".to_owned(), names[3].clone())];
+        let ok = own(true, ServerAnswer::Accepted);
+        let java = judge(&profile("java17"), &seen, &ca, &ok);
+        assert_eq!(
+            java,
+            Outcome::Fails {
+                rule: Some(Rule::MaxBody(32_768)),
+                error: format!(
+                    "The size of the handshake message ({body}) exceeds the maximum allowed size (32768)"
+                )
+            }
+        );
+        // Record rules are judged too: three protected records.
+        assert!(matches!(
+            judge(&profile("mbedtls-3.6.2"), &seen, &ca, &ok),
+            Outcome::Fails {
+                rule: Some(Rule::OneRecord),
+                ..
+            }
+        ));
+        assert!(matches!(
+            judge(&profile("mbedtls-3.6.3"), &seen, &ca, &ok),
+            Outcome::Fails {
+                rule: Some(Rule::MaxBuffer(16_752)),
+                ..
+            }
+        ));
+        assert_eq!(
+            judge(&profile("go"), &seen, &ca, &ok),
+            Outcome::Delivers {
+                assumed_listed: false
+            }
+        );
+        let unlisted = vec![("--issuer".to_owned(), vec![0x30, 1, 2])];
+        assert!(judge(&profile("go"), &seen, &unlisted, &ok).fails());
+        // Stacks without TLS 1.3 stay unknown, with the reason.
+        assert!(matches!(
+            judge(&profile("schannel-2008r2"), &seen, &ca, &ok),
+            Outcome::Unknown { .. }
+        ));
     }
 
     #[test]

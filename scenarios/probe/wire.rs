@@ -4,14 +4,24 @@
 //! ServerHello's version and cipher suite, the server's chain, every
 //! message with its size, and the CertificateRequest with the records it
 //! spanned), as um-sim's record tap does for one client.
+//!
+//! In TLS 1.3 everything after the ServerHello is encrypted under the server
+//! handshake traffic secret. The probe is the TLS client, so its own rustls
+//! derives that secret; given it ([`FirstFlight::set_secret`]), the flight
+//! decrypts the protected records with um-sim's [`um_sim::tls13`] and reads
+//! the plaintext handshake stream exactly as in TLS 1.2: the
+//! CertificateRequest's bytes, the protected records it spanned and their
+//! sizes, and its names.
 
 use std::ops::Range;
 
 use certgen::wire::{
-    CertificateRequest12, DecodeError, FlightReader, FlightSink, HS_CERTIFICATE_REQUEST,
-    HS_SERVER_HELLO, HS_SERVER_HELLO_DONE, HandshakeHeader, RECORD_HEADER_LEN, RecordHeader,
+    CONTENT_ALERT, CONTENT_CCS, CONTENT_HANDSHAKE, CertificateRequest12, DecodeError, FlightReader,
+    FlightSink, HS_CERTIFICATE_REQUEST, HS_SERVER_HELLO, HS_SERVER_HELLO_DONE, HandshakeHeader,
+    RECORD_HEADER_LEN, RecordHeader,
 };
 use serde::Serialize;
+use um_sim::tls13::{CONTENT_APPLICATION_DATA, CertificateRequest13, RecordKeys, Suite};
 
 /// Handshake type: certificate.
 pub const HS_CERTIFICATE: u8 = 11;
@@ -19,6 +29,12 @@ pub const HS_CERTIFICATE: u8 = 11;
 pub const HS_SERVER_KEY_EXCHANGE: u8 = 12;
 /// Handshake type: certificate_status (OCSP stapling in TLS 1.2).
 pub const HS_CERTIFICATE_STATUS: u8 = 22;
+/// Handshake type: encrypted_extensions (TLS 1.3).
+pub const HS_ENCRYPTED_EXTENSIONS: u8 = 8;
+/// Handshake type: certificate_verify.
+pub const HS_CERTIFICATE_VERIFY: u8 = 15;
+/// Handshake type: finished (TLS 1.3: the end of the server's flight).
+pub const HS_FINISHED: u8 = 20;
 /// TLS 1.2 on the wire.
 pub const TLS12: u16 = 0x0303;
 /// TLS 1.3 on the wire.
@@ -46,6 +62,9 @@ pub fn handshake_name(t: u8) -> String {
         HS_CERTIFICATE_REQUEST => "CertificateRequest".to_owned(),
         HS_SERVER_HELLO_DONE => "ServerHelloDone".to_owned(),
         HS_CERTIFICATE_STATUS => "CertificateStatus".to_owned(),
+        HS_ENCRYPTED_EXTENSIONS => "EncryptedExtensions".to_owned(),
+        HS_CERTIFICATE_VERIFY => "CertificateVerify".to_owned(),
+        HS_FINISHED => "Finished".to_owned(),
         other => format!("handshake type {other}"),
     }
 }
@@ -186,13 +205,34 @@ pub struct FlightMessage {
 /// One record that carried bytes of the CertificateRequest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct RecordSpan {
-    /// The whole record, 5-byte header included.
+    /// The whole record, 5-byte header included (TLS 1.3: the protected
+    /// record as sent, its tag included).
     pub record_bytes: usize,
     /// The CertificateRequest's bytes in it (handshake header included).
     pub request_bytes: usize,
 }
 
-/// The CertificateRequest as it came over the wire.
+/// A CertificateRequest body decoded by the rules of its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestBody {
+    /// TLS 1.2 (RFC 5246 7.4.4).
+    Tls12(CertificateRequest12),
+    /// TLS 1.3 (RFC 8446 4.3.2), decrypted.
+    Tls13(CertificateRequest13),
+}
+
+impl RequestBody {
+    /// The CA names, in order.
+    pub fn ca_names(&self) -> &[Vec<u8>] {
+        match self {
+            RequestBody::Tls12(r) => &r.ca_names,
+            RequestBody::Tls13(r) => &r.ca_names,
+        }
+    }
+}
+
+/// The CertificateRequest as it came over the wire (TLS 1.3: as it came
+/// in the protected records, decrypted).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WireRequest {
     /// Body bytes (handshake header excluded): what body limits compare.
@@ -200,10 +240,11 @@ pub struct WireRequest {
     /// The records it spanned, in order.
     pub records: Vec<RecordSpan>,
     /// The most a client held at once by um-sim's `max-buffer` measure
-    /// ([`um_sim::profile::buffered_bytes`]).
+    /// ([`um_sim::profile::buffered_bytes`]; TLS 1.3: each protected record
+    /// counts whole, as um-sim's tap counts it).
     pub buffered_bytes: usize,
     /// The body decoded, or why it does not decode.
-    pub parsed: Result<CertificateRequest12, DecodeError>,
+    pub parsed: Result<RequestBody, String>,
 }
 
 /// Follows the flight message by message.
@@ -220,13 +261,22 @@ struct Recorder {
     messages: Vec<FlightMessage>,
     request: Option<WireRequest>,
     hello_done: bool,
+    /// TLS 1.3's decrypted stream: the request and chain follow RFC 8446.
+    tls13: bool,
+    /// The wire size of the record being fed, when it differs from what the
+    /// reader sees (TLS 1.3: the protected record, not its re-framed
+    /// plaintext).
+    wire_len: Option<usize>,
+    /// Whether the server's Finished came (TLS 1.3: its flight is over).
+    finished: bool,
 }
 
 impl FlightSink for Recorder {
     fn record(&mut self, raw: &[u8]) {
         let payload = raw.len().saturating_sub(RECORD_HEADER_LEN);
+        let wire = self.wire_len.take().unwrap_or(raw.len());
         self.records
-            .push((self.stream..self.stream + payload, raw.len()));
+            .push((self.stream..self.stream + payload, wire));
         self.stream += payload;
     }
 
@@ -248,7 +298,7 @@ impl FlightSink for Recorder {
             HS_SERVER_HELLO => {
                 self.hello = self.hello.or(ServerHello::parse(body));
             }
-            HS_CERTIFICATE if self.chain.is_empty() => {
+            HS_CERTIFICATE if self.chain.is_empty() && !self.tls13 => {
                 self.chain = parse_certificate_list(body).unwrap_or_default();
             }
             HS_CERTIFICATE_REQUEST if self.request.is_none() => {
@@ -261,19 +311,164 @@ impl FlightSink for Recorder {
                         request_bytes: r.end.min(range.end) - r.start.max(range.start),
                     })
                     .collect();
-                let buffered = um_sim::profile::buffered_bytes(
-                    range.clone(),
-                    self.records.iter().map(|(r, _)| r.clone()),
-                );
+                let (buffered, parsed) = if self.tls13 {
+                    (
+                        protected_buffered(&range, &self.records),
+                        CertificateRequest13::parse(body)
+                            .map(RequestBody::Tls13)
+                            .map_err(|e| e.to_string()),
+                    )
+                } else {
+                    (
+                        um_sim::profile::buffered_bytes(
+                            range.clone(),
+                            self.records.iter().map(|(r, _)| r.clone()),
+                        ),
+                        CertificateRequest12::parse(body)
+                            .map(RequestBody::Tls12)
+                            .map_err(|e| e.to_string()),
+                    )
+                };
                 self.request = Some(WireRequest {
                     body_bytes: body.len(),
                     records: spans,
                     buffered_bytes: buffered,
-                    parsed: CertificateRequest12::parse(body),
+                    parsed,
                 });
             }
-            HS_SERVER_HELLO_DONE => self.hello_done = true,
+            HS_SERVER_HELLO_DONE if !self.tls13 => self.hello_done = true,
+            HS_FINISHED if self.tls13 => self.finished = true,
             _ => {}
+        }
+    }
+}
+
+/// um-sim's `max-buffer` measure over protected records, as its tap counts
+/// them in TLS 1.3: for each record carrying bytes of the message, the bytes
+/// of the message in earlier records + the whole protected record (header,
+/// ciphertext, tag). `records`: each record's plaintext range in the stream
+/// and its wire size. In TLS 1.2 (wire size = 5 + plaintext) this is
+/// [`um_sim::profile::buffered_bytes`].
+fn protected_buffered(message: &Range<usize>, records: &[(Range<usize>, usize)]) -> usize {
+    records
+        .iter()
+        .filter(|(r, _)| r.start < message.end && message.start < r.end)
+        .map(|(r, wire)| r.start.saturating_sub(message.start) + wire)
+        .max()
+        .unwrap_or(0)
+}
+
+/// TLS 1.3's protected part of the flight: the records after the
+/// ServerHello, decrypted once the secret is known.
+struct Protected {
+    /// The suite the ServerHello chose.
+    suite: u16,
+    /// Bytes of the flight before it (the end of the ServerHello's record).
+    start: usize,
+    /// Raw bytes not yet processed: records waiting for the key, and a
+    /// record not yet whole.
+    pending: Vec<u8>,
+    keys: Option<RecordKeys>,
+    /// The decrypted handshake stream.
+    reader: FlightReader,
+    sink: Recorder,
+    /// Why the protected flight cannot be read (further), once known.
+    stopped: Option<String>,
+}
+
+impl Protected {
+    fn new(suite: u16, start: usize) -> Protected {
+        Protected {
+            suite,
+            start,
+            pending: Vec::new(),
+            keys: None,
+            reader: FlightReader::default(),
+            sink: Recorder {
+                tls13: true,
+                ..Recorder::default()
+            },
+            stopped: None,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.sink.finished || self.stopped.is_some() || self.reader.ended()
+    }
+
+    fn stop(&mut self, why: String) {
+        if self.stopped.is_none() {
+            self.stopped = Some(why);
+        }
+    }
+
+    /// Processes the whole records it holds, as far as the key allows:
+    /// change_cipher_spec passes (middlebox compatibility), application_data
+    /// is decrypted and its handshake bytes read; anything else ends it.
+    fn advance(&mut self) {
+        let mut at = 0;
+        while !self.done() {
+            let rest = self.pending.get(at..).unwrap_or_default();
+            let Ok(h) = RecordHeader::parse(rest) else {
+                break;
+            };
+            if let Err(e) = h.check() {
+                self.stop(format!("a record after the ServerHello: {e}"));
+                break;
+            }
+            let whole = RECORD_HEADER_LEN + h.len;
+            let Some(raw) = rest.get(..whole) else {
+                break;
+            };
+            match h.content_type {
+                CONTENT_CCS => {
+                    at += whole;
+                    continue;
+                }
+                CONTENT_APPLICATION_DATA => {}
+                CONTENT_ALERT => {
+                    let what = raw.get(RECORD_HEADER_LEN..).unwrap_or_default();
+                    self.stop(format!("the server sent a plaintext alert {what:?}"));
+                    break;
+                }
+                other => {
+                    self.stop(format!(
+                        "a record of content type {other} after the ServerHello"
+                    ));
+                    break;
+                }
+            }
+            let Some(keys) = self.keys.as_mut() else {
+                break;
+            };
+            let (header, payload) = raw.split_at(RECORD_HEADER_LEN.min(raw.len()));
+            match keys.open(header, payload) {
+                Ok((CONTENT_HANDSHAKE, plain)) => {
+                    let mut record = Vec::with_capacity(RECORD_HEADER_LEN + plain.len());
+                    RecordHeader::write(&mut record, CONTENT_HANDSHAKE, [3, 3], plain.len());
+                    record.extend_from_slice(&plain);
+                    self.sink.wire_len = Some(whole);
+                    let _ = self.reader.feed(&record, &mut self.sink);
+                    if let Some(e) = self.reader.error() {
+                        let e = e.clone();
+                        self.stop(format!("the decrypted flight: {e}"));
+                    }
+                }
+                Ok((CONTENT_ALERT, plain)) => {
+                    self.stop(format!("the server sent an encrypted alert {plain:?}"));
+                }
+                Ok((other, _)) => {
+                    self.stop(format!(
+                        "a protected record of content type {other} before the server's Finished"
+                    ));
+                }
+                Err(e) => self.stop(e.to_string()),
+            }
+            at += whole;
+        }
+        self.pending.drain(..at.min(self.pending.len()));
+        if self.done() {
+            self.pending = Vec::new();
         }
     }
 }
@@ -340,6 +535,8 @@ pub struct FirstFlight {
     cutter: RecordCutter,
     bytes: usize,
     error: Option<FlightError>,
+    /// TLS 1.3: what follows the ServerHello.
+    protected: Option<Protected>,
 }
 
 impl FirstFlight {
@@ -361,17 +558,29 @@ impl FirstFlight {
                 self.error = Some(FlightError::TooLarge);
                 return;
             }
+            if let Some(p) = self.protected.as_mut() {
+                p.pending.extend_from_slice(record);
+                p.advance();
+                continue;
+            }
             let _ = self.reader.feed(record, &mut self.sink);
             if let Some(e) = self.reader.error() {
                 self.error = Some(FlightError::NotTls(e.clone()));
             }
+            if let Some(h) = self.sink.hello
+                && h.version == TLS13
+                && !h.hello_retry
+                && self.reader.in_progress().is_none()
+            {
+                self.protected = Some(Protected::new(h.cipher_suite, self.bytes));
+            }
         }
     }
 
-    /// Whether nothing more of the flight is to be read: ServerHelloDone
-    /// came, a TLS 1.3 ServerHello came (the rest is encrypted), the flight
-    /// ended with a record of another type, or it broke.
-    pub fn done(&self) -> bool {
+    /// Whether the plaintext flight is over: ServerHelloDone came, a TLS 1.3
+    /// ServerHello came (the rest is encrypted), the flight ended with a
+    /// record of another type, or it broke.
+    fn plaintext_done(&self) -> bool {
         self.sink.hello_done
             || self.reader.ended()
             || self.error.is_some()
@@ -379,6 +588,73 @@ impl FirstFlight {
                 .sink
                 .hello
                 .is_some_and(|h| h.version == TLS13 || h.hello_retry)
+    }
+
+    /// Whether nothing more of the flight is to be read: the plaintext
+    /// flight is over and, in TLS 1.3, the protected one too (the server's
+    /// Finished came, or it cannot be read: see [`FirstFlight::unreadable`]).
+    pub fn done(&self) -> bool {
+        self.plaintext_done() && self.protected.as_ref().is_none_or(Protected::done)
+            || self.error.is_some()
+    }
+
+    /// TLS 1.3: the bytes of the flight up to the end of the ServerHello's
+    /// record, which the client needs before it can derive the secret; the
+    /// protected records start there.
+    pub fn protected_start(&self) -> Option<usize> {
+        self.protected.as_ref().map(|p| p.start)
+    }
+
+    /// Whether the flight waits for the server handshake traffic secret.
+    pub fn wants_secret(&self) -> bool {
+        self.protected
+            .as_ref()
+            .is_some_and(|p| p.keys.is_none() && !p.done())
+    }
+
+    /// The server handshake traffic secret of this connection (as the
+    /// client's own TLS stack logged it): decrypts the protected records
+    /// held and those to come. A suite it cannot decrypt, or a secret of the
+    /// wrong length, makes the flight unreadable with that reason.
+    pub fn set_secret(&mut self, secret: &[u8]) {
+        let Some(p) = self.protected.as_mut() else {
+            return;
+        };
+        if p.keys.is_some() || p.done() {
+            return;
+        }
+        match Suite::from_code(p.suite).and_then(|suite| RecordKeys::new(suite, secret)) {
+            Ok(keys) => {
+                p.keys = Some(keys);
+                p.advance();
+            }
+            Err(e) => p.stop(e.to_string()),
+        }
+    }
+
+    /// Stops reading the protected flight, for `why` (no secret to be had).
+    pub fn give_up(&mut self, why: &str) {
+        if let Some(p) = self.protected.as_mut() {
+            p.stop(why.to_owned());
+        }
+    }
+
+    /// TLS 1.3: why the protected flight could not be read to the server's
+    /// Finished, if it could not (also set when it stopped part-way).
+    pub fn unreadable(&self) -> Option<&str> {
+        self.protected.as_ref()?.stopped.as_deref()
+    }
+
+    /// TLS 1.3: whether the decrypted flight reached the server's Finished.
+    pub fn decrypted_whole(&self) -> bool {
+        self.protected.as_ref().is_some_and(|p| p.sink.finished)
+    }
+
+    /// TLS 1.3: every whole decrypted message, in order.
+    pub fn decrypted_messages(&self) -> &[FlightMessage] {
+        self.protected
+            .as_ref()
+            .map_or(&[], |p| p.sink.messages.as_slice())
     }
 
     /// Whether ServerHelloDone came: the TLS 1.2 flight is whole.
@@ -411,16 +687,24 @@ impl FirstFlight {
         &self.sink.messages
     }
 
-    /// The CertificateRequest, once whole.
+    /// The CertificateRequest, once whole (TLS 1.3: decrypted).
     pub fn request(&self) -> Option<&WireRequest> {
-        self.sink.request.as_ref()
+        match &self.protected {
+            Some(p) => p.sink.request.as_ref(),
+            None => self.sink.request.as_ref(),
+        }
     }
 
     /// The message the flight stopped in the middle of: its header as
-    /// claimed, the records it spanned so far, and the bytes of it that came.
+    /// claimed, the records it spanned so far, and the bytes of it that came
+    /// (TLS 1.3: in the decrypted stream).
     pub fn cut_short(&self) -> Option<(HandshakeHeader, usize, usize)> {
-        let (h, records) = self.reader.in_progress()?;
-        let held = self.sink.stream.saturating_sub(self.sink.consumed);
+        let (reader, sink) = match &self.protected {
+            Some(p) => (&p.reader, &p.sink),
+            None => (&self.reader, &self.sink),
+        };
+        let (h, records) = reader.in_progress()?;
+        let held = sink.stream.saturating_sub(sink.consumed);
         Some((h, records, held))
     }
 }
@@ -505,7 +789,9 @@ mod tests {
         let sum: usize = req.records.iter().map(|r| r.request_bytes).sum();
         assert_eq!(sum, cr);
         assert_eq!(req.records[0].record_bytes, 105);
-        let parsed = req.parsed.as_ref().unwrap();
+        let Ok(RequestBody::Tls12(parsed)) = req.parsed.as_ref() else {
+            panic!("a TLS 1.2 request: {:?}", req.parsed);
+        };
         assert_eq!(parsed.ca_names, names);
         assert_eq!(parsed.cert_types, [1, 64]);
         assert_eq!(f.messages().len(), 4);
@@ -517,7 +803,10 @@ mod tests {
         let wire = framed(&[hello(Some(TLS13))], 16_384);
         let mut f = FirstFlight::new();
         f.feed(&wire);
-        assert!(f.done() && !f.complete());
+        // The rest is encrypted: the flight waits for the secret, and the
+        // ServerHello's record may go to the client first.
+        assert!(!f.done() && !f.complete() && f.wants_secret());
+        assert_eq!(f.protected_start(), Some(wire.len()));
         assert_eq!(f.server_hello().map(|h| h.version), Some(TLS13));
         assert!(f.request().is_none());
     }
@@ -592,6 +881,153 @@ mod tests {
             "nothing read past the ServerHello"
         );
         assert_eq!(whole.messages().len(), 1);
+    }
+
+    /// A TLS 1.3 CertificateRequest message: schemes, then the names.
+    fn request13(names: &[Vec<u8>]) -> Vec<u8> {
+        let mut list = Vec::new();
+        for n in names {
+            list.extend_from_slice(&(n.len() as u16).to_be_bytes());
+            list.extend_from_slice(n);
+        }
+        let mut exts = vec![0, 13, 0, 6, 0, 4, 4, 3, 8, 4];
+        exts.extend_from_slice(&[0, 47]);
+        exts.extend_from_slice(&((list.len() + 2) as u16).to_be_bytes());
+        exts.extend_from_slice(&(list.len() as u16).to_be_bytes());
+        exts.extend_from_slice(&list);
+        let mut body = vec![0];
+        body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+        body.extend_from_slice(&exts);
+        message(HS_CERTIFICATE_REQUEST, &body)
+    }
+
+    const SECRET: [u8; 32] = [7; 32];
+
+    /// A TLS 1.3 flight: the ServerHello (TLS_AES_128_GCM_SHA256), a
+    /// change_cipher_spec, then EncryptedExtensions, the request, a
+    /// Certificate and Finished in protected records of at most `size`
+    /// plaintext bytes, each padded with `pad` zeros; and the request.
+    fn flight13(names: &[Vec<u8>], size: usize, pad: usize) -> (Vec<u8>, Vec<u8>) {
+        let mut sh = hello(Some(TLS13));
+        // cipher suite 0x1301
+        if let Some(cs) = sh.get_mut(4 + 35..4 + 37) {
+            cs.copy_from_slice(&[0x13, 0x01]);
+        }
+        let mut wire = framed(&[sh], 16_384);
+        wire.extend_from_slice(&[20, 3, 3, 0, 1, 1]);
+        let cr = request13(names);
+        let mut stream = message(HS_ENCRYPTED_EXTENSIONS, &[0, 0]);
+        stream.extend_from_slice(&cr);
+        stream.extend(message(HS_CERTIFICATE, &[0, 0, 0, 0]));
+        stream.extend(message(HS_FINISHED, &[9; 32]));
+        let mut keys = RecordKeys::new(Suite::Aes128GcmSha256, &SECRET).unwrap();
+        for chunk in stream.chunks(size) {
+            let mut content = chunk.to_vec();
+            content.push(CONTENT_HANDSHAKE);
+            content.resize(content.len() + pad, 0);
+            // seal(0, ..) appends a zero: padding after the real type.
+            wire.extend(keys.seal(0, &content).unwrap());
+        }
+        (wire, cr)
+    }
+
+    #[test]
+    fn tls13_is_read_exactly_once_the_secret_is_known() {
+        let names: Vec<Vec<u8>> = (0..300)
+            .map(|i| vec![0x30, i as u8, 1, 2, 3, 4, 5])
+            .collect();
+        for (size, pad) in [(16_384, 0), (1_000, 3), (37, 0)] {
+            let (wire, cr) = flight13(&names, size, pad);
+            let mut f = FirstFlight::new();
+            f.feed(&wire);
+            // Held until the secret comes.
+            assert!(f.wants_secret() && !f.done() && f.request().is_none());
+            let start = f.protected_start().expect("protected part");
+            assert_eq!(&wire[start..start + 6], &[20, 3, 3, 0, 1, 1]);
+            f.set_secret(&SECRET);
+            assert!(f.done() && f.decrypted_whole(), "{:?}", f.unreadable());
+            assert_eq!(f.unreadable(), None);
+            let req = f.request().expect("request");
+            assert_eq!(req.body_bytes, cr.len() - 4);
+            let Ok(RequestBody::Tls13(parsed)) = &req.parsed else {
+                panic!("{:?}", req.parsed);
+            };
+            assert_eq!(parsed.ca_names, names);
+            assert_eq!(parsed.extensions, [(13, 6), (47, 2 + 300 * 9)]);
+            let carried: usize = req.records.iter().map(|r| r.request_bytes).sum();
+            assert_eq!(carried, cr.len(), "{size}");
+            // Each protected record: header, content, type, padding (pad
+            // zeros and the one seal(0, ..) adds), tag.
+            for r in &req.records {
+                assert!(r.record_bytes <= 5 + size + 1 + pad + 1 + 16);
+                assert!(r.record_bytes >= 5 + r.request_bytes + 1 + pad + 1 + 16);
+            }
+            assert_eq!(req.records.len() > 1, cr.len() > size, "{size}");
+            let names_seen: Vec<&str> = f
+                .decrypted_messages()
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect();
+            assert_eq!(
+                names_seen,
+                [
+                    "EncryptedExtensions",
+                    "CertificateRequest",
+                    "Certificate",
+                    "Finished"
+                ]
+            );
+            // The secret given first, and the bytes one at a time: the same.
+            let mut g = FirstFlight::new();
+            for b in &wire {
+                g.feed(std::slice::from_ref(b));
+                g.set_secret(&SECRET);
+            }
+            assert_eq!(summary(&f), summary(&g));
+        }
+    }
+
+    #[test]
+    fn tls13_says_why_it_cannot_be_read() {
+        let names = vec![vec![0x30, 0]];
+        let (wire, _) = flight13(&names, 16_384, 0);
+        // The wrong secret.
+        let mut f = FirstFlight::new();
+        f.feed(&wire);
+        f.set_secret(&[8; 32]);
+        assert!(f.done() && f.request().is_none());
+        assert!(
+            f.unreadable()
+                .is_some_and(|w| w.contains("does not decrypt")),
+            "{:?}",
+            f.unreadable()
+        );
+        // A secret of the wrong length.
+        let mut f = FirstFlight::new();
+        f.feed(&wire);
+        f.set_secret(&[8; 48]);
+        assert!(
+            f.unreadable().is_some_and(|w| w.contains("48-byte")),
+            "{:?}",
+            f.unreadable()
+        );
+        // A suite it does not know.
+        let mut odd = wire.clone();
+        odd[5 + 4 + 35..5 + 4 + 37].copy_from_slice(&[0x13, 0x04]);
+        let mut f = FirstFlight::new();
+        f.feed(&odd);
+        f.set_secret(&SECRET);
+        assert!(
+            f.unreadable().is_some_and(|w| w.contains("0x1304")),
+            "{:?}",
+            f.unreadable()
+        );
+        // No secret at all.
+        let mut f = FirstFlight::new();
+        f.feed(&wire);
+        f.give_up("none logged");
+        assert!(f.done() && !f.wants_secret());
+        assert_eq!(f.unreadable(), Some("none logged"));
     }
 
     proptest! {

@@ -528,6 +528,16 @@ impl Preset {
         self.verified.starts_with("verified here")
     }
 
+    /// Whether the row is proven for a request received over TLS `version`:
+    /// [`Preset::is_verified`], and for TLS 1.3 also not marked "not
+    /// verified here" in `versions_source`. `umlab probe` judges decrypted
+    /// TLS 1.3 requests, and must not call a TLS 1.3 verdict proven on TLS
+    /// 1.2 evidence alone.
+    pub fn is_verified_over(&self, version: Version) -> bool {
+        self.is_verified()
+            && (version == Version::Tls12 || !self.versions_source.contains("not verified here"))
+    }
+
     /// The sources, one line.
     pub fn sources_text(&self) -> String {
         self.sources
@@ -670,6 +680,17 @@ pub(crate) fn reach_of(preset: &str, rules: &[Rule]) -> Reach {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls13_verdicts_are_proven_only_where_tls13_was_measured() {
+        let wolf = find("wolfssl5").unwrap();
+        assert!(wolf.is_verified_over(Version::Tls12));
+        assert!(!wolf.is_verified_over(Version::Tls13));
+        let java = find("java17").unwrap();
+        assert!(java.is_verified_over(Version::Tls12) && java.is_verified_over(Version::Tls13));
+        let nss = find("nss").unwrap();
+        assert!(!nss.is_verified_over(Version::Tls12) && !nss.is_verified_over(Version::Tls13));
+    }
 
     #[test]
     fn names_and_aliases_are_unique() {

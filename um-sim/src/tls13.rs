@@ -389,6 +389,10 @@ pub struct CertificateRequest13 {
     /// certificate_authorities: the DER Names, in order (empty when the
     /// extension is absent).
     pub ca_names: Vec<Vec<u8>>,
+    /// Every extension as (type, bytes of its data), in order: so a reader
+    /// (`umlab probe`) can account for each byte of the body, including
+    /// extensions the tap does not decode.
+    pub extensions: Vec<(u16, usize)>,
 }
 
 impl CertificateRequest13 {
@@ -403,6 +407,7 @@ impl CertificateRequest13 {
             ..CertificateRequest13::default()
         };
         for (t, data) in extensions(block, "CertificateRequest extensions")? {
+            req.extensions.push((t, data.len()));
             match t {
                 EXT_CERTIFICATE_AUTHORITIES => {
                     let mut e = Cursor::new(data, "certificate_authorities");
@@ -626,6 +631,7 @@ bfc44d87f38f80338ac98fc46deb384bd1caeacab6867d726c40546";
         let req = CertificateRequest13::parse(&body).unwrap();
         assert_eq!(req.sig_schemes, [0x0403, 0x0804]);
         assert_eq!(req.ca_names, [vec![0x30, 0], vec![0x30, 1, 7]]);
+        assert_eq!(req.extensions, [(13, 6), (47, 11)]);
         assert!(req.context.is_empty());
         body.push(0);
         assert!(CertificateRequest13::parse(&body).is_err(), "trailing byte");
