@@ -488,6 +488,8 @@ async fn markup_in_a_root_subject_is_shown_as_text() {
     let mut lab = start_server(store, ca, |s| {
         s.policy.policy = Policy::Full;
         s.http = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        // A harmless fault, so the page shows the faults a connection got.
+        s.faults = lab_server::faults::parse_all(&["tls:delay-before-done=1"]).expect("a fault");
     })
     .await
     .expect("lab-server");
@@ -533,6 +535,16 @@ async fn markup_in_a_root_subject_is_shown_as_text() {
     )
     .await;
     let conn_view = js(&c, &format!("(function () {{ {check} }})()")).await;
+    let fired = js(
+        &c,
+        "(document.getElementById('faults-fired') || {}).textContent || null",
+    )
+    .await;
+    assert_eq!(
+        fired,
+        json!("Faults injected: tls:delay-before-done=1 at handshake 1"),
+        "the connection's faults on the page"
+    );
     for (view, v) in [("store", store_view), ("connection", conn_view)] {
         assert_eq!(v["pwned"], "undefined", "{view}: {v}");
         assert_eq!(v["injected"], false, "{view}");

@@ -6,7 +6,8 @@
 // Stable hooks for tests and scripts: #conn-ID and #msg-ID rows, #cut-summary,
 // #last-kept and #first-dropped (the names either side of the cut),
 // #event-36885, #client-chain, #client-certificate-message (data-kind: none,
-// empty, sent, encrypted), #client-chain-note, #player (the voicemail's audio).
+// empty, sent, encrypted), #client-chain-note, #faults-fired (the faults
+// lab-server injected in the connection), #player (the voicemail's audio).
 const $ = (id) => document.getElementById(id);
 function el(tag, text, cls) {
   const e = document.createElement(tag);
@@ -100,6 +101,10 @@ async function showConnection(id) {
   det.dataset.connection = ev.id;
   const hs = ev.handshake;
   det.appendChild(el("p", `persona ${ev.persona}; TLS ${ev.tls_version || "-"} ${ev.cipher_suite || ""}; handshake ${hs ? hs.outcome : "none"}` + (hs && hs.alert ? `, alert ${hs.alert}` : "") + (hs && hs.error ? ` (${hs.error})` : "")));
+  if (ev.faults && ev.faults.length) {
+    const f = el("p", "Faults injected: " + ev.faults.join("; "), "failed"); f.id = "faults-fired";
+    det.appendChild(f);
+  }
   const r = d.request;
   if (r) {
     const last = r.names.length ? r.names[r.names.length - 1] : null;
