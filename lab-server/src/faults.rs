@@ -26,8 +26,10 @@ use serde::Serialize;
 
 use certgen::wire::NAME_LEN_PREFIX;
 
-/// The SMTP reply codes a fault may send (RFC 5321 4.2.3 lists each for
-/// MAIL, RCPT and the end of DATA).
+/// The SMTP reply codes a fault may send: the transient and permanent
+/// failures servers give at MAIL, RCPT and the end of DATA (RFC 5321 4.2.3
+/// defines them; its 4.3.2 does not list 554 for MAIL or RCPT, which servers
+/// send in practice).
 pub const SMTP_CODES: [u16; 5] = [421, 451, 452, 550, 554];
 
 /// Where in a transaction an SMTP fault answers.

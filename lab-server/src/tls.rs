@@ -153,6 +153,12 @@ fn finish(
     let mut config = builder.with_single_cert(chain, key)?;
     config.max_fragment_size = Some(max_fragment);
     config.cert_decompressors = Vec::new();
+    // No resumption: a resumed session has no CertificateRequest and no
+    // client Certificate, and every connection to the lab is there to show
+    // them (a real Hub resumes; a client that reconnects to the lab gets a
+    // full handshake each time).
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     if keylog {
         config.key_log = Arc::new(rustls::KeyLogFile::new());
     }

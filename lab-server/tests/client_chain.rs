@@ -230,3 +230,28 @@ async fn tls13_says_the_certificate_was_encrypted() {
     assert_eq!(ev.client_chain.len(), 1);
     assert!(ev.client_chain[0].issuer_listed);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reconnecting_client_gets_a_full_handshake_each_time() {
+    // A rustls client caches the session and offers to resume it; the lab
+    // does not resume, so the second connection shows the request and the
+    // chain again instead of a resumed session with neither.
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let mut lab = common::start(10, |s| {
+            if version == &rustls::version::TLS13 {
+                s.tls_version = TlsVersion::Tls13;
+            }
+        })
+        .await;
+        let config = client_presenting(um_of(common::pki()), &[version]);
+        for n in 1..=2 {
+            let ev = handshake(&mut lab, config.clone()).await;
+            let what = format!("{version:?}, connection {n}");
+            assert_eq!(outcome(&ev), Some("ok"), "{what}: {ev:#?}");
+            assert!(ev.certificate_request.is_some(), "{what}");
+            assert_eq!(ev.client_certificate_message, Some("sent"), "{what}");
+            assert_eq!(ev.client_chain_note, None, "{what}: the wire agrees");
+            assert_eq!(ev.client_chain.len(), 1, "{what}");
+        }
+    }
+}

@@ -293,7 +293,15 @@ async fn cut_list_at_advertises_the_list_cut_at_n_bytes() {
     let ev = lab.event_for(local.parse().unwrap()).await;
     assert_eq!(ev.tls_version.as_deref(), Some("TLSv1_2"));
     assert_eq!(ev.handshake.map(|h| h.outcome), Some("ok"));
-    assert_eq!(ev.certificate_request.map(|c| c.ca_names), Some(3));
+    let info = ev.certificate_request.expect("the request");
+    assert_eq!((info.ca_names, info.source), (3, "wire"));
+    assert!(
+        info.difference
+            .starts_with("TLS 1.2 on a server planned for TLS 1.3"),
+        "{}",
+        info.difference
+    );
+    assert_eq!(info.real_overhead, None);
 }
 
 /// EHLO, STARTTLS, TLS, EHLO: a session ready for MAIL.

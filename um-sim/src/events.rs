@@ -47,7 +47,8 @@ pub fn for_attempt(header: &Path, server: &str, attempt: &Attempt) -> Option<UmE
                 if attempt.permanent() {
                     // um-sim's rule (RFC 5321 4.2.1); UM's own is not verified here.
                     "The response is permanent (5yz): the message was moved to the badvoicemail \
-                     folder and will not be retried."
+                     folder and will not be retried (um-sim's rule, RFC 5321 4.2.1; Exchange \
+                     UM's own handling is not verified here)."
                 } else {
                     "The message will be retried."
                 }

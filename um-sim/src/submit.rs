@@ -232,14 +232,20 @@ async fn one(
     match &event {
         Some(ev) => report(events::render(ev, &when)),
         None => report(format!(
-            "delivered {} ({})",
+            "delivered {} ({}){}",
             item.guid,
             attempt
                 .smtp
                 .iter()
                 .rev()
                 .find(|e| e.code == 250)
-                .map_or(String::new(), |e| format!("{} {}", e.code, e.reply))
+                .map_or(String::new(), |e| format!("{} {}", e.code, e.reply)),
+            attempt
+                .unjudged
+                .as_ref()
+                .map_or(String::new(), |why| format!(
+                    "; the profile's record rules were not judged: {why}"
+                ))
         )),
     }
     if let Some(file) = events {

@@ -657,6 +657,23 @@ fn delivers_voicemail_with_client_certificate() {
     }
 }
 
+/// A server whose only TLS 1.3 group is P-256 answers rustls's X25519 key
+/// share with a HelloRetryRequest, which the tap does not follow: the
+/// delivery is recorded as not judged by the profile's record rules, with
+/// the reason, instead of passing for a verdict.
+#[test]
+fn a_hello_retry_request_leaves_the_rules_unjudged_and_says_so() {
+    for ev in delivers("1.3-p256", "java17") {
+        assert_eq!(ev["tls_version"], "TLSv1_3", "{ev:#}");
+        let why = ev["unjudged"].as_str().unwrap_or_default();
+        assert!(why.contains("HelloRetryRequest"), "{ev:#}");
+    }
+    // Without the retry, the same stack is judged: no such field.
+    for ev in delivers("1.3", "java17") {
+        assert!(ev.get("unjudged").is_none(), "{ev:#}");
+    }
+}
+
 /// The same server with the incident's client: Schannel on 2008 R2 has no
 /// TLS 1.3, so it negotiates TLS 1.2 and the tap reads the plaintext request.
 #[test]

@@ -14,7 +14,10 @@ SIGTERM, SIGINT or when stdin closes (the test holds the write end).
 
 Usage:
     aiosmtpd_server.py --host 127.0.0.1 --port 0 --cert hub.pem --key hub.key \
-        --ca ca.pem --maildir DIR [--tls-max 1.2|1.3]
+        --ca ca.pem --maildir DIR [--tls-max 1.2|1.3|1.3-p256]
+
+`1.3-p256` allows TLS 1.3 with the P-256 group only, so a client whose first
+key share is X25519 (rustls) gets a HelloRetryRequest.
 """
 
 import argparse
@@ -109,6 +112,9 @@ def tls_context(args):
     ctx.load_verify_locations(cafile=args.ca)
     if args.tls_max == "1.2":
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    if args.tls_max == "1.3-p256":
+        # OpenSSL 3 takes the one curve as the whole groups list.
+        ctx.set_ecdh_curve("prime256v1")
     return ctx
 
 
@@ -120,7 +126,7 @@ def main():
     p.add_argument("--key", required=True)
     p.add_argument("--ca", required=True)
     p.add_argument("--maildir", required=True)
-    p.add_argument("--tls-max", choices=("1.2", "1.3"), default="1.3")
+    p.add_argument("--tls-max", choices=("1.2", "1.3", "1.3-p256"), default="1.3")
     args = p.parse_args()
 
     logging.basicConfig(

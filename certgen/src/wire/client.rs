@@ -20,7 +20,17 @@ pub fn parse_certificate_list(body: &[u8]) -> Result<Vec<Vec<u8>>, DecodeError> 
     let mut certs = Vec::new();
     while !list.is_empty() {
         let field = Field::Certificate(certs.len() + 1);
-        certs.push(list.vec_u24(field)?.to_vec());
+        let cert = list.vec_u24(field)?;
+        if cert.is_empty() {
+            // ASN.1Cert<1..2^24-1>: an empty entry is malformed (and would let
+            // 3 bytes of a peer's input cost the server a chain entry).
+            return Err(DecodeError::Missing {
+                field,
+                needed: 1,
+                available: 0,
+            });
+        }
+        certs.push(cert.to_vec());
     }
     Ok(certs)
 }
@@ -330,12 +340,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_empty_certificate_entry_is_malformed() {
+        // certificate_list of 6 bytes: a 3-byte entry, then an empty one.
+        let body = [0, 0, 9, 0, 0, 3, 0x30, 1, 0, 0, 0, 0];
+        assert_eq!(
+            parse_certificate_list(&body),
+            Err(DecodeError::Missing {
+                field: Field::Certificate(2),
+                needed: 1,
+                available: 0,
+            })
+        );
+        assert_eq!(
+            parse_certificate_list(
+                &body[..9]
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .map(|(i, b)| if i == 2 { 6 } else { b })
+                    .collect::<Vec<_>>()
+            ),
+            Ok(vec![vec![0x30, 1, 0]])
+        );
+    }
+
     proptest! {
         /// Any split of the client's bytes gives the same result, for any
         /// chain and record size; any bytes at all give a result.
         #[test]
         fn any_split_reads_the_same(
-            certs in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..4),
+            certs in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..300), 0..4),
             max in 1usize..400,
             cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
             noise in prop::collection::vec(any::<u8>(), 0..64),

@@ -230,11 +230,14 @@ impl Settings {
 
 /// A random seed for the faults' draws when none is given: std's hasher
 /// keys are random per process.
+/// A fresh seed of 53 bits: the API reports it in JSON, and a reader that
+/// holds numbers as doubles (jq, a browser) must get it back exactly to
+/// reproduce the draws.
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(0x0075_6d6c_6162);
-    h.finish()
+    h.finish() & ((1 << 53) - 1)
 }
 
 /// A name that can stand in the greeting and the EHLO reply: a domain
@@ -525,10 +528,10 @@ impl Server {
             next_id: AtomicU64::new(1),
             rewrite: Rewrite {
                 fail_before_request: fails_each_handshake,
-                no_cert_alert: match version {
-                    TlsVersion::Tls12 => p.no_cert_alert_tls12,
-                    TlsVersion::Tls13 => None,
-                },
+                // Also on a TLS 1.3 server, for the TLS 1.2 clients it takes:
+                // the shaper rewrites plaintext alerts only, and a TLS 1.3
+                // alert is encrypted.
+                no_cert_alert: p.no_cert_alert_tls12,
                 ..Rewrite::default()
             },
             without_cert: p.without_cert,

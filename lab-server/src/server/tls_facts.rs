@@ -199,8 +199,9 @@ pub(super) fn advertised_list<'a>(
 pub(super) fn client_chain(chain: &[impl AsRef<[u8]>], advertised: &[Vec<u8>]) -> Vec<ChainCert> {
     use x509_parser::prelude::{FromDer, X509Certificate};
     let listed = |name: &[u8]| advertised.iter().any(|a| a.as_slice() == name);
-    chain
+    let mut kept: Vec<ChainCert> = chain
         .iter()
+        .take(MAX_CHAIN_KEPT)
         .map(|der| match X509Certificate::from_der(der.as_ref()) {
             Ok((_, cert)) => ChainCert {
                 subject: cert.subject().to_string(),
@@ -217,8 +218,32 @@ pub(super) fn client_chain(chain: &[impl AsRef<[u8]>], advertised: &[Vec<u8>]) -
                 error: Some(format!("not X.509 ({} bytes): {e}", der.as_ref().len())),
             },
         })
-        .collect()
+        .collect();
+    if let Some(more) = chain.len().checked_sub(MAX_CHAIN_KEPT).filter(|&n| n > 0) {
+        kept.push(ChainCert {
+            subject: String::new(),
+            issuer: String::new(),
+            issuer_listed: false,
+            listed: false,
+            error: Some(format!(
+                "{more} more certificate(s) not kept (lab-server keeps the first {MAX_CHAIN_KEPT})"
+            )),
+        });
+    }
+    kept
 }
+
+/// Certificates of a client chain kept in an event: a real chain has 1 to 4,
+/// and a peer must not make each of the inspector's 1,000 kept events hold
+/// thousands.
+const MAX_CHAIN_KEPT: usize = 16;
+
+/// What a TLS 1.2 request from a `--tls 1.3` server is, next to the real
+/// server's: the lab plans one list for TLS 1.3 and rustls sends it to a
+/// TLS 1.2 client too.
+const TLS12_ON_A_TLS13_PLAN: &str = "TLS 1.2 on a server planned for TLS 1.3: the names and \
+signature schemes are the TLS 1.3 plan's; the persona's own TLS 1.2 request (its schemes and \
+certificate types; s2n's empty list) is not modeled on a --tls 1.3 server: not verified here";
 
 /// The CertificateRequest for the event: read off the wire in TLS 1.2, from
 /// the lab's own encoding in TLS 1.3 (encrypted there).
@@ -244,8 +269,16 @@ pub(super) fn request_info(shared: &Shared, facts: &WireFacts) -> Option<CertReq
                 overhead: seen
                     .message_bytes
                     .saturating_sub(certgen::wire::HANDSHAKE_HEADER_LEN + list),
-                real_overhead: persona.real_overhead,
-                difference: persona.difference.clone(),
+                real_overhead: match shared.tls_version {
+                    TlsVersion::Tls12 => persona.real_overhead,
+                    TlsVersion::Tls13 => None,
+                },
+                difference: match shared.tls_version {
+                    TlsVersion::Tls12 => persona.difference.clone(),
+                    // The plan is the TLS 1.3 one: the persona's own TLS 1.2
+                    // request is not what went out.
+                    TlsVersion::Tls13 => TLS12_ON_A_TLS13_PLAN.to_owned(),
+                },
             })
         }
         (TlsVersion::Tls13, _) if facts.server_hello => Some(CertRequestInfo {
@@ -302,6 +335,19 @@ mod tests {
             .into_iter()
             .map(|d| CertificateDer::from(d.to_vec()))
             .collect()
+    }
+
+    #[test]
+    fn a_long_chain_is_kept_to_its_first_certificates() {
+        let junk = vec![vec![0x30, 0x03, 1, 2, 3]; MAX_CHAIN_KEPT + 4];
+        let got = client_chain(&junk, &[]);
+        assert_eq!(got.len(), MAX_CHAIN_KEPT + 1);
+        let last = got.last().and_then(|c| c.error.clone()).unwrap_or_default();
+        assert!(last.starts_with("4 more certificate(s) not kept"), "{last}");
+        assert_eq!(
+            client_chain(&junk[..MAX_CHAIN_KEPT], &[]).len(),
+            MAX_CHAIN_KEPT
+        );
     }
 
     #[test]

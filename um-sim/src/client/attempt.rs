@@ -101,6 +101,12 @@ pub struct Attempt {
     /// The code of the SMTP reply that ended a failed attempt, when a reply
     /// did (none for a broken connection or a TLS failure).
     pub reply_code: Option<u16>,
+    /// Why the profile's record rules could not be judged, when the tap lost
+    /// the server's TLS 1.3 flight (a HelloRetryRequest, an unknown suite,
+    /// no secret): then a delivery says nothing about the modeled stack's
+    /// limits, and the record must say so rather than pass for a verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unjudged: Option<String>,
 }
 
 impl Attempt {

@@ -209,7 +209,11 @@ pub async fn submit(
     let connector = tokio_rustls::TlsConnector::from(config);
     let handshake =
         tokio::time::timeout(t, connector.connect(settings.server_name.clone(), stream)).await;
-    attempt.certificate_request = tap.lock().ok().and_then(|tap| tap.seen().request.clone());
+    if let Ok(tap) = tap.lock() {
+        let seen = tap.seen();
+        attempt.certificate_request = seen.request.clone();
+        attempt.unjudged = seen.blind.clone();
+    }
     attempt.certificate = decision.lock().ok().and_then(|d| d.clone());
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
