@@ -597,4 +597,13 @@ async fn cut_list_at_reaches_a_tls13_client() {
     let info = ev.certificate_request.expect("request info");
     assert_eq!(info.source, "encoding");
     assert_eq!(info.ca_names, want.len());
+    // The figures are the cut list's: shorter than the planned request by
+    // exactly the names cut away.
+    let planned = lab.server.report();
+    let cut_bytes: usize = want.iter().map(|n| 2 + n.len()).sum();
+    assert_eq!(
+        planned.message_bytes - info.bytes,
+        planned.list_bytes - cut_bytes
+    );
+    assert_eq!(info.records, 1);
 }

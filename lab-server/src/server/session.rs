@@ -191,11 +191,17 @@ async fn serve(tcp: TcpStream, conn: &mut Conn<'_>) -> String {
     ) && info.source == "encoding"
     {
         // TLS 1.3: the request is encrypted, so its figures come from the
-        // lab's encoding of the planned list; the names sent are the cut ones.
+        // lab's encoding, here of the cut list.
+        let bytes: usize = list
+            .iter()
+            .map(|n| certgen::wire::NAME_LEN_PREFIX + n.len())
+            .sum();
+        let shape = conn.shared.report.shape;
         info.ca_names = list.len();
+        info.bytes = shape.message_len(bytes);
+        info.records = crate::policy::records_for(info.bytes, conn.shared.max_fragment);
         info.difference = format!(
-            "{}; the list was cut at {at} bytes by tls:cut-list-at (bytes and records are the \
-             planned list's)",
+            "{}; the list was cut at {at} bytes by tls:cut-list-at",
             info.difference
         );
     }
