@@ -96,7 +96,11 @@ fn run_tls13_server(path: PathBuf) -> Result<(), Failed> {
     }
     r.tls = TlsVersion::Tls13;
     r.scenario.server.tls = "1.3".into();
-    let tls = umlab::engine::predict::negotiated(r.tls, r.client.versions());
+    let tls = umlab::engine::predict::negotiated(
+        r.tls,
+        r.persona.takes_tls12_beside_tls13(),
+        r.client.versions(),
+    );
     if tls != Some(TlsVersion::Tls12) {
         return Err(format!("predicted TLS {tls:?} for {}", r.client.name).into());
     }

@@ -421,6 +421,15 @@ pub const PERSONAS: &[Persona] = &[
 ];
 
 impl Persona {
+    /// Whether a `--tls 1.3` server of this persona also takes TLS 1.2
+    /// clients. The lab plans one list, for TLS 1.3; it may hand it to a
+    /// TLS 1.2 client only where the real server sends the same names in
+    /// both versions. s2n sends none in TLS 1.2, so there the lab's TLS 1.3
+    /// server takes TLS 1.3 only rather than send names s2n would not.
+    pub fn takes_tls12_beside_tls13(&self) -> bool {
+        self.names_in_tls12
+    }
+
     /// The row of `name`.
     pub fn get(name: PersonaName) -> Persona {
         PERSONAS

@@ -69,6 +69,9 @@ pub struct TlsInputs<'a> {
     /// Reject every client certificate with this reason (Schannel with
     /// KB 2880390's broken client authentication).
     pub reject_all: Option<String>,
+    /// Whether a TLS 1.3 server also takes TLS 1.2
+    /// ([`crate::persona::Persona::takes_tls12_beside_tls13`]).
+    pub tls12_beside_tls13: bool,
 }
 
 /// The built configuration.
@@ -93,6 +96,7 @@ pub struct ServerTls {
 pub struct Rebuild {
     provider: Arc<CryptoProvider>,
     version: TlsVersion,
+    tls12_beside_tls13: bool,
     verifier: PersonaVerifier,
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -114,7 +118,7 @@ impl Rebuild {
             ..self.verifier.clone()
         });
         let builder = rustls::ServerConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(versions(self.version))?
+            .with_protocol_versions(versions(self.version, self.tls12_beside_tls13))?
             .with_client_cert_verifier(verifier);
         let config = finish(
             builder,
@@ -130,14 +134,20 @@ impl Rebuild {
 /// The versions a server of `version` takes. A server allowing TLS 1.3
 /// (Postfix, OpenSSL, every 2b server that has it) also takes TLS 1.2: a
 /// client without TLS 1.3 (Schannel before Windows Server 2022) negotiates
-/// TLS 1.2 with it.
-fn versions(version: TlsVersion) -> &'static [&'static rustls::SupportedProtocolVersion] {
+/// TLS 1.2 with it; unless `tls12_beside_tls13` is off (a persona whose TLS
+/// 1.2 names differ from its TLS 1.3 ones).
+fn versions(
+    version: TlsVersion,
+    tls12_beside_tls13: bool,
+) -> &'static [&'static rustls::SupportedProtocolVersion] {
     static TLS12: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
-    static TLS13: [&rustls::SupportedProtocolVersion; 2] =
+    static TLS13: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    static BOTH: [&rustls::SupportedProtocolVersion; 2] =
         [&rustls::version::TLS13, &rustls::version::TLS12];
-    match version {
-        TlsVersion::Tls12 => &TLS12,
-        TlsVersion::Tls13 => &TLS13,
+    match (version, tls12_beside_tls13) {
+        (TlsVersion::Tls12, _) => &TLS12,
+        (TlsVersion::Tls13, true) => &BOTH,
+        (TlsVersion::Tls13, false) => &TLS13,
     }
 }
 
@@ -327,7 +337,7 @@ pub fn server_config(inputs: TlsInputs<'_>) -> Result<ServerTls, TlsError> {
     }
     let provider = provider();
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions(inputs.version))?;
+        .with_protocol_versions(versions(inputs.version, inputs.tls12_beside_tls13))?;
     let mut rejected = 0;
     let mut strict = None;
     let mut outer = None;
@@ -372,6 +382,7 @@ pub fn server_config(inputs: TlsInputs<'_>) -> Result<ServerTls, TlsError> {
     let rebuild = outer.map(|verifier| Rebuild {
         provider: provider.clone(),
         version: inputs.version,
+        tls12_beside_tls13: inputs.tls12_beside_tls13,
         verifier,
         chain: inputs.chain.clone(),
         key: inputs.key.clone_key(),

@@ -456,3 +456,36 @@ async fn schannel_2012_trust_mode_2_advertises_and_trusts_only_the_issuers_store
         "{e:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls13_s2n_server_takes_tls13_only() {
+    // s2n sends its names in TLS 1.3 and none in TLS 1.2; the lab plans one
+    // list, so its TLS 1.3 s2n server refuses a TLS 1.2 client instead of
+    // sending it names s2n would not.
+    let mut lab = start(20, |s| {
+        s.use_persona(PersonaName::S2n);
+        s.tls_version = lab_server::policy::TlsVersion::Tls13;
+    })
+    .await;
+    assert!(lab.server.report().kept > 0, "names in TLS 1.3");
+    let mut s = Smtp::greeted(lab.addr()).await;
+    assert_eq!(s.cmd("EHLO um.lab.test").await.code, 250);
+    assert_eq!(s.cmd("STARTTLS").await.code, 220);
+    // common's client offers TLS 1.2 only.
+    let refused = s.tls().await;
+    assert!(refused.is_err(), "a TLS 1.2 client was taken");
+    let ev = lab.next_event().await;
+    assert_eq!(ev.handshake.map(|h| h.outcome), Some("failed"));
+    // Another persona's TLS 1.3 server takes the same client over TLS 1.2.
+    let mut lab = start(20, |s| {
+        s.use_persona(PersonaName::Openssl);
+        s.tls_version = lab_server::policy::TlsVersion::Tls13;
+    })
+    .await;
+    let mut s = Smtp::greeted(lab.addr()).await;
+    assert_eq!(s.cmd("EHLO um.lab.test").await.code, 250);
+    assert_eq!(s.cmd("STARTTLS").await.code, 220);
+    drop(s.tls().await.expect("TLS 1.2 beside TLS 1.3"));
+    let ev = lab.next_event().await;
+    assert_eq!(ev.tls_version.as_deref(), Some("TLSv1_2"));
+}

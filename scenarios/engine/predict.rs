@@ -159,12 +159,18 @@ fn buffered(body_bytes: usize, max_fragment: usize) -> usize {
 }
 
 /// The TLS version a server offering `server` (a lab TLS 1.3 server also
-/// takes TLS 1.2) and a client offering `client` agree on; `None` when they
-/// share none (the handshake fails with protocol_version).
-pub fn negotiated(server: TlsVersion, client: &[Version]) -> Option<TlsVersion> {
+/// takes TLS 1.2 when `tls12_beside_tls13`, as its persona says) and a
+/// client offering `client` agree on; `None` when they share none (the
+/// handshake fails with protocol_version).
+pub fn negotiated(
+    server: TlsVersion,
+    tls12_beside_tls13: bool,
+    client: &[Version],
+) -> Option<TlsVersion> {
     let offers = |v| client.contains(&v);
     match server {
         TlsVersion::Tls13 if offers(Version::Tls13) => Some(TlsVersion::Tls13),
+        TlsVersion::Tls13 if !tls12_beside_tls13 => None,
         _ if offers(Version::Tls12) => Some(TlsVersion::Tls12),
         _ => None,
     }
@@ -276,7 +282,11 @@ pub fn predict<I: AsRef<[u8]>>(
     let profile = &setup.client;
     // The version the handshake runs: the client offers its stack's
     // versions; a TLS 1.3 server of the lab also takes TLS 1.2.
-    let Some(tls) = negotiated(setup.tls, profile.versions()) else {
+    let Some(tls) = negotiated(
+        setup.tls,
+        setup.persona.takes_tls12_beside_tls13(),
+        profile.versions(),
+    ) else {
         p.server = Some(ServerCause::NoCommonVersion);
         p.outcome = Outcome::Failed(class_name(FailureClass::Tls));
         return p;
@@ -370,4 +380,25 @@ pub fn predict<I: AsRef<[u8]>>(
         }));
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tls13_server_takes_tls12_only_where_its_persona_allows() {
+        use um_sim::presets::Version::{Tls12, Tls13};
+        let schannel = [Tls12];
+        assert_eq!(
+            negotiated(TlsVersion::Tls13, true, &schannel),
+            Some(TlsVersion::Tls12)
+        );
+        assert_eq!(negotiated(TlsVersion::Tls13, false, &schannel), None);
+        assert_eq!(
+            negotiated(TlsVersion::Tls13, false, &[Tls12, Tls13]),
+            Some(TlsVersion::Tls13)
+        );
+        assert_eq!(negotiated(TlsVersion::Tls12, false, &[Tls13]), None);
+    }
 }

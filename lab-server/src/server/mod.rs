@@ -447,6 +447,7 @@ impl Server {
             }),
             accept_untrusted: p.without_cert == WithoutCert::Reply421,
             reject_all: resolved.broken.clone(),
+            tls12_beside_tls13: p.takes_tls12_beside_tls13(),
         })?;
         let (config, rejected, rebuild) = (tls.config, tls.rejected, tls.rebuild);
         let maildir = Maildir::create(&settings.maildir, &settings.hostname)

@@ -243,7 +243,7 @@ const MAX_CHAIN_KEPT: usize = 16;
 /// TLS 1.2 client too.
 const TLS12_ON_A_TLS13_PLAN: &str = "TLS 1.2 on a server planned for TLS 1.3: the names and \
 signature schemes are the TLS 1.3 plan's; the persona's own TLS 1.2 request (its schemes and \
-certificate types; s2n's empty list) is not modeled on a --tls 1.3 server: not verified here";
+certificate types) is not modeled on a --tls 1.3 server: not verified here";
 
 /// The CertificateRequest for the event: read off the wire in TLS 1.2, from
 /// the lab's own encoding in TLS 1.3 (encrypted there).
